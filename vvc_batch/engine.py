@@ -1,0 +1,386 @@
+"""The OpenDSS engine wrapper: one DSS C-API context holding one compiled circuit.
+
+Everything that touches OpenDSS lives here: compiling a system without writing files or
+changing the working directory, discovering the controllable devices, bulk reads of node
+voltages (a zero-copy view of the solver's voltage vector), writes of device settings
+through index-activated setters that skip unchanged values, and per-hour load multipliers
+held in numpy memory that OpenDSS reads in place.
+
+One engine carries one environment's history. OpenDSS keeps more state between solves
+than the voltage vector: a Y-matrix rebuild bakes in the load admittances of the *last*
+solved hour, and RegControls patch Y incrementally. Environments that took turns on one
+engine would therefore see each other's history (measured: up to 7e-6 pu at the default
+tolerance), so every environment gets its own engine; contexts are cheap (2-34 MiB).
+
+Units: voltages in pu of the bus base, power in kW/kvar (positive = drawn by the element),
+taps as tap numbers ``0..num_taps`` (ratio = min_tap + n * step).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from vvc_batch.dss_script import build_script
+from vvc_batch.errors import EngineError
+from vvc_batch.systems import RegulatorSpec
+
+# ControlMode values of OpenDSS
+CONTROL_OFF = -1
+CONTROL_STATIC = 0
+# YMatrix.SolverOptions: reuse the symbolic factorization between Y rebuilds
+SOLVER_REUSE_SYMBOLIC = 2
+
+
+@dataclass(frozen=True)
+class CircuitLayout:
+    """What an engine found in its circuit; identical for every engine of one system."""
+
+    bus_names: tuple[str, ...]
+    node_names: tuple[str, ...]  # "bus.node", lower case, observation order
+    bus_start: np.ndarray  # index of each bus's first node in node_names
+    capacitor_names: tuple[str, ...]
+    regulator_names: tuple[str, ...]  # transformer names, in OpenDSS Transformers order
+    battery_names: tuple[str, ...]  # generator names, in the caller's order
+    load_names: tuple[str, ...]
+
+
+def _new_context():
+    # imported here so that importing vvc_batch does not load the engine library
+    from dss import DSS as _prime
+
+    ctx = _prime.NewContext()
+    ctx.AllowChangeDir = False
+    ctx.AllowForms = False
+    ctx.AllowEditor = False
+    return ctx
+
+
+class DssEngine:
+    """One OpenDSS circuit in its own DSS C-API context.
+
+    Args:
+        master: path of the system's daily-mode master file.
+        battery_names: OpenDSS Generator names acting as batteries (case-insensitive).
+        regulator: tap range of the regulators.
+        horizon: hours per episode (load-profile slot length).
+        solver_tolerance: OpenDSS ``Tolerance``; ``None`` keeps OpenDSS's default (1e-4).
+        max_iterations: OpenDSS ``MaxIterations`` (default 50, or 1000 with a tolerance).
+        controls: let OpenDSS's RegControl/CapControl act (ControlMode STATIC).
+        solver_options: ``YMatrix.SolverOptions`` (2: reuse the symbolic factorization).
+    """
+
+    def __init__(
+        self,
+        master: str | os.PathLike[str],
+        *,
+        battery_names: Sequence[str],
+        regulator: RegulatorSpec,
+        horizon: int,
+        solver_tolerance: float | None = None,
+        max_iterations: int | None = None,
+        controls: bool = False,
+        solver_options: int = SOLVER_REUSE_SYMBOLIC,
+    ) -> None:
+        self.master = Path(master)
+        self.regulator = regulator
+        self.horizon = int(horizon)
+        self.num_slots = 0
+        self.load_mult = np.ones((0, 0))
+        self.controls = bool(controls)
+        self._closed = False
+        script = build_script(self.master)
+        self._ctx = ctx = _new_context()
+        try:
+            ctx.Text.Commands(script)
+        except Exception as exc:  # DSSException carries OpenDSS's message
+            raise EngineError(f"OpenDSS failed to compile {str(self.master)!r}: {exc}") from exc
+        if ctx.ActiveCircuit is None or ctx.ActiveCircuit.NumBuses == 0:
+            raise EngineError(f"compiling {str(self.master)!r} produced no circuit")
+        if max_iterations is None:
+            max_iterations = 1000 if solver_tolerance is not None else 50
+        commands = [f"Set Maxiterations={int(max_iterations)}", "Set Maxcontroliter=100"]
+        if solver_tolerance is not None:
+            commands.append(f"Set Tolerance={float(solver_tolerance)!r}")
+        ctx.Text.Commands(commands)
+        ctx.YMatrix.SolverOptions = int(solver_options)
+
+        api = ctx._api_util
+        self._lib = api.lib_unpatched
+        self._ffi = api.ffi
+        self._cp = api.ctx
+        self._err = self._lib.ctx_Error_Get_NumberPtr(self._cp)
+        self._vpp = self._ffi.new("double**")
+        self._int1 = self._ffi.new("int32_t[1]")
+        self._discover(battery_names)
+        self._set_control_mode(CONTROL_OFF)
+
+    # ------------------------------------------------------------------ discovery
+    def _discover(self, battery_names: Sequence[str]) -> None:
+        c = self._ctx.ActiveCircuit
+        # node order of the observation: every bus, each bus's nodes in OpenDSS order
+        y_order = [n.lower() for n in c.YNodeOrder]
+        y_index = {n: i + 1 for i, n in enumerate(y_order)}  # solver vector is 1-based
+        bus_names = [b.lower() for b in c.AllBusNames]
+        node_names, refs, bases, starts = [], [], [], []
+        for b in bus_names:
+            c.SetActiveBus(b)
+            base_v = c.ActiveBus.kVBase * 1000.0
+            starts.append(len(node_names))
+            for nd in c.ActiveBus.Nodes:
+                name = f"{b}.{nd}"
+                if name not in y_index:
+                    raise EngineError(f"node {name} is not in the solver's node list")
+                node_names.append(name)
+                refs.append(y_index[name])
+                bases.append(base_v)
+        self._node_refs = np.asarray(refs, dtype=np.intp)
+        bases_arr = np.asarray(bases, dtype=np.float64)
+        self._inv_base = np.divide(1.0, bases_arr, out=np.zeros_like(bases_arr), where=bases_arr > 0)
+        self._base = np.where(bases_arr > 0, bases_arr, 1.0)
+        self._num_nodes = int(c.NumNodes)
+
+        caps = [n.lower() for n in c.Capacitors.AllNames] if c.Capacitors.Count else []
+        reg_tr = set()
+        if c.RegControls.Count:
+            c.RegControls.First
+            while True:
+                reg_tr.add(c.RegControls.Transformer.lower())
+                if not c.RegControls.Next:
+                    break
+        tr_names = [n.lower() for n in c.Transformers.AllNames] if c.Transformers.Count else []
+        regs = [t for t in tr_names if t in reg_tr]
+        self._reg_idx = [tr_names.index(t) + 1 for t in regs]
+        gen_names = [n.lower() for n in c.Generators.AllNames] if c.Generators.Count else []
+        bats = [b.lower() for b in battery_names]
+        missing = [b for b in bats if b not in gen_names]
+        if missing:
+            raise EngineError(
+                f"batteries {missing} are not Generators of {self.master.name} "
+                f"(generators there: {gen_names})"
+            )
+        self._gen_idx = [gen_names.index(b) + 1 for b in bats]
+        loads = [n.lower() for n in c.Loads.AllNames] if c.Loads.Count else []
+        self.layout = CircuitLayout(
+            bus_names=tuple(bus_names),
+            node_names=tuple(node_names),
+            bus_start=np.asarray(starts, dtype=np.intp),
+            capacitor_names=tuple(caps),
+            regulator_names=tuple(regs),
+            battery_names=tuple(bats),
+            load_names=tuple(loads),
+        )
+        # element pointers of the batteries, for one bulk power read
+        ptrs = []
+        for gi in self._gen_idx:
+            self._lib.ctx_Generators_Set_idx(self._cp, gi)
+            ptrs.append(self._lib.ctx_Generators_Get_Pointer(self._cp))
+        self._gen_ptrs = self._ffi.new("void*[]", ptrs) if ptrs else None
+        self._pw_ptr = self._ffi.new("double**")
+        self._pw_dims = self._ffi.new("int32_t[4]")
+        # engine-side device state, to skip writes of unchanged values
+        self._cur_caps = np.full(len(caps), -1, dtype=np.int64)
+        self._cur_taps = np.full(len(regs), np.nan)
+        self._cur_kw = np.full(len(bats), np.nan)
+        self._cur_kvar = np.full(len(bats), np.nan)
+        self._check_error("reading the circuit")
+
+    def attach_profiles(self, load_mult: np.ndarray) -> None:
+        """Give every load its own daily shape backed by a column of ``load_mult``, a
+        C-contiguous float64 array (num_slots * horizon, n_loads) of load multipliers that
+        OpenDSS reads in place (it may be shared by several engines of one process).
+        Row ``slot * horizon + t`` is hour ``t + 1`` of slot ``slot``; switching episodes is
+        then a change of hour, and a new profile a numpy write. Call once."""
+        c = self._ctx.ActiveCircuit
+        n_loads = len(self.layout.load_names)
+        if load_mult.dtype != np.float64 or not load_mult.flags.c_contiguous:
+            raise ValueError("load_mult must be a C-contiguous float64 array")
+        if load_mult.shape[1] != n_loads or load_mult.shape[0] % self.horizon:
+            raise ValueError(
+                f"load_mult must have shape (slots * {self.horizon}, {n_loads}), got {load_mult.shape}"
+            )
+        self.load_mult = load_mult  # keep it alive as long as OpenDSS reads it
+        self.num_slots = load_mult.shape[0] // self.horizon
+        npts = load_mult.shape[0]
+        if n_loads == 0:
+            return
+        base = self._ffi.cast("double*", load_mult.ctypes.data)
+        cmds = [f"New Loadshape.vvcb_{j} npts=1 interval=1 mult=[1]" for j in range(n_loads)]
+        cmds += [f"Load.{name}.daily=vvcb_{j}" for j, name in enumerate(self.layout.load_names)]
+        self._ctx.Text.Commands(cmds)
+        for j in range(n_loads):
+            c.LoadShapes.Name = f"vvcb_{j}"
+            self._lib.ctx_LoadShapes_Set_Points(
+                self._cp, npts, self._ffi.NULL, base + j, self._ffi.NULL, 1, 0, n_loads
+            )
+            c.LoadShapes.HrInterval = 1.0
+        self._check_error("attaching load shapes")
+
+    # ------------------------------------------------------------------ helpers
+    def _check_error(self, what: str) -> None:
+        if self._err[0]:
+            code = self._err[0]
+            msg = self._ffi.string(self._lib.ctx_Error_Get_Description(self._cp)).decode(errors="replace")
+            self._err[0] = 0
+            raise EngineError(f"OpenDSS error {code} while {what}: {msg}")
+
+    def _set_control_mode(self, mode: int) -> None:
+        self._lib.ctx_Solution_Set_ControlMode(self._cp, mode)
+
+    def _voltage_vector(self) -> np.ndarray:
+        """Zero-copy view of the solver's complex node voltages (index 0 is ground), volts."""
+        self._lib.ctx_YMatrix_getVpointer(self._cp, self._vpp)
+        buf = self._ffi.buffer(self._vpp[0], 16 * (self._num_nodes + 1))
+        return np.frombuffer(buf, dtype=np.complex128)
+
+    # ------------------------------------------------------------------ profiles
+    def slot_hour(self, slot: int, step: int) -> int:
+        """The OpenDSS hour whose load multipliers are row ``step`` of slot ``slot``."""
+        return slot * self.horizon + step + 1
+
+    # ------------------------------------------------------------------ devices
+    def set_devices(
+        self,
+        caps: np.ndarray | None,
+        tap_ratios: np.ndarray | None,
+        kw: np.ndarray | None,
+        kvar: np.ndarray | None,
+    ) -> None:
+        """Write capacitor states (0/1), regulator tap ratios (pu) and battery kW/kvar;
+        values equal to what the engine holds are skipped."""
+        lib, cp = self._lib, self._cp
+        if caps is not None and len(caps):
+            cur = self._cur_caps
+            for i in np.flatnonzero(caps != cur).tolist():
+                lib.ctx_Capacitors_Set_idx(cp, i + 1)
+                self._int1[0] = int(caps[i])
+                lib.ctx_Capacitors_Set_States(cp, self._int1, 1)
+                cur[i] = caps[i]
+        if tap_ratios is not None and len(tap_ratios):
+            cur = self._cur_taps
+            for i in np.flatnonzero(tap_ratios != cur).tolist():
+                lib.ctx_Transformers_Set_idx(cp, self._reg_idx[i])
+                lib.ctx_Transformers_Set_Tap(cp, float(tap_ratios[i]))
+                cur[i] = tap_ratios[i]
+        if kw is not None and len(kw):
+            ckw, ckvar = self._cur_kw, self._cur_kvar
+            for i in np.flatnonzero((kw != ckw) | (kvar != ckvar)).tolist():
+                lib.ctx_Generators_Set_idx(cp, self._gen_idx[i])
+                # kW first: the kW setter recomputes kvar from the power factor
+                lib.ctx_Generators_Set_kW(cp, float(kw[i]))
+                lib.ctx_Generators_Set_kvar(cp, float(kvar[i]))
+                ckw[i], ckvar[i] = kw[i], kvar[i]
+
+    def reset_regulators(self) -> None:
+        """Tap range and reset tap of every regulator (also what OpenDSS's RegControls use)."""
+        reg = self.regulator
+        lib, cp = self._lib, self._cp
+        for i, idx in enumerate(self._reg_idx):
+            lib.ctx_Transformers_Set_idx(cp, idx)
+            lib.ctx_Transformers_Set_MinTap(cp, reg.min_tap)
+            lib.ctx_Transformers_Set_MaxTap(cp, reg.max_tap)
+            lib.ctx_Transformers_Set_NumTaps(cp, reg.num_taps)
+            lib.ctx_Transformers_Set_Tap(cp, reg.ratio(reg.reset_tap_number))
+            self._cur_taps[i] = reg.ratio(reg.reset_tap_number)
+        self._check_error("resetting regulators")
+
+    def read_capacitor_states(self) -> np.ndarray:
+        """Capacitor states as the engine holds them (0 open, 1 closed; first step of each)."""
+        c = self._ctx.ActiveCircuit
+        out = np.empty(len(self.layout.capacitor_names), dtype=np.int64)
+        for i in range(len(out)):
+            self._lib.ctx_Capacitors_Set_idx(self._cp, i + 1)
+            out[i] = int(c.Capacitors.States[0])
+        self._cur_caps[:] = out
+        return out
+
+    def read_tap_ratios(self) -> np.ndarray:
+        """Regulator tap ratios (pu) exactly as the engine holds them (moved by RegControls)."""
+        lib, cp = self._lib, self._cp
+        out = np.empty(len(self._reg_idx))
+        for i, idx in enumerate(self._reg_idx):
+            lib.ctx_Transformers_Set_idx(cp, idx)
+            out[i] = lib.ctx_Transformers_Get_Tap(cp)
+        self._cur_taps[:] = out
+        return out
+
+    def tap_numbers(self, ratios: np.ndarray) -> np.ndarray:
+        """Tap numbers of tap ratios, rounded to the nearest integer (not truncated)."""
+        reg = self.regulator
+        return np.rint((ratios - reg.min_tap) / reg.tap_step).astype(np.int64)
+
+    def reset_controls(self) -> None:
+        """Clear the internal state of every RegControl and CapControl and the control queue."""
+        lib, cp = self._lib, self._cp
+        for i in range(1, lib.ctx_RegControls_Get_Count(cp) + 1):
+            lib.ctx_RegControls_Set_idx(cp, i)
+            lib.ctx_RegControls_Reset(cp)
+        for i in range(1, lib.ctx_CapControls_Get_Count(cp) + 1):
+            lib.ctx_CapControls_Set_idx(cp, i)
+            lib.ctx_CapControls_Reset(cp)
+        lib.ctx_CtrlQueue_ClearQueue(cp)
+        self._check_error("resetting controls")
+
+    # ------------------------------------------------------------------ solving
+    def reinitialize(self) -> None:
+        """Make the next solve start from OpenDSS's no-load initial guess, as after a compile."""
+        self._ctx.Text.Command = "Set mode=Daily number=1 hour=0 stepsize=3600 sec=0"
+        self._set_control_mode(CONTROL_OFF)
+
+    def solve(self, hour: int, controls: bool = False) -> bool:
+        """Solve the power flow at ``hour`` (Daily mode); returns OpenDSS's convergence flag.
+
+        Raises:
+            EngineError: OpenDSS reported an error other than non-convergence.
+        """
+        lib, cp = self._lib, self._cp
+        if controls:
+            self._set_control_mode(CONTROL_STATIC)
+        # Daily-mode Solve advances the clock by one step before solving
+        lib.ctx_Solution_Set_Hour(cp, hour - 1)
+        lib.ctx_Solution_Solve(cp)
+        if controls:
+            self._set_control_mode(CONTROL_OFF)
+        if self._err[0]:
+            self._check_error(f"solving hour {hour}")
+        return bool(lib.ctx_Solution_Get_Converged(cp))
+
+    def read_voltages(self, out: np.ndarray) -> None:
+        """Node voltage magnitudes in pu, in :attr:`CircuitLayout.node_names` order, into ``out``."""
+        v = self._voltage_vector()
+        np.divide(np.abs(v[self._node_refs]), self._base, out=out)
+
+    def read_power(self) -> tuple[float, float]:
+        """(total losses kW, power delivered by the source kW, positive when delivering)."""
+        c = self._ctx.ActiveCircuit
+        loss_kw = c.Losses[0] / 1000.0
+        source_kw = -c.TotalPower[0]
+        return loss_kw, source_kw
+
+    def read_battery_power(self, out: np.ndarray) -> None:
+        """Real power drawn by each battery generator (kW; negative = discharging) into ``out``."""
+        if self._gen_ptrs is None:
+            return
+        self._lib.Alt_CEBatch_Get_TotalPowers(
+            self._pw_ptr, self._pw_dims, self._gen_ptrs, len(self._gen_idx)
+        )
+        n = len(self._gen_idx)
+        vals = np.frombuffer(self._ffi.buffer(self._pw_ptr[0], 8 * 2 * n), dtype=np.float64)
+        out[:] = vals[0::2]
+
+    # ------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        """Release the circuit held by this context (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._pw_ptr[0] != self._ffi.NULL:
+                self._lib.DSS_Dispose_PDouble(self._pw_ptr)
+            self._ctx.Text.Command = "clear"
+        except Exception:  # pragma: no cover - best effort at shutdown
+            pass
