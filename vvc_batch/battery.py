@@ -8,7 +8,7 @@ A battery is an OpenDSS Generator whose power the agent sets each step. Power is
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ class BatteryBank:
     max_kwh: np.ndarray  # kWh
     initial_kwh: np.ndarray  # kWh
     levels: int = 33  # discrete actions 0..levels-1; level levels//2 is idle
+    kw_step: np.ndarray = field(init=False, repr=False)  # kW between adjacent levels
 
     @property
     def n(self) -> int:
@@ -37,10 +38,8 @@ class BatteryBank:
         """State of charge at reset (0..1)."""
         return self.initial_kwh / self.max_kwh
 
-    @property
-    def kw_step(self) -> np.ndarray:
-        """kW between two adjacent discrete levels."""
-        return self.max_kw / (self.levels // 2)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kw_step", self.max_kw / (self.levels // 2))
 
     @classmethod
     def from_csv(cls, path: Path, levels: int = 33) -> "BatteryBank":
@@ -74,19 +73,17 @@ class BatteryBank:
     # ------------------------------------------------------------------ actions
     def project_discrete(self, level: np.ndarray, kwh: np.ndarray, hours: float) -> np.ndarray:
         """kW of discrete levels (K, n), moved toward idle by whole levels until the stored
-        energy ``kwh`` (K, n) allows them over ``hours``."""
-        mid = self.levels // 2
+        energy ``kwh`` (K, n) allows them over ``hours``.
+
+        The reference lowers a discharging level by ``ceil((kW - allowed)/step - 1e-8)``
+        levels; that lands on ``floor(allowed/step + 1e-8)`` steps, computed here directly
+        (and the same for charging), giving the same kW bit for bit.
+        """
         step = self.kw_step
-        level = level.astype(np.int64)
-        kw = (level - mid) * step
-        allowed_max = kwh / hours  # most kW that can be discharged
-        allowed_min = (kwh - self.max_kwh) / hours  # most negative kW (charging)
-        over = (level > mid) & (kw > allowed_max)
-        under = (level < mid) & (kw < allowed_min)
-        down = np.ceil((kw - allowed_max) / step - 1e-8).astype(np.int64)
-        up = np.ceil((allowed_min - kw) / step - 1e-8).astype(np.int64)
-        level = np.where(over, level - down, np.where(under, level + up, level))
-        return (level - mid) * step
+        kw = (level - self.levels // 2) * step
+        most = np.floor(kwh / hours / step + 1e-8) * step  # discharge limit
+        least = np.ceil((kwh - self.max_kwh) / hours / step - 1e-8) * step  # charge limit
+        return np.minimum(np.maximum(kw, least), most)
 
     def project_continuous(self, value: np.ndarray, kwh: np.ndarray, hours: float) -> np.ndarray:
         """kW of normalized powers in [-1, 1] (K, n), clipped to what ``kwh`` allows."""
@@ -105,4 +102,4 @@ class BatteryBank:
     def update_energy(self, kwh: np.ndarray, drawn_kw: np.ndarray, hours: float) -> np.ndarray:
         """Energy after a step: kwh + drawn power * hours, clipped to [0, max_kwh], rounded
         to whole kWh (half to even, as Python's round)."""
-        return np.round(np.clip(kwh + drawn_kw * hours, 0.0, self.max_kwh))
+        return np.round(np.minimum(np.maximum(kwh + drawn_kw * hours, 0.0), self.max_kwh))

@@ -65,7 +65,7 @@ class VVCBatch:
         dss_mode: OpenDSS's RegControls/CapControls act; actions are ignored, batteries idle.
         solver_tolerance: OpenDSS power-flow tolerance (``None``: OpenDSS's default 1e-4).
         max_iterations: OpenDSS ``MaxIterations`` (default 50, or 1000 with a tolerance).
-        solver_options: OpenDSS ``YMatrix.SolverOptions`` (2 reuses the symbolic factorization).
+        solver_options: OpenDSS ``YMatrix.SolverOptions`` (0: as OpenDSS; 2 reuses the symbolic factorization).
         buffers: output arrays to write into (default: newly allocated).
 
     Raises:
@@ -82,7 +82,7 @@ class VVCBatch:
         dss_mode: bool = False,
         solver_tolerance: float | None = None,
         max_iterations: int | None = None,
-        solver_options: int = 2,
+        solver_options: int = 0,
         buffers: StepBuffers | None = None,
     ) -> None:
         self.config = cfg = parse_env_name(env) if isinstance(env, str) else env
@@ -132,9 +132,9 @@ class VVCBatch:
         self.load_mult[: E * H] = self.profiles.reshape(E * H, L)
         for e in self.engines:
             e.attach_profiles(self.load_mult)
-            # the circuit's own capacitor states are the reset states
-            self._cap_reset = e.read_capacitor_states()
             e.reset_regulators()
+        # the circuit's own capacitor states are the reset states
+        self._cap_reset = eng.read_capacitor_states().astype(np.float64)
 
         self.node_names = lay.node_names
         self.num_nodes = N = len(lay.node_names)
@@ -154,25 +154,56 @@ class VVCBatch:
         if self.buffers.obs.shape != (K, D):
             raise ValueError(f"buffers.obs must have shape {(K, D)}, got {self.buffers.obs.shape}")
 
-        # per-environment state
+        # ---- per-environment state
+        reg = spec.regulator
+        self._reg = reg
         self.t = np.full(K, -1, dtype=np.int64)  # steps taken; -1 = never reset
         self.slot = np.zeros(K, dtype=np.int64)
         self.profile_id = np.full(K, -1, dtype=np.int64)
-        self.caps = np.tile(self._cap_reset, (K, 1))
-        self.taps = np.full((K, R), spec.regulator.reset_tap_number, dtype=np.int64)
-        # exact tap ratios (pu) behind the tap numbers (dss mode: as the RegControls left them)
-        self.tap_ratio = np.full((K, R), spec.regulator.ratio(spec.regulator.reset_tap_number))
+        # device settings, one row per environment: capacitor states (0/1), regulator tap
+        # ratios (pu; in dss mode exactly as the RegControls left them), battery kW, kvar
+        self._cols_c = slice(0, C)
+        self._cols_r = slice(C, C + R)
+        self._cols_kw = slice(C + R, C + R + B)
+        self._cols_kvar = slice(C + R + B, C + R + 2 * B)
+        self._reset_devices = np.concatenate(
+            [self._cap_reset, np.full(R, reg.ratio(reg.reset_tap_number)), np.zeros(2 * B)]
+        )
+        self.devices = np.tile(self._reset_devices, (K, 1))
+        self._held = self.devices.copy()  # what each environment's engine holds now
+        self.taps = np.full((K, R), float(reg.reset_tap_number))  # tap numbers
         self.kwh = np.tile(bank.initial_kwh, (K, 1))
         self.bat_kw = np.zeros((K, B))  # power drawn by each battery at the last solve, kW
         self._v = np.zeros((K, N))
-        self._zero_kw = np.zeros(B)
-        self._bat_out = np.zeros(B)
+        self._loss = np.zeros(K)
+        self._src = np.zeros(K)
+        # battery constants
+        self._inv_pf = 1.0 / bank.pf
+        self._inv_max_kw = 1.0 / bank.max_kw
+        self._inv_max_kwh = 1.0 / bank.max_kwh
+        self._initial_soc = bank.initial_kwh / bank.max_kwh
+        self._all = slice(None)
+        self._obs_v = slice(0, N)
+        self._obs_c = slice(N, N + C)
+        self._obs_r = slice(N + C, N + C + R)
+        self._obs_soc = slice(N + C + R, D, 2)
+        self._obs_p = slice(N + C + R + 1, D, 2)
 
     # ------------------------------------------------------------------ helpers
     @property
     def load_names(self) -> tuple[str, ...]:
         """Lower-case OpenDSS load names: the column order of a profile array."""
         return self.layout.load_names
+
+    @property
+    def caps(self) -> np.ndarray:
+        """Capacitor states (K, C), 0 open / 1 closed."""
+        return self.devices[:, self._cols_c]
+
+    @property
+    def tap_ratio(self) -> np.ndarray:
+        """Regulator tap ratios (K, R), pu."""
+        return self.devices[:, self._cols_r]
 
     def _check_profile_array(self, profile: Any, env_index: int) -> np.ndarray:
         arr = np.asarray(profile, dtype=np.float64)
@@ -202,32 +233,65 @@ class VVCBatch:
         if isinstance(profile, (int, np.integer)) and not isinstance(profile, bool):
             idx = int(profile)
             if not 0 <= idx < E:
+                if E == 0:
+                    raise ValueError(
+                        f"profile index {idx} for environment {k}: this system has no built-in "
+                        f"profiles; pass a ({self.horizon}, {len(self.layout.load_names)}) array"
+                    )
                 raise ValueError(
                     f"profile index {idx} for environment {k} is out of range; this system has "
-                    f"{E} profiles (0..{E - 1})" if E else
-                    f"profile index {idx} for environment {k}: this system has no built-in profiles; "
-                    f"pass a ({self.horizon}, {len(self.layout.load_names)}) array"
+                    f"{E} profiles (0..{E - 1})"
                 )
             return idx, idx, None
         arr = self._check_profile_array(profile, k)
         return E + k, -1, arr
 
-    def _bat_obs(self, rows: np.ndarray) -> np.ndarray:
-        """[soc, -(kW drawn)/max_kw] per battery, interleaved, for environments ``rows``."""
-        bank = self.batteries
-        out = np.empty((len(rows), 2 * bank.n))
-        out[:, 0::2] = self.kwh[rows] / bank.max_kwh
-        out[:, 1::2] = -self.bat_kw[rows] / bank.max_kw
-        return out
+    def _selection(self, env_ids) -> tuple[Any, list[int]]:
+        if env_ids is None:
+            return self._all, list(range(self.num_envs))
+        ids = np.asarray(env_ids, dtype=np.int64).reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_envs):
+            raise IndexError(f"environment indices must lie in 0..{self.num_envs - 1}, got {ids.tolist()}")
+        return ids, ids.tolist()
 
-    def _write_obs(self, rows: np.ndarray) -> None:
-        N, C, R = self.num_nodes, self.counts.capacitors, self.counts.regulators
+    def _write_obs(self, sel) -> None:
+        """Observation rows ``sel`` (a slice or an index array) from the state arrays."""
         obs = self.buffers.obs
-        obs[rows, :N] = self._v[rows]
-        obs[rows, N : N + C] = self.caps[rows]
-        obs[rows, N + C : N + C + R] = self.taps[rows]
+        if isinstance(sel, slice):
+            rows = obs
+        else:
+            rows = np.empty((len(sel), obs.shape[1]), dtype=obs.dtype)
+        rows[:, self._obs_v] = self._v[sel]
+        rows[:, self._obs_c] = self.devices[sel, self._cols_c]
+        rows[:, self._obs_r] = self.taps[sel]
         if self.batteries.n:
-            obs[rows, N + C + R :] = self._bat_obs(rows)
+            rows[:, self._obs_soc] = self.kwh[sel] * self._inv_max_kwh
+            rows[:, self._obs_p] = self.bat_kw[sel] * -self._inv_max_kw
+        if not isinstance(sel, slice):
+            obs[sel] = rows
+
+    def _apply_devices(self, sel, ids: list[int]) -> None:
+        """Write into each environment's engine the settings that differ from what it holds."""
+        want = self.devices[sel]
+        held = self._held[sel]
+        rows, cols = np.nonzero(want != held)
+        if not len(rows):
+            return
+        C, R, B = self.counts.capacitors, self.counts.regulators, self.batteries.n
+        engines = self.engines
+        done_bat = set()
+        for i, j in zip(rows.tolist(), cols.tolist()):
+            eng = engines[ids[i]]
+            if j < C:
+                eng.set_capacitor(j, int(want[i, j]))
+            elif j < C + R:
+                eng.set_tap(j - C, float(want[i, j]))
+            else:
+                b = (j - C - R) % B
+                if (i, b) not in done_bat:
+                    done_bat.add((i, b))
+                    eng.set_battery(b, float(want[i, C + R + b]), float(want[i, C + R + B + b]))
+        self._held[sel] = want
 
     # ------------------------------------------------------------------ reset
     def reset(
@@ -244,47 +308,52 @@ class VVCBatch:
                 index, or a (horizon, n_loads) array of load multipliers used as given.
             rngs: per environment, the generator that draws a profile when none is given.
         """
-        ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64).reshape(-1)
-        n = len(ids)
+        sel, id_list = self._selection(env_ids)
+        n = len(id_list)
         profiles = [None] * n if profiles is None else list(profiles)
         rngs = [None] * n if rngs is None else list(rngs)
         if len(profiles) != n or len(rngs) != n:
             raise ValueError(f"reset got {n} environments but {len(profiles)} profiles and {len(rngs)} rngs")
         # resolve everything before touching any state
-        plans = [self._resolve_profile(int(k), p, r) for k, p, r in zip(ids, profiles, rngs)]
-        bank, H = self.batteries, self.horizon
+        plans = [self._resolve_profile(k, p, r) for k, p, r in zip(id_list, profiles, rngs)]
+        H = self.horizon
         info = self.buffers.info
-        for k, (slot, pid, arr) in zip(ids.tolist(), plans):
-            eng = self.engines[k]
+        for k, (slot, pid, arr) in zip(id_list, plans):
             if arr is not None:
                 self.load_mult[slot * H : (slot + 1) * H] = arr
             self.slot[k], self.profile_id[k] = slot, pid
-            self.t[k] = 0
-            self.caps[k] = self._cap_reset
-            self.taps[k] = self.config.system.regulator.reset_tap_number
-            self.tap_ratio[k] = self.config.system.regulator.ratio(self.taps[k])
-            self.kwh[k] = bank.initial_kwh
+            eng = self.engines[k]
             eng.reinitialize()
             if self.dss_mode:
                 eng.reset_controls()
-            eng.set_devices(self.caps[k], self.tap_ratio[k], self._zero_kw, self._zero_kw)
-            converged = eng.solve(eng.slot_hour(slot, H - 1))
+        self.t[sel] = 0
+        self.devices[sel] = self._reset_devices
+        self.taps[sel] = self._reg.reset_tap_number
+        self.kwh[sel] = self.batteries.initial_kwh
+        self._apply_devices(sel, id_list)
+        for k in id_list:
+            eng = self.engines[k]
+            # the reset solution is at the hour that maps to the profile's last row
+            info["converged"][k] = eng.solve(int(self.slot[k]) * H + H)
             eng.read_voltages(self._v[k])
-            eng.read_battery_power(self._bat_out)
-            self.bat_kw[k] = self._bat_out
-            info["converged"][k] = converged
-            info["hour"][k] = 0
-            info["profile"][k] = pid
-        self._write_obs(ids)
-        return self.buffers.obs[ids]
+            eng.read_battery_power(self.bat_kw[k])
+        for key in INFO_KEYS:
+            info[key][sel] = 0.0
+        info["hour"][sel] = 0
+        info["profile"][sel] = self.profile_id[sel]
+        self.buffers.reward[sel] = 0.0
+        self.buffers.terminated[sel] = False
+        self.buffers.truncated[sel] = False
+        self._write_obs(sel)
+        return self.buffers.obs[sel]
 
     # ------------------------------------------------------------------ step
     def step(self, actions: np.ndarray | None, env_ids: Sequence[int] | np.ndarray | None = None) -> StepBuffers:
         """Advance environments ``env_ids`` (default: all) by one hour.
 
         Args:
-            actions: validated (len(env_ids), A) array (see :class:`ActionChecker`); ignored
-                (may be ``None``) in dss mode.
+            actions: validated (len(env_ids), A) float array (see :class:`ActionChecker`);
+                ignored (may be ``None``) in dss mode.
 
         Returns:
             the output buffers, rows ``env_ids`` updated.
@@ -292,80 +361,99 @@ class VVCBatch:
         Raises:
             ResetNeededError / EpisodeEndedError: an environment was never reset or has ended.
         """
-        ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64).reshape(-1)
-        t = self.t[ids]
-        if (t < 0).any():
-            raise ResetNeededError(f"environment {int(ids[np.argmax(t < 0)])} must be reset before step")
-        if (t >= self.horizon).any():
-            k = int(ids[np.argmax(t >= self.horizon)])
+        sel, ids = self._selection(env_ids)
+        t = self.t[sel]
+        if t.min() < 0:
+            raise ResetNeededError(f"environment {ids[int(np.argmin(t))]} must be reset before step")
+        H = self.horizon
+        if t.max() >= H:
+            k = ids[int(np.argmax(t))]
             raise EpisodeEndedError(
-                f"environment {k} finished its {self.horizon}-step episode; call reset before stepping again"
+                f"environment {k} finished its {H}-step episode; call reset before stepping again"
             )
         C, R, B = self.counts.capacitors, self.counts.regulators, self.batteries.n
         bank, hours = self.batteries, self.step_hours
-        n = len(ids)
-        prev_caps, prev_taps, kwh = self.caps[ids], self.taps[ids], self.kwh[ids]
-        if self.dss_mode:
-            kw = np.zeros((n, B))
-        else:
+        dss = self.dss_mode
+        dev = self.devices
+        prev_caps = dev[sel, self._cols_c].copy()
+        prev_taps = self.taps[sel].copy()
+        kwh = self.kwh[sel]
+        if not dss:
             if actions is None:
                 raise InvalidActionError("step(None) is only allowed in dss mode; pass an action")
-            actions = np.asarray(actions, dtype=np.float64).reshape(n, -1)
-            caps = actions[:, :C].astype(np.int64)
-            taps = actions[:, C : C + R].astype(np.int64)
             bat = actions[:, C + R :]
             if self.config.continuous_battery:
                 kw = bank.project_continuous(bat, kwh, hours)
             else:
                 kw = bank.project_discrete(bat, kwh, hours)
-            self.caps[ids], self.taps[ids] = caps, taps
-            self.tap_ratio[ids] = self.config.system.regulator.ratio(taps)
-        kvar = bank.kvar(kw)
-        loss = np.empty(n)
-        src = np.empty(n)
-        conv = np.empty(n, dtype=bool)
-        v, bat_kw, dss, slot = self._v, self.bat_kw, self.dss_mode, self.slot
-        for i, k in enumerate(ids.tolist()):
+            taps = actions[:, C : C + R]
+            self.taps[sel] = taps
+            dev[sel, self._cols_c] = actions[:, :C]
+            dev[sel, self._cols_r] = self._reg.min_tap + taps * self._reg.tap_step
+            dev[sel, self._cols_kw] = kw
+            dev[sel, self._cols_kvar] = kw * self._inv_pf
+            self._apply_devices(sel, ids)
+
+        info = self.buffers.info
+        conv = info["converged"]
+        v, bat_kw, loss, src, slot = self._v, self.bat_kw, self._loss, self._src, self.slot
+        for i, k in enumerate(ids):
             eng = self.engines[k]
-            eng.set_devices(self.caps[k], self.tap_ratio[k], kw[i], kvar[i])
-            conv[i] = eng.solve(eng.slot_hour(int(slot[k]), int(t[i])), controls=dss)
+            conv[k] = eng.solve(int(slot[k]) * H + int(t[i]) + 1, dss)
             eng.read_voltages(v[k])
-            eng.read_battery_power(self._bat_out)
-            bat_kw[k] = self._bat_out
-            loss[i], src[i] = eng.read_power()
+            eng.read_battery_power(bat_kw[k])
+            loss[k], src[k] = eng.read_power()
             if dss:
-                self.caps[k] = eng.read_capacitor_states()
-                self.tap_ratio[k] = eng.read_tap_ratios()
-                self.taps[k] = eng.tap_numbers(self.tap_ratio[k])
-        new_kwh = bank.update_energy(kwh, bat_kw[ids], hours)
-        self.kwh[ids] = new_kwh
-        soc = new_kwh / bank.max_kwh if B else np.zeros((n, 0))
+                dev[k, self._cols_c] = eng.read_capacitor_states()
+                dev[k, self._cols_r] = eng.read_tap_ratios()
+                self._held[k] = dev[k]
+                self.taps[k] = eng.tap_numbers(dev[k, self._cols_r])
+        if dss:
+            kw = dev[sel, self._cols_kw]
+        drawn = bat_kw[sel]
+        new_kwh = bank.update_energy(kwh, drawn, hours)
+        self.kwh[sel] = new_kwh
         t_new = t + 1
-        self.t[ids] = t_new
-        last = t_new >= self.horizon
-        reward, comps = compute_reward(
-            self.weights,
-            v_pu=v[ids],
-            bus_start=self.layout.bus_start,
-            loss_kw=loss,
-            source_kw=src,
-            cap_change=np.abs(self.caps[ids] - prev_caps),
-            tap_change=np.abs(self.taps[ids] - prev_taps),
-            discharge_err=np.maximum(0.0, kw) / bank.max_kw if B else np.zeros((n, 0)),
-            soc_err=np.abs(soc - bank.initial_soc) if B else np.zeros((n, 0)),
-            soc=soc,
-            last_step=last,
-        )
+        self.t[sel] = t_new
+        last = t_new >= H
+
+        add = np.add.reduce
+        n = len(ids)
+        cap_change = add(np.abs(dev[sel, self._cols_c] - prev_caps), axis=1)
+        tap_change = add(np.abs(self.taps[sel] - prev_taps), axis=1)
+        soc = new_kwh * self._inv_max_kwh
+        dis_err = add(np.maximum(kw, 0.0) * self._inv_max_kw, axis=1)
+        soc_err = add(np.abs(soc - self._initial_soc), axis=1)
+        soc_sum = add(soc, axis=1)
         buf = self.buffers
-        buf.reward[ids] = reward
-        buf.terminated[ids] = False
-        buf.truncated[ids] = last
-        for key, val in comps.items():
-            buf.info[key][ids] = val
-        buf.info["converged"][ids] = conv
-        buf.info["hour"][ids] = t_new
-        buf.info["profile"][ids] = self.profile_id[ids]
-        self._write_obs(ids)
+        comps = {key: info[key][sel] for key in ("power_loss_ratio", "vol_reward", "ctrl_reward")}
+        buf.reward[sel] = compute_reward(
+            self.weights,
+            v_pu=v[sel],
+            bus_start=self.layout.bus_start,
+            loss_kw=loss[sel],
+            source_kw=src[sel],
+            cap_change=cap_change,
+            tap_change=tap_change,
+            discharge_err=dis_err,
+            soc_err=soc_err,
+            soc=soc_sum,
+            last_step=last,
+            out=comps,
+        )
+        if not isinstance(sel, slice):
+            for key, val in comps.items():
+                info[key][sel] = val
+        info["av_cap_err"][sel] = cap_change / C if C else 0.0
+        info["av_reg_err"][sel] = tap_change / R if R else 0.0
+        info["av_dis_err"][sel] = dis_err / B if B else 0.0
+        info["av_soc_err"][sel] = soc_err / B if B else 0.0
+        info["av_soc"][sel] = soc_sum / B if B else 0.0
+        info["hour"][sel] = t_new
+        info["profile"][sel] = self.profile_id[sel]
+        buf.terminated[sel] = False
+        buf.truncated[sel] = last
+        self._write_obs(sel)
         return buf
 
     # ------------------------------------------------------------------ misc

@@ -3,7 +3,7 @@
 Everything that touches OpenDSS lives here: compiling a system without writing files or
 changing the working directory, discovering the controllable devices, bulk reads of node
 voltages (a zero-copy view of the solver's voltage vector), writes of device settings
-through index-activated setters that skip unchanged values, and per-hour load multipliers
+through index-activated setters, and per-hour load multipliers
 held in numpy memory that OpenDSS reads in place.
 
 One engine carries one environment's history. OpenDSS keeps more state between solves
@@ -182,11 +182,8 @@ class DssEngine:
         self._gen_ptrs = self._ffi.new("void*[]", ptrs) if ptrs else None
         self._pw_ptr = self._ffi.new("double**")
         self._pw_dims = self._ffi.new("int32_t[4]")
-        # engine-side device state, to skip writes of unchanged values
-        self._cur_caps = np.full(len(caps), -1, dtype=np.int64)
-        self._cur_taps = np.full(len(regs), np.nan)
-        self._cur_kw = np.full(len(bats), np.nan)
-        self._cur_kvar = np.full(len(bats), np.nan)
+        self._res_ptr = self._ffi.new("double**")
+        self._res_dims = self._ffi.new("int32_t[4]")
         self._check_error("reading the circuit")
 
     def attach_profiles(self, load_mult: np.ndarray) -> None:
@@ -243,37 +240,24 @@ class DssEngine:
         return slot * self.horizon + step + 1
 
     # ------------------------------------------------------------------ devices
-    def set_devices(
-        self,
-        caps: np.ndarray | None,
-        tap_ratios: np.ndarray | None,
-        kw: np.ndarray | None,
-        kvar: np.ndarray | None,
-    ) -> None:
-        """Write capacitor states (0/1), regulator tap ratios (pu) and battery kW/kvar;
-        values equal to what the engine holds are skipped."""
+    def set_capacitor(self, i: int, state: int) -> None:
+        """Open (0) or close (1) capacitor ``i`` (index into ``layout.capacitor_names``)."""
+        self._lib.ctx_Capacitors_Set_idx(self._cp, i + 1)
+        self._int1[0] = state
+        self._lib.ctx_Capacitors_Set_States(self._cp, self._int1, 1)
+
+    def set_tap(self, i: int, ratio: float) -> None:
+        """Set regulator ``i``'s tap ratio (pu, e.g. 0.9 + n * 0.00625)."""
+        self._lib.ctx_Transformers_Set_idx(self._cp, self._reg_idx[i])
+        self._lib.ctx_Transformers_Set_Tap(self._cp, ratio)
+
+    def set_battery(self, i: int, kw: float, kvar: float) -> None:
+        """Set battery ``i``'s generator output: kW (positive discharging) and kvar."""
         lib, cp = self._lib, self._cp
-        if caps is not None and len(caps):
-            cur = self._cur_caps
-            for i in np.flatnonzero(caps != cur).tolist():
-                lib.ctx_Capacitors_Set_idx(cp, i + 1)
-                self._int1[0] = int(caps[i])
-                lib.ctx_Capacitors_Set_States(cp, self._int1, 1)
-                cur[i] = caps[i]
-        if tap_ratios is not None and len(tap_ratios):
-            cur = self._cur_taps
-            for i in np.flatnonzero(tap_ratios != cur).tolist():
-                lib.ctx_Transformers_Set_idx(cp, self._reg_idx[i])
-                lib.ctx_Transformers_Set_Tap(cp, float(tap_ratios[i]))
-                cur[i] = tap_ratios[i]
-        if kw is not None and len(kw):
-            ckw, ckvar = self._cur_kw, self._cur_kvar
-            for i in np.flatnonzero((kw != ckw) | (kvar != ckvar)).tolist():
-                lib.ctx_Generators_Set_idx(cp, self._gen_idx[i])
-                # kW first: the kW setter recomputes kvar from the power factor
-                lib.ctx_Generators_Set_kW(cp, float(kw[i]))
-                lib.ctx_Generators_Set_kvar(cp, float(kvar[i]))
-                ckw[i], ckvar[i] = kw[i], kvar[i]
+        lib.ctx_Generators_Set_idx(cp, self._gen_idx[i])
+        # kW first: the kW setter recomputes kvar from the power factor
+        lib.ctx_Generators_Set_kW(cp, kw)
+        lib.ctx_Generators_Set_kvar(cp, kvar)
 
     def reset_regulators(self) -> None:
         """Tap range and reset tap of every regulator (also what OpenDSS's RegControls use)."""
@@ -285,7 +269,6 @@ class DssEngine:
             lib.ctx_Transformers_Set_MaxTap(cp, reg.max_tap)
             lib.ctx_Transformers_Set_NumTaps(cp, reg.num_taps)
             lib.ctx_Transformers_Set_Tap(cp, reg.ratio(reg.reset_tap_number))
-            self._cur_taps[i] = reg.ratio(reg.reset_tap_number)
         self._check_error("resetting regulators")
 
     def read_capacitor_states(self) -> np.ndarray:
@@ -295,7 +278,6 @@ class DssEngine:
         for i in range(len(out)):
             self._lib.ctx_Capacitors_Set_idx(self._cp, i + 1)
             out[i] = int(c.Capacitors.States[0])
-        self._cur_caps[:] = out
         return out
 
     def read_tap_ratios(self) -> np.ndarray:
@@ -305,7 +287,6 @@ class DssEngine:
         for i, idx in enumerate(self._reg_idx):
             lib.ctx_Transformers_Set_idx(cp, idx)
             out[i] = lib.ctx_Transformers_Get_Tap(cp)
-        self._cur_taps[:] = out
         return out
 
     def tap_numbers(self, ratios: np.ndarray) -> np.ndarray:
@@ -356,10 +337,11 @@ class DssEngine:
 
     def read_power(self) -> tuple[float, float]:
         """(total losses kW, power delivered by the source kW, positive when delivering)."""
-        c = self._ctx.ActiveCircuit
-        loss_kw = c.Losses[0] / 1000.0
-        source_kw = -c.TotalPower[0]
-        return loss_kw, source_kw
+        lib, cp, res = self._lib, self._cp, self._res_ptr
+        lib.ctx_Circuit_Get_Losses(cp, res, self._res_dims)
+        loss_kw = res[0][0] / 1000.0  # OpenDSS reports losses in W
+        lib.ctx_Circuit_Get_TotalPower(cp, res, self._res_dims)
+        return loss_kw, -res[0][0]
 
     def read_battery_power(self, out: np.ndarray) -> None:
         """Real power drawn by each battery generator (kW; negative = discharging) into ``out``."""
@@ -379,8 +361,9 @@ class DssEngine:
             return
         self._closed = True
         try:
-            if self._pw_ptr[0] != self._ffi.NULL:
-                self._lib.DSS_Dispose_PDouble(self._pw_ptr)
+            for ptr in (self._pw_ptr, self._res_ptr):
+                if ptr[0] != self._ffi.NULL:
+                    self._lib.DSS_Dispose_PDouble(ptr)
             self._ctx.Text.Command = "clear"
         except Exception:  # pragma: no cover - best effort at shutdown
             pass

@@ -29,21 +29,21 @@ INFO_KEYS = (
 
 def voltage_reward(v_pu: np.ndarray, bus_start: np.ndarray) -> np.ndarray:
     """Voltage-violation term (K,) from node voltages (K, N) grouped by bus (pu, <= 0)."""
-    vmax = np.maximum.reduceat(v_pu, bus_start, axis=1)
-    vmin = np.minimum.reduceat(v_pu, bus_start, axis=1)
-    over = np.minimum(0.0, V_MAX_PU - vmax)
-    under = np.minimum(0.0, vmin - V_MIN_PU)
-    return (over + under).sum(axis=1)
+    over = np.maximum.reduceat(v_pu, bus_start, axis=1)
+    over -= V_MAX_PU
+    under = np.minimum.reduceat(v_pu, bus_start, axis=1)
+    under -= V_MIN_PU
+    # sum of min(0, 1.05 - max) + min(0, min - 0.95) over buses
+    return np.minimum(under, 0.0).sum(axis=1) - np.maximum(over, 0.0).sum(axis=1)
 
 
 def loss_ratio(loss_kw: np.ndarray, source_kw: np.ndarray) -> np.ndarray:
-    """Losses over delivered power, clipped to [0, 1]; 1 where nothing is delivered."""
-    ratio = np.divide(loss_kw, source_kw, out=np.ones_like(loss_kw), where=source_kw != 0)
-    return np.clip(ratio, 0.0, 1.0)
-
-
-def _mean(total: np.ndarray, count: int) -> np.ndarray:
-    return total / count if count else np.zeros_like(total)
+    """Losses over delivered power, clipped to [0, 1] (1 where nothing is delivered but
+    something is lost, 0 where both are zero)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = loss_kw / source_kw
+    ratio[np.isnan(ratio)] = 0.0
+    return np.clip(ratio, 0.0, 1.0, out=ratio)
 
 
 def compute_reward(
@@ -59,41 +59,29 @@ def compute_reward(
     soc_err: np.ndarray,
     soc: np.ndarray,
     last_step: np.ndarray,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Rewards (K,) and the info components (each (K,)).
+    out: dict[str, np.ndarray],
+) -> np.ndarray:
+    """Rewards (K,); the info components are written into ``out[key]`` (each (K,)).
 
     Args:
         v_pu: node voltages (K, N), pu.
         loss_kw, source_kw: total losses and power delivered by the source (K,), kW.
-        cap_change, tap_change: |change| per capacitor (K, C) and per regulator in tap numbers (K, R).
-        discharge_err: max(0, kW)/max_kw per battery (K, B).
-        soc_err: |soc - initial soc| per battery (K, B).
-        soc: state of charge per battery (K, B).
+        cap_change: sum of |state change| over capacitors (K,).
+        tap_change: sum of |tap-number change| over regulators (K,).
+        discharge_err: sum over batteries of max(0, kW)/max_kw (K,).
+        soc_err: sum over batteries of |soc - initial soc| (K,).
+        soc: sum of the batteries' states of charge (K,).
         last_step: (K,) bool, True where this step ends the episode (soc term applies).
+        out: arrays (K,) for the keys of ``INFO_KEYS``; averages divide by device counts.
     """
     ratio = loss_ratio(loss_kw, source_kw)
     vol = voltage_reward(v_pu, bus_start)
-    cap_sum = cap_change.sum(axis=1)
-    reg_sum = tap_change.sum(axis=1)
-    dis_sum = discharge_err.sum(axis=1)
-    soc_sum = soc_err.sum(axis=1)
-    cost = (
-        weights.cap_w * cap_sum
-        + weights.reg_w * reg_sum
-        + weights.dis_w * dis_sum
-        + np.where(last_step, weights.soc_w * soc_sum, 0.0)
-    )
-    ctrl = -cost
-    reward = -weights.power_w * ratio + vol + ctrl
-    n_bat = soc.shape[1]
-    info = {
-        "power_loss_ratio": ratio,
-        "vol_reward": vol,
-        "ctrl_reward": ctrl,
-        "av_cap_err": _mean(cap_sum, cap_change.shape[1]),
-        "av_reg_err": _mean(reg_sum, tap_change.shape[1]),
-        "av_dis_err": _mean(dis_sum, n_bat),
-        "av_soc_err": _mean(soc_sum, n_bat),
-        "av_soc": _mean(soc.sum(axis=1), n_bat),
-    }
-    return reward, info
+    # same order of terms as the reference: caps, regulators, soc (last step), discharge
+    cost = weights.cap_w * cap_change + weights.reg_w * tap_change
+    if last_step.any():
+        cost = cost + np.where(last_step, weights.soc_w * soc_err, 0.0)
+    ctrl = -(cost + weights.dis_w * discharge_err)
+    out["power_loss_ratio"][...] = ratio
+    out["vol_reward"][...] = vol
+    out["ctrl_reward"][...] = ctrl
+    return -ratio * weights.power_w + vol + ctrl

@@ -87,8 +87,9 @@ class ActionChecker:
     """Turns user actions into validated (K, A) float64 arrays, or raises a clear error.
 
     Accepted forms: a flat array of length A (or (K, A) for a batch); with ``_cbat`` also a
-    ``(discrete, continuous)`` tuple (batched: arrays with a leading K axis). The discrete
-    part must have an integer dtype, or be integral floats inside a ``_cbat`` flat array.
+    ``(discrete, continuous)`` tuple (batched: arrays with a leading K axis). Capacitor,
+    regulator and discrete battery entries need an integer dtype, except inside a ``_cbat``
+    flat array, where they must be integral floats. Nothing is changed when a check fails.
     """
 
     def __init__(self, counts: DeviceCounts, continuous_battery: bool) -> None:
@@ -96,65 +97,54 @@ class ActionChecker:
         self.continuous = continuous_battery
         c = counts
         hi = [1] * c.capacitors + [c.reg_levels - 1] * c.regulators
-        if not continuous_battery:
+        lo = [0] * len(hi)
+        if continuous_battery:
+            lo += [-1] * c.batteries
+            hi += [1] * c.batteries
+        else:
+            lo += [0] * c.batteries
             hi += [c.bat_levels - 1] * c.batteries
-        self._disc_high = np.asarray(hi, dtype=np.int64)
-        self._n_disc = len(hi)
+        self._low = np.asarray(lo, dtype=np.float64)
+        self._high = np.asarray(hi, dtype=np.float64)
+        self._n_disc = c.capacitors + c.regulators + (0 if continuous_battery else c.batteries)
+        self._size = c.action_size
         self._names = (
             [f"capacitor {i}" for i in range(c.capacitors)]
             + [f"regulator {i}" for i in range(c.regulators)]
             + [f"battery {i}" for i in range(c.batteries)]
         )
 
-    def _where(self, env_index: int | None) -> str:
-        return "" if env_index is None else f" for environment {env_index}"
+    def _describe(self, k: int, i: int, batch: int | None) -> str:
+        where = f" for environment {k}" if batch is not None else ""
+        return f"action entry {i} ({self._names[i]}){where}"
 
-    def _as_flat(self, action, batch: int | None) -> np.ndarray:
-        """Flatten one action or a batch into a numeric array (K, A) without checking values."""
-        A = self.counts.action_size
-        if isinstance(action, tuple) and self.continuous:
-            if len(action) != 2:
-                raise InvalidActionError(
-                    f"a _cbat action tuple must be (discrete, continuous), got {len(action)} parts"
-                )
-            disc = np.asarray(action[0])
-            cont = np.asarray(action[1])
-            self._check_dtype(disc, "discrete part", integer_only=True)
-            self._check_dtype(cont, "continuous part", integer_only=False)
-            if batch is None and disc.ndim == 1 and cont.ndim == 1:
-                disc, cont = disc[None, :], cont[None, :]
-            if disc.ndim != 2 or cont.ndim != 2 or disc.shape[0] != cont.shape[0]:
-                raise InvalidActionError(
-                    f"_cbat action parts must have shapes ({self._n_disc},) and "
-                    f"({self.counts.batteries},) (batched: leading axis K); got {disc.shape} and {cont.shape}"
-                )
-            if disc.shape[1] != self._n_disc or cont.shape[1] != self.counts.batteries:
-                raise InvalidActionError(
-                    f"_cbat action parts must have {self._n_disc} discrete and "
-                    f"{self.counts.batteries} continuous entries; got {disc.shape[1]} and {cont.shape[1]}"
-                )
-            return np.concatenate([disc.astype(np.float64), cont.astype(np.float64)], axis=1)
-        arr = np.asarray(action)
-        if arr.dtype == object:
-            raise InvalidActionError(f"action must be a numeric array, got {type(action).__name__}")
-        self._check_dtype(arr, "action", integer_only=not self.continuous)
-        expected = (A,) if batch is None else (batch, A)
-        if arr.shape != expected:
-            raise InvalidActionError(
-                f"action must have shape {expected} ({self.counts.capacitors} capacitors, "
-                f"{self.counts.regulators} regulators, {self.counts.batteries} batteries), got {arr.shape}"
-            )
-        return arr.reshape(-1, A).astype(np.float64)
+    def _layout(self) -> str:
+        c = self.counts
+        return f"{c.capacitors} capacitors, {c.regulators} regulators, {c.batteries} batteries"
 
-    def _check_dtype(self, arr: np.ndarray, what: str, integer_only: bool) -> None:
-        kind = arr.dtype.kind
-        if integer_only and kind not in "iub":
+    def _from_tuple(self, action: tuple, batch: int | None) -> np.ndarray:
+        if len(action) != 2:
             raise InvalidActionError(
-                f"{what} must have an integer dtype (capacitor states, tap numbers"
-                f"{'' if self.continuous else ', battery levels'}), got {arr.dtype}"
+                f"a _cbat action tuple must be (discrete, continuous), got {len(action)} parts"
             )
-        if not integer_only and kind not in "iubf":
-            raise InvalidActionError(f"{what} must be numeric (int or float), got {arr.dtype}")
+        disc, cont = np.asarray(action[0]), np.asarray(action[1])
+        if disc.dtype.kind not in "iub":
+            raise InvalidActionError(
+                f"the discrete part of a _cbat action (capacitor states, tap numbers) must have "
+                f"an integer dtype, got {disc.dtype}"
+            )
+        if cont.dtype.kind not in "iuf":
+            raise InvalidActionError(f"the continuous part of a _cbat action must be numeric, got {cont.dtype}")
+        nd, nb = self._n_disc, self.counts.batteries
+        want_d, want_c = ((nd,), (nb,)) if batch is None else ((batch, nd), (batch, nb))
+        if disc.shape != want_d or cont.shape != want_c:
+            raise InvalidActionError(
+                f"a _cbat action must be (discrete {want_d}, continuous {want_c}) "
+                f"({self._layout()}); got shapes {disc.shape} and {cont.shape}"
+            )
+        return np.concatenate(
+            [disc.reshape(-1, nd).astype(np.float64), cont.reshape(-1, nb).astype(np.float64)], axis=1
+        )
 
     def check(self, action, batch: int | None = None) -> np.ndarray:
         """Validated actions as a (K, A) float64 array (K = 1 when ``batch`` is None).
@@ -164,29 +154,41 @@ class ActionChecker:
                 or a value out of range; the message names the entry (and the environment
                 index for a batch) and the allowed values.
         """
-        flat = self._as_flat(action, batch)
-        if not np.isfinite(flat).all():
-            k, i = np.argwhere(~np.isfinite(flat))[0]
-            raise InvalidActionError(
-                f"action entry {i} ({self._names[i]}){self._where(k if batch is not None else None)} "
-                f"is {flat[k, i]}; actions must be finite"
-            )
-        disc = flat[:, : self._n_disc]
-        bad = (disc != np.round(disc)) | (disc < 0) | (disc > self._disc_high)
-        if bad.any():
-            k, i = np.argwhere(bad)[0]
-            raise InvalidActionError(
-                f"action entry {i} ({self._names[i]}){self._where(k if batch is not None else None)} "
-                f"is {flat[k, i]:g}; allowed are the integers 0..{self._disc_high[i]}"
-            )
-        if self.continuous:
-            cont = flat[:, self._n_disc :]
-            bad = (cont < -1.0) | (cont > 1.0)
-            if bad.any():
-                k, j = np.argwhere(bad)[0]
-                i = self._n_disc + j
+        if isinstance(action, tuple) and self.continuous:
+            flat = self._from_tuple(action, batch)
+            integral_input = False
+        else:
+            arr = action if type(action) is np.ndarray else np.asarray(action)
+            kind = arr.dtype.kind
+            integral_input = kind in "iub"
+            if not integral_input and not (self.continuous and kind == "f"):
                 raise InvalidActionError(
-                    f"action entry {i} ({self._names[i]}){self._where(k if batch is not None else None)} "
-                    f"is {flat[k, i]:g}; a continuous battery action must lie in [-1, 1]"
+                    f"action must have an integer dtype (capacitor states, tap numbers"
+                    f"{', battery levels' if not self.continuous else ''}), got {arr.dtype}"
+                    + ("; a _cbat action may also be a float array or a (discrete, continuous) tuple"
+                       if self.continuous else "")
                 )
+            want = (self._size,) if batch is None else (batch, self._size)
+            if arr.shape != want:
+                raise InvalidActionError(f"action must have shape {want} ({self._layout()}), got {arr.shape}")
+            flat = arr.reshape(-1, self._size).astype(np.float64)
+        if not integral_input:
+            bad = ~np.isfinite(flat)
+            if bad.any():
+                k, i = np.argwhere(bad)[0]
+                raise InvalidActionError(f"{self._describe(k, i, batch)} is {flat[k, i]}; actions must be finite")
+            disc = flat[:, : self._n_disc]
+            bad = disc != np.round(disc)
+            if bad.any():
+                k, i = np.argwhere(bad)[0]
+                raise InvalidActionError(
+                    f"{self._describe(k, i, batch)} is {flat[k, i]:g}; allowed are the integers "
+                    f"0..{int(self._high[i])}"
+                )
+        if (flat < self._low).any() or (flat > self._high).any():
+            k, i = np.argwhere((flat < self._low) | (flat > self._high))[0]
+            allowed = (
+                "a value in [-1, 1]" if i >= self._n_disc else f"the integers 0..{int(self._high[i])}"
+            )
+            raise InvalidActionError(f"{self._describe(k, i, batch)} is {flat[k, i]:g}; allowed is {allowed}")
         return flat

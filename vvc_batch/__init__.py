@@ -1,0 +1,40 @@
+"""vvc_batch: fast, exact PowerGym Volt-Var control environments on OpenDSS.
+
+>>> import vvc_batch
+>>> env = vvc_batch.make("123Bus_soc_s1.5")          # gym.make("vvc_batch/123Bus_soc_s1.5-v0")
+>>> obs, info = env.reset(seed=0, options={"profile": 5})
+>>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+"""
+
+from vvc_batch.errors import (
+    DataNotFoundError,
+    EngineError,
+    EpisodeEndedError,
+    InvalidActionError,
+    ResetNeededError,
+    UnknownSystemError,
+    VVCError,
+)
+from vvc_batch.registration import env_id, make, register_all
+from vvc_batch.systems import DATA_ENV_VAR, parse_env_name, system_names, valid_env_names
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DATA_ENV_VAR",
+    "DataNotFoundError",
+    "EngineError",
+    "EpisodeEndedError",
+    "InvalidActionError",
+    "ResetNeededError",
+    "UnknownSystemError",
+    "VVCError",
+    "env_id",
+    "make",
+    "parse_env_name",
+    "register_all",
+    "system_names",
+    "valid_env_names",
+]
+
+register_all()

@@ -1,0 +1,189 @@
+"""The gymnasium environment: a thin shell over the batched core with K = 1.
+
+Observation (float32 vector, see ``obs_names``):
+
+=====================  ==========================================  ============
+entries                meaning                                     range
+=====================  ==========================================  ============
+node voltages          magnitude of every node of every bus, pu    [0, inf)
+capacitor states       0 open, 1 closed                            {0, 1}
+regulator taps         tap number n (ratio 0.9 + n * 0.2/32)       {0, ..., 32}
+per battery: soc       stored energy / capacity                    [0, 1]
+per battery: power     -(kW drawn) / max_kw (positive discharging)  (-inf, inf)
+=====================  ==========================================  ============
+
+Action: ``MultiDiscrete([2]*caps + [33]*regs + [33]*bats)``; a battery level i means
+``(i - 16) * max_kw / 16`` kW (positive discharging). ``_cbat`` variants:
+``Tuple((MultiDiscrete([2]*caps + [33]*regs), Box(-1, 1, (bats,))))``, and ``step`` also
+takes the flat concatenation. Battery power is projected to what the stored energy allows.
+
+One step is one hour of OpenDSS Daily mode; an episode is 24 steps and ends with
+``truncated=True`` (a time limit: bootstrap there), never ``terminated``.
+
+=========  ====  ====  ====  =========================================
+system     caps  regs  bats  nodes
+=========  ====  ====  ====  =========================================
+13Bus      2     3     1     41
+34Bus      2     6     2     95
+123Bus     4     7     4     278
+8500Node   10    12    10    8531
+=========  ====  ====  ====  =========================================
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+
+from vvc_batch.core import VVCBatch
+from vvc_batch.errors import EpisodeEndedError, ResetNeededError
+
+
+class VVCEnv(gym.Env):
+    """A PowerGym Volt-Var control environment on OpenDSS.
+
+    Args:
+        env_name: ``<system>[_cbat][_soc][_s<scale>]``, e.g. ``"123Bus_soc_s1.5"``.
+        data_dir: folder holding the system folders (default: ``$VVC_BATCH_DATA``).
+        dss_mode: OpenDSS's RegControls and CapControls act; the action is ignored
+            (``step(None)`` is allowed), batteries stay idle.
+        solver_tolerance: OpenDSS power-flow tolerance (default: OpenDSS's 1e-4).
+        solver_options: OpenDSS ``YMatrix.SolverOptions``; 0 (default) factorizes as OpenDSS
+            does and reproduces the reference bit for bit, 2 reuses the symbolic
+            factorization (faster; last-digit differences can round a battery's whole kWh
+            differently at exact ties).
+        max_iterations: OpenDSS ``MaxIterations`` (default 50, or 1000 with a tolerance).
+
+    Raises:
+        UnknownSystemError: unknown ``env_name`` (the message lists the valid names).
+        DataNotFoundError: missing data directory or circuit file.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        env_name: str = "13Bus",
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        dss_mode: bool = False,
+        solver_tolerance: float | None = None,
+        solver_options: int = 0,
+        max_iterations: int | None = None,
+    ) -> None:
+        super().__init__()
+        self._core = VVCBatch(
+            env_name,
+            1,
+            data_dir=data_dir,
+            dss_mode=dss_mode,
+            solver_tolerance=solver_tolerance,
+            solver_options=solver_options,
+            max_iterations=max_iterations,
+        )
+        core = self._core
+        self.env_name = core.config.name
+        self.dss_mode = core.dss_mode
+        self.action_space = core.single_action_space
+        self.observation_space = core.single_observation_space
+        self._checker = core.checker
+        self._buf = core.buffers
+        self._started = False
+
+    # ------------------------------------------------------------------ names
+    @property
+    def obs_names(self) -> list[str]:
+        """One name per observation entry; node voltages are ``bus.node`` in lower case."""
+        return list(self._core.obs_names)
+
+    @property
+    def node_names(self) -> list[str]:
+        """Names of the voltage entries of the observation (``bus.node``)."""
+        return list(self._core.node_names)
+
+    @property
+    def load_names(self) -> list[str]:
+        """Lower-case OpenDSS load names: the column order of a profile array."""
+        return list(self._core.load_names)
+
+    @property
+    def cap_names(self) -> list[str]:
+        """Capacitor names, in action and observation order."""
+        return list(self._core.layout.capacitor_names)
+
+    @property
+    def reg_names(self) -> list[str]:
+        """Regulator (transformer) names, in action and observation order."""
+        return list(self._core.layout.regulator_names)
+
+    @property
+    def bat_names(self) -> list[str]:
+        """Battery (generator) names, in action and observation order."""
+        return list(self._core.batteries.names)
+
+    @property
+    def num_profiles(self) -> int:
+        """Episodes available from the system's load shapes (0 without load-shape files)."""
+        return self._core.num_profiles
+
+    @property
+    def horizon(self) -> int:
+        """Steps (hours) per episode."""
+        return self._core.horizon
+
+    @property
+    def core(self) -> VVCBatch:
+        """The batched core this environment wraps (K = 1)."""
+        return self._core
+
+    # ------------------------------------------------------------------ gym API
+    def _info(self) -> dict[str, Any]:
+        return self._core.info_of(0)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode.
+
+        ``options={"profile": k}`` plays episode ``k`` of the system's load profiles;
+        ``options={"profile": P}`` plays the (24, n_loads) multipliers ``P`` (columns in
+        ``load_names`` order, used as given). Without a profile, one is drawn with the
+        environment's seeded generator.
+        """
+        super().reset(seed=seed)
+        options = options or {}
+        unknown = set(options) - {"profile"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: 'profile'")
+        profile = options.get("profile")
+        obs = self._core.reset([0], [profile], [self.np_random])
+        self._started = True
+        return obs[0].copy(), self._info()
+
+    def step(self, action) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Apply an action for one hour; see the module docstring for its layout."""
+        core = self._core
+        if not self._started:
+            raise ResetNeededError("call reset() before step()")
+        if core.t[0] >= core.horizon:
+            raise EpisodeEndedError(
+                f"the {core.horizon}-step episode has ended (truncated=True was returned); call reset()"
+            )
+        if self.dss_mode and action is None:
+            flat = None
+        else:
+            flat = self._checker.check(action)
+        buf = core.step(flat)
+        return (
+            buf.obs[0].copy(),
+            float(buf.reward[0]),
+            bool(buf.terminated[0]),
+            bool(buf.truncated[0]),
+            self._info(),
+        )
+
+    def close(self) -> None:
+        """Release the OpenDSS engine."""
+        self._core.close()
+        super().close()

@@ -1,0 +1,60 @@
+"""Registration of every environment with gymnasium, and :func:`make`.
+
+Ids are ``vvc_batch/<name>-v0``: the 16 system/variant combinations, and the same with
+load scales ``_s0.5`` ... ``_s3`` in steps of 0.25. :func:`make` accepts any positive scale
+and registers the id it builds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.envs.registration import registry
+
+from vvc_batch.systems import parse_env_name, valid_env_names
+
+NAMESPACE = "vvc_batch"
+ENTRY_POINT = "vvc_batch.env:VVCEnv"
+#: load scales registered up front (any other scale is registered by :func:`make`)
+REGISTERED_SCALES = tuple(x / 4 for x in range(2, 13) if x != 4)
+
+
+def env_id(name: str) -> str:
+    """The gymnasium id of an environment name: ``vvc_batch/<name>-v0``."""
+    return f"{NAMESPACE}/{name}-v0"
+
+
+def _register(name: str) -> str:
+    cfg = parse_env_name(name)
+    gid = env_id(cfg.name)
+    if gid not in registry:
+        gym.register(
+            id=gid,
+            entry_point=ENTRY_POINT,
+            kwargs={"env_name": cfg.name},
+            max_episode_steps=cfg.system.horizon,
+        )
+    return gid
+
+
+def register_all() -> list[str]:
+    """Register every system/variant and the standard load scales; returns the ids."""
+    ids = []
+    for base in valid_env_names():
+        ids.append(_register(base))
+        for s in REGISTERED_SCALES:
+            ids.append(_register(f"{base}_s{s:g}"))
+    return ids
+
+
+def make(name: str, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make("vvc_batch/<name>-v0", **kwargs)`` for any valid name (any scale).
+
+    Keyword arguments go to :class:`vvc_batch.env.VVCEnv` (``data_dir``, ``dss_mode``,
+    ``solver_tolerance``, ``solver_options``, ``max_iterations``) or to gymnasium.make.
+
+    Raises:
+        UnknownSystemError: the name is not valid; the message lists the valid names.
+    """
+    return gym.make(_register(name), **kwargs)
