@@ -66,6 +66,9 @@ class VVCBatch:
         solver_tolerance: OpenDSS power-flow tolerance (``None``: OpenDSS's default 1e-4).
         max_iterations: OpenDSS ``MaxIterations`` (default 50, or 1000 with a tolerance).
         solver_options: OpenDSS ``YMatrix.SolverOptions`` (0: as OpenDSS; 2 reuses the symbolic factorization).
+        profiles: the episodes to play instead of the system's load-shape files: an array
+            (episodes, horizon, n_loads) of load multipliers, columns in ``load_names`` order,
+            used as given (the ``_s<scale>`` factor is not applied).
         buffers: output arrays to write into (default: newly allocated).
 
     Raises:
@@ -83,6 +86,7 @@ class VVCBatch:
         solver_tolerance: float | None = None,
         max_iterations: int | None = None,
         solver_options: int = 0,
+        profiles: np.ndarray | None = None,
         buffers: StepBuffers | None = None,
     ) -> None:
         self.config = cfg = parse_env_name(env) if isinstance(env, str) else env
@@ -124,7 +128,22 @@ class VVCBatch:
             reg_levels=spec.regulator.num_taps + 1,
             bat_levels=spec.battery_levels,
         )
-        self.profiles = read_episode_profiles(folder / spec.loadshape_dir, len(lay.load_names), H, cfg.scale)
+        if profiles is None:
+            self.profiles = read_episode_profiles(folder / spec.loadshape_dir, len(lay.load_names), H, cfg.scale)
+            self.profile_source = "powergym" if self.profiles.shape[0] else "none"
+        else:
+            arr = np.asarray(profiles, dtype=np.float64)
+            if arr.ndim == 2:
+                arr = arr[None]
+            if arr.ndim != 3 or arr.shape[1:] != (H, len(lay.load_names)) or arr.shape[0] < 1:
+                raise ValueError(
+                    f"profiles must have shape (episodes, {H}, {len(lay.load_names)}) "
+                    f"(hours x loads, columns in load_names order), got {np.shape(profiles)}"
+                )
+            if not np.isfinite(arr).all():
+                raise ValueError("profiles contain NaN or inf")
+            self.profiles = np.ascontiguousarray(arr)
+            self.profile_source = "array"
         self.num_profiles = E = self.profiles.shape[0]
         # slots 0..E-1: the system's episodes; slot E+k: environment k's own profile
         L = len(lay.load_names)

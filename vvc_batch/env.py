@@ -56,6 +56,8 @@ class VVCEnv(gym.Env):
             factorization (faster; last-digit differences can round a battery's whole kWh
             differently at exact ties).
         max_iterations: OpenDSS ``MaxIterations`` (default 50, or 1000 with a tolerance).
+        profiles: episodes to play instead of the system's load-shape files, an array
+            (episodes, 24, n_loads) of load multipliers in ``load_names`` column order.
 
     Raises:
         UnknownSystemError: unknown ``env_name`` (the message lists the valid names).
@@ -73,6 +75,7 @@ class VVCEnv(gym.Env):
         solver_tolerance: float | None = None,
         solver_options: int = 0,
         max_iterations: int | None = None,
+        profiles: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self._core = VVCBatch(
@@ -83,6 +86,7 @@ class VVCEnv(gym.Env):
             solver_tolerance=solver_tolerance,
             solver_options=solver_options,
             max_iterations=max_iterations,
+            profiles=profiles,
         )
         core = self._core
         self.env_name = core.config.name
@@ -128,6 +132,12 @@ class VVCEnv(gym.Env):
     def num_profiles(self) -> int:
         """Episodes available from the system's load shapes (0 without load-shape files)."""
         return self._core.num_profiles
+
+    @property
+    def profile_source(self) -> str:
+        """Where the episodes come from: ``"powergym"`` (the data directory's load shapes),
+        ``"array"`` (the ``profiles`` argument) or ``"none"`` (pass a profile to reset)."""
+        return self._core.profile_source
 
     @property
     def horizon(self) -> int:

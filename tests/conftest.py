@@ -1,0 +1,57 @@
+"""Shared fixtures: where the reference data lives (``../shared/reference`` next to the repo)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO.parent / "shared" / "reference"
+
+
+def _data_dir() -> Path:
+    env = os.environ.get("VVC_BATCH_DATA")
+    path = Path(env) if env else REFERENCE / "powergym-systems"
+    if not (path / "13Bus").is_dir():
+        raise RuntimeError(
+            f"reference circuits not found at {path}; set VVC_BATCH_DATA or put the shared "
+            "folder next to the repository"
+        )
+    return path
+
+
+DATA = _data_dir()
+TRACES = REFERENCE / "traces"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """Folder with the reference systems (13Bus, 34Bus, 123Bus, 8500-Node)."""
+    return DATA
+
+
+def load_trace(case: str) -> tuple[dict, dict]:
+    """(arrays, metadata) of ``traces/<case>.npz``."""
+    d = np.load(TRACES / f"{case}.npz")
+    arrays = {k: d[k] for k in d.files if k != "meta"}
+    return arrays, json.loads(str(d["meta"]))
+
+
+def trace_cases() -> list[str]:
+    """Every trace case in the reference folder."""
+    return sorted(p.stem for p in TRACES.glob("*.npz"))
+
+
+def profile_for(env_load_names, meta: dict, profile: np.ndarray) -> np.ndarray:
+    """A trace's (24, L) profile with its columns reordered to ``env_load_names``."""
+    names = [n.lower() for n in meta["profile_load_names"]]
+    return profile[:, [names.index(n) for n in env_load_names]]
+
+
+@pytest.fixture(autouse=True)
+def _data_env(monkeypatch):
+    monkeypatch.setenv("VVC_BATCH_DATA", str(DATA))
