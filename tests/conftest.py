@@ -15,7 +15,7 @@ REFERENCE = REPO.parent / "shared" / "reference"
 
 def _data_dir() -> Path:
     env = os.environ.get("VVC_BATCH_DATA")
-    path = Path(env) if env else REFERENCE / "powergym-systems"
+    path = (Path(env) if env else REFERENCE / "powergym-systems").resolve()
     if not (path / "13Bus").is_dir():
         raise RuntimeError(
             f"reference circuits not found at {path}; set VVC_BATCH_DATA or put the shared "

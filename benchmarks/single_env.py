@@ -1,0 +1,136 @@
+"""Single-environment step rate per system, next to the bare OpenDSS solve of the same steps.
+
+    VVC_BATCH_DATA=... python benchmarks/single_env.py [--systems 13Bus 34Bus] [--steps 2000]
+        [--repeats 5] [--solver-options 0 2] [--json FILE]
+
+For each system and solver setting, one run measures, on the same seeded random actions:
+
+* ``env``: ``env.step`` of the unwrapped environment (validation, battery projection, device
+  writes, solve, reads, reward, observation), resets included once per 24 steps;
+* ``solve``: the bare OpenDSS solve of the same steps on the same engine, with the devices
+  written beforehand and not timed.
+
+Each is repeated (medians reported); the table also shows the reference implementation's
+step cost measured on this kind of machine (0.68 / 1.48 / 2.43 / 52.8 ms), and the speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import vvc_batch
+
+REFERENCE_STEP_MS = {"13Bus": 0.68, "34Bus": 1.48, "123Bus": 2.43, "8500Node": 52.8}
+DEFAULT_STEPS = {"13Bus": 2400, "34Bus": 1200, "123Bus": 960, "8500Node": 96}
+
+
+def _actions(env, n: int, seed: int) -> list:
+    env.action_space.seed(seed)
+    return [env.action_space.sample() for _ in range(n)]
+
+
+def time_env(env, actions) -> float:
+    """Seconds per step of ``env.step`` over ``actions`` (resets at episode ends included)."""
+    env.reset(seed=0)
+    t0 = time.perf_counter()
+    for a in actions:
+        _, _, terminated, truncated, _ = env.step(a)
+        if terminated or truncated:
+            env.reset()
+    return (time.perf_counter() - t0) / len(actions)
+
+
+def time_bare_solve(env, actions) -> float:
+    """Seconds per solve for the same steps: devices written untimed, then OpenDSS's solve."""
+    core = env.core
+    eng = core.engines[0]
+    env.reset(seed=0)
+    total = 0.0
+    C, R = core.counts.capacitors, core.counts.regulators
+    t = 0
+    for a in actions:
+        flat = core.checker.check(a)[0]
+        for j in range(C):
+            eng.set_capacitor(j, int(flat[j]))
+        for j in range(R):
+            eng.set_tap(j, core._reg.ratio(int(flat[C + j])))
+        hour = int(core.slot[0]) * core.horizon + t + 1
+        t0 = time.perf_counter()
+        eng.solve(hour)
+        total += time.perf_counter() - t0
+        t = (t + 1) % core.horizon
+    core._held[0] = np.nan  # the engine now holds other settings than the core believes
+    return total / len(actions)
+
+
+def run(systems, steps, repeats, solver_options, seed=0) -> dict:
+    results = {}
+    for system in systems:
+        n = steps or DEFAULT_STEPS[system]
+        for so in solver_options:
+            env = vvc_batch.make(system, solver_options=so).unwrapped
+            if env.num_profiles == 0:
+                rng = np.random.default_rng(seed)
+                env.close()
+                env = vvc_batch.make(
+                    system, solver_options=so,
+                    profiles=rng.uniform(0.4, 1.0, (4, 24, len(vvc_batch.make(system).unwrapped.load_names))),
+                ).unwrapped
+            actions = _actions(env, n, seed)
+            time_env(env, actions[: max(24, n // 10)])  # warm-up
+            env_s, solve_s = [], []
+            for _ in range(repeats):
+                env_s.append(time_env(env, actions))
+                solve_s.append(time_bare_solve(env, actions))
+            step = statistics.median(env_s)
+            solve = statistics.median(solve_s)
+            results[f"{system}/options{so}"] = {
+                "system": system,
+                "solver_options": so,
+                "steps": n,
+                "repeats": repeats,
+                "env_step_us": step * 1e6,
+                "env_steps_per_s": 1.0 / step,
+                "bare_solve_us": solve * 1e6,
+                "overhead_us": (step - solve) * 1e6,
+                "reference_step_ms": REFERENCE_STEP_MS[system],
+                "speedup_vs_reference": REFERENCE_STEP_MS[system] * 1e-3 / step,
+            }
+            env.close()
+    return results
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--systems", nargs="+", default=["13Bus", "34Bus", "123Bus", "8500Node"])
+    p.add_argument("--steps", type=int, default=None, help="steps per repeat (default per system)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--solver-options", type=int, nargs="+", default=[0, 2])
+    p.add_argument("--json", default=None, help="write the figures to this file")
+    args = p.parse_args(argv)
+    res = run(args.systems, args.steps, args.repeats, args.solver_options)
+    import dss
+
+    print(f"# {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+          f"numpy {np.__version__}, dss-python {dss.__version__}; one core, random actions")
+    print(f"{'system':>9} {'opt':>3} {'steps/s':>9} {'step us':>9} {'solve us':>9} {'overhead':>9} "
+          f"{'ref ms':>7} {'speed-up':>8}")
+    for r in res.values():
+        print(f"{r['system']:>9} {r['solver_options']:>3} {r['env_steps_per_s']:>9,.0f} {r['env_step_us']:>9.1f} "
+              f"{r['bare_solve_us']:>9.1f} {r['overhead_us']:>9.1f} {r['reference_step_ms']:>7.2f} "
+              f"{r['speedup_vs_reference']:>7.1f}x")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"python": platform.python_version(), "results": res}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
