@@ -10,7 +10,7 @@ from vvc_batch.battery import BatteryBank
 
 
 def bank(max_kw=200.0, max_kwh=1000.0, initial=1000.0):
-    return BatteryBank(("b",), np.array([max_kw]), np.array([0.95]), np.array([max_kwh]), np.array([initial]))
+    return BatteryBank(("b",), (max_kw,), (0.95,), (max_kwh,), (initial,))
 
 
 def reference_discrete(level, kwh, max_kw=200.0, max_kwh=1000.0):
@@ -27,36 +27,37 @@ def reference_discrete(level, kwh, max_kw=200.0, max_kwh=1000.0):
 @pytest.mark.parametrize("kwh", [0.0, 1.0, 12.0, 12.5, 13.0, 500.0, 987.0, 988.0, 999.0, 1000.0, 37.4])
 def test_discrete_projection_matches_reference(kwh):
     b = bank()
-    levels = np.arange(33, dtype=float)[:, None]
-    got = b.project_discrete(levels, np.full((33, 1), kwh), 1.0)[:, 0]
-    want = [reference_discrete(int(level), kwh) for level in range(33)]
-    assert got.tolist() == want
+    got = [b.project_discrete([float(level)], [kwh], 1.0)[0] for level in range(33)]
+    want = [reference_discrete(level, kwh) for level in range(33)]
+    assert got == want
 
 
 def test_discrete_projection_full_and_empty():
     b = bank()
-    full, empty = np.array([[1000.0]]), np.array([[0.0]])
-    assert b.project_discrete(np.array([[0.0]]), full, 1.0)[0, 0] == 0.0  # cannot charge when full
-    assert b.project_discrete(np.array([[32.0]]), full, 1.0)[0, 0] == 200.0
-    assert b.project_discrete(np.array([[32.0]]), empty, 1.0)[0, 0] == 0.0  # cannot discharge when empty
-    assert b.project_discrete(np.array([[0.0]]), empty, 1.0)[0, 0] == -200.0
-    assert b.project_discrete(np.array([[32.0]]), np.array([[30.0]]), 1.0)[0, 0] == 25.0  # 2 levels of 12.5
+    assert b.project_discrete([0.0], [1000.0], 1.0) == [0.0]  # cannot charge when full
+    assert b.project_discrete([32.0], [1000.0], 1.0) == [200.0]
+    assert b.project_discrete([32.0], [0.0], 1.0) == [0.0]  # cannot discharge when empty
+    assert b.project_discrete([0.0], [0.0], 1.0) == [-200.0]
+    assert b.project_discrete([32.0], [30.0], 1.0) == [25.0]  # 2 levels of 12.5
+    assert b.project_discrete([0.0], [990.0], 1.0) == [-0.0]  # 10 kWh of room < one level
 
 
 def test_continuous_projection_full_and_empty():
     b = bank()
-    assert b.project_continuous(np.array([[-1.0]]), np.array([[1000.0]]), 1.0)[0, 0] == 0.0
-    assert b.project_continuous(np.array([[1.0]]), np.array([[0.0]]), 1.0)[0, 0] == 0.0
-    assert b.project_continuous(np.array([[1.0]]), np.array([[30.0]]), 1.0)[0, 0] == 30.0
-    assert b.project_continuous(np.array([[-0.5]]), np.array([[950.0]]), 1.0)[0, 0] == -50.0
-    assert b.project_continuous(np.array([[0.3]]), np.array([[500.0]]), 1.0)[0, 0] == pytest.approx(60.0, rel=1e-6)
+    assert b.project_continuous([-1.0], [1000.0], 1.0) == [0.0]
+    assert b.project_continuous([1.0], [0.0], 1.0) == [0.0]
+    assert b.project_continuous([1.0], [30.0], 1.0) == [30.0]
+    assert b.project_continuous([-0.5], [950.0], 1.0) == [-50.0]
+    # the reference takes the action at float32 precision
+    assert b.project_continuous([0.3], [500.0], 1.0) == [float(np.float32(0.3)) * 200.0]
 
 
 def test_energy_update_rounds_and_clips():
     b = bank()
-    kwh = np.array([[1000.0], [10.0], [500.0], [500.0], [500.0]])
-    drawn = np.array([[5.0], [-30.0], [-12.5], [-11.5], [12.4]])
-    assert b.update_energy(kwh, drawn, 1.0)[:, 0].tolist() == [1000.0, 0.0, 488.0, 488.0, 512.0]
+    cases = [(1000.0, 5.0, 1000.0), (10.0, -30.0, 0.0), (500.0, -12.5, 488.0), (500.0, -11.5, 488.0),
+             (500.0, 12.4, 512.0), (501.0, -12.5, 488.0)]
+    for kwh, drawn, want in cases:
+        assert b.update_energy([kwh], [drawn], 1.0) == [want]
 
 
 @pytest.mark.parametrize("name", ["13Bus", "13Bus_cbat"])
@@ -84,6 +85,7 @@ def test_kvar_is_kw_over_pf():
     env = vvc_batch.make("13Bus").unwrapped
     env.reset(options={"profile": 0})
     env.step(np.array([1, 1, 32, 32, 32, 24]))
-    held = env.core._held[0]
-    kw, kvar = held[5], held[6]
-    assert kw == 100.0 and kvar == pytest.approx(100.0 / 0.95)
+    eng = env.core.engines[0]
+    c = eng._ctx.ActiveCircuit
+    c.Generators.Name = "batt1"
+    assert c.Generators.kW == pytest.approx(100.0) and c.Generators.kvar == pytest.approx(100.0 / 0.95)

@@ -1,15 +1,19 @@
 """Battery semantics of the reference: action decoding, projection to what the stored
-energy allows, and the energy update after a solve. Vectorized over environments.
+energy allows, and the energy update after a solve.
 
 A battery is an OpenDSS Generator whose power the agent sets each step. Power is in kW
 (positive = discharging, i.e. delivered to the grid), energy in kWh, the step in hours.
+The functions work on one environment's batteries as plain lists: a system has at most a
+few batteries, and list arithmetic costs less than numpy calls at that size.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -18,15 +22,23 @@ from vvc_batch.errors import DataNotFoundError
 
 @dataclass(frozen=True)
 class BatteryBank:
-    """Ratings of the batteries of a system (arrays of length ``n``, one entry per battery)."""
+    """Ratings of the batteries of a system (one entry per battery).
+
+    Attributes:
+        names: OpenDSS Generator names (lower case).
+        max_kw: rated power, kW.
+        pf: power factor of the rule kvar = kW / pf (the reference's).
+        max_kwh: capacity, kWh.
+        initial_kwh: energy at reset, kWh.
+        levels: discrete actions ``0..levels-1``; level ``levels // 2`` is idle.
+    """
 
     names: tuple[str, ...]
-    max_kw: np.ndarray  # kW
-    pf: np.ndarray  # power factor used for kvar = kW / pf (the reference's rule)
-    max_kwh: np.ndarray  # kWh
-    initial_kwh: np.ndarray  # kWh
-    levels: int = 33  # discrete actions 0..levels-1; level levels//2 is idle
-    kw_step: np.ndarray = field(init=False, repr=False)  # kW between adjacent levels
+    max_kw: tuple[float, ...]
+    pf: tuple[float, ...]
+    max_kwh: tuple[float, ...]
+    initial_kwh: tuple[float, ...]
+    levels: int = 33
 
     @property
     def n(self) -> int:
@@ -34,12 +46,20 @@ class BatteryBank:
         return len(self.names)
 
     @property
-    def initial_soc(self) -> np.ndarray:
-        """State of charge at reset (0..1)."""
-        return self.initial_kwh / self.max_kwh
+    def kw_step(self) -> tuple[float, ...]:
+        """kW between two adjacent discrete levels."""
+        half = self.levels // 2
+        return tuple(m / half for m in self.max_kw)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kw_step", self.max_kw / (self.levels // 2))
+    @property
+    def initial_soc(self) -> tuple[float, ...]:
+        """State of charge at reset (0..1)."""
+        return tuple(e / c for e, c in zip(self.initial_kwh, self.max_kwh))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The ratings as float64 arrays, for vectorized uses."""
+        return {k: np.asarray(getattr(self, k), dtype=np.float64)
+                for k in ("max_kw", "pf", "max_kwh", "initial_kwh")}
 
     @classmethod
     def from_csv(cls, path: Path, levels: int = 33) -> "BatteryBank":
@@ -54,52 +74,52 @@ class BatteryBank:
                 f"battery file {str(path)!r} must have the columns {sorted(needed)}, "
                 f"found {sorted(rows[0])}"
             )
-        f = lambda k: np.array([float(r[k]) for r in rows], dtype=np.float64)  # noqa: E731
+
+        def col(key: str) -> tuple[float, ...]:
+            return tuple(float(r[key]) for r in rows)
+
         return cls(
             names=tuple(r["name"].strip().lower() for r in rows),
-            max_kw=f("max_kw"),
-            pf=f("pf"),
-            max_kwh=f("max_kwh"),
-            initial_kwh=f("initial_kwh"),
+            max_kw=col("max_kw"),
+            pf=col("pf"),
+            max_kwh=col("max_kwh"),
+            initial_kwh=col("initial_kwh"),
             levels=levels,
         )
 
-    @classmethod
-    def empty(cls, levels: int = 33) -> "BatteryBank":
-        """A system without batteries."""
-        z = np.zeros(0)
-        return cls((), z, z, z, z, levels)
-
     # ------------------------------------------------------------------ actions
-    def project_discrete(self, level: np.ndarray, kwh: np.ndarray, hours: float) -> np.ndarray:
-        """kW of discrete levels (K, n), moved toward idle by whole levels until the stored
-        energy ``kwh`` (K, n) allows them over ``hours``.
+    def project_discrete(self, levels: Sequence[float], kwh: Sequence[float], hours: float) -> list[float]:
+        """kW of one environment's discrete levels, moved toward idle by whole levels until
+        the stored energy ``kwh`` allows them over ``hours``.
 
         The reference lowers a discharging level by ``ceil((kW - allowed)/step - 1e-8)``
         levels; that lands on ``floor(allowed/step + 1e-8)`` steps, computed here directly
-        (and the same for charging), giving the same kW bit for bit.
+        (and likewise for charging), giving the same kW bit for bit.
         """
-        step = self.kw_step
-        kw = (level - self.levels // 2) * step
-        most = np.floor(kwh / hours / step + 1e-8) * step  # discharge limit
-        least = np.ceil((kwh - self.max_kwh) / hours / step - 1e-8) * step  # charge limit
-        return np.minimum(np.maximum(kw, least), most)
+        mid = self.levels // 2
+        out = []
+        for level, e, cap, step in zip(levels, kwh, self.max_kwh, self.kw_step):
+            kw = (level - mid) * step
+            most = math.floor(e / hours / step + 1e-8) * step  # discharge limit
+            least = math.ceil((e - cap) / hours / step - 1e-8) * step  # charge limit
+            out.append(most if kw > most else least if kw < least else kw)
+        return out
 
-    def project_continuous(self, value: np.ndarray, kwh: np.ndarray, hours: float) -> np.ndarray:
-        """kW of normalized powers in [-1, 1] (K, n), clipped to what ``kwh`` allows."""
-        kw = np.clip(value.astype(np.float32).astype(np.float64), -1.0, 1.0) * self.max_kw
-        return np.where(
-            kw > 0,
-            np.minimum(kwh / hours, kw),
-            np.maximum((kwh - self.max_kwh) / hours, kw),
-        )
+    def project_continuous(self, values: Sequence[float], kwh: Sequence[float], hours: float) -> list[float]:
+        """kW of one environment's normalized powers in [-1, 1] (taken at float32 precision,
+        as the reference does), limited to what ``kwh`` allows over ``hours``."""
+        out = []
+        for v, e, cap, mx in zip(values, kwh, self.max_kwh, self.max_kw):
+            kw = min(1.0, max(-1.0, float(np.float32(v)))) * mx
+            out.append(min(e / hours, kw) if kw > 0 else max((e - cap) / hours, kw))
+        return out
 
-    def kvar(self, kw: np.ndarray) -> np.ndarray:
+    def kvar(self, kw: Sequence[float]) -> list[float]:
         """Reactive power set with ``kw``: kW / pf (the reference's rule)."""
-        return kw / self.pf
+        return [p / f for p, f in zip(kw, self.pf)]
 
     # ------------------------------------------------------------------ energy
-    def update_energy(self, kwh: np.ndarray, drawn_kw: np.ndarray, hours: float) -> np.ndarray:
-        """Energy after a step: kwh + drawn power * hours, clipped to [0, max_kwh], rounded
-        to whole kWh (half to even, as Python's round)."""
-        return np.round(np.minimum(np.maximum(kwh + drawn_kw * hours, 0.0), self.max_kwh))
+    def update_energy(self, kwh: Sequence[float], drawn_kw: Sequence[float], hours: float) -> list[float]:
+        """Energy after a step: kwh + drawn power * hours, clipped to [0, max_kwh] and
+        rounded to whole kWh (half to even, as Python's round)."""
+        return [float(round(min(cap, max(0.0, e + p * hours)))) for e, p, cap in zip(kwh, drawn_kw, self.max_kwh)]

@@ -21,7 +21,7 @@ from vvc_batch.battery import BatteryBank
 from vvc_batch.engine import DssEngine
 from vvc_batch.errors import DataNotFoundError, EpisodeEndedError, InvalidActionError, ResetNeededError
 from vvc_batch.profiles import read_episode_profiles
-from vvc_batch.reward import INFO_KEYS, compute_reward
+from vvc_batch.reward import INFO_KEYS, control_reward, loss_ratio, total_reward, voltage_reward
 from vvc_batch.spaces import ActionChecker, DeviceCounts, action_space, observation_space
 from vvc_batch.systems import EnvConfig, parse_env_name, system_dir
 
@@ -173,40 +173,28 @@ class VVCBatch:
         if self.buffers.obs.shape != (K, D):
             raise ValueError(f"buffers.obs must have shape {(K, D)}, got {self.buffers.obs.shape}")
 
-        # ---- per-environment state
+        # ---- per-environment state (device-level values as short lists: cheaper than numpy)
         reg = spec.regulator
         self._reg = reg
         self.t = np.full(K, -1, dtype=np.int64)  # steps taken; -1 = never reset
         self.slot = np.zeros(K, dtype=np.int64)
         self.profile_id = np.full(K, -1, dtype=np.int64)
-        # device settings, one row per environment: capacitor states (0/1), regulator tap
-        # ratios (pu; in dss mode exactly as the RegControls left them), battery kW, kvar
-        self._cols_c = slice(0, C)
-        self._cols_r = slice(C, C + R)
-        self._cols_kw = slice(C + R, C + R + B)
-        self._cols_kvar = slice(C + R + B, C + R + 2 * B)
-        self._reset_devices = np.concatenate(
-            [self._cap_reset, np.full(R, reg.ratio(reg.reset_tap_number)), np.zeros(2 * B)]
-        )
-        self.devices = np.tile(self._reset_devices, (K, 1))
-        self._held = self.devices.copy()  # what each environment's engine holds now
-        self.taps = np.full((K, R), float(reg.reset_tap_number))  # tap numbers
-        self.kwh = np.tile(bank.initial_kwh, (K, 1))
+        cap0 = [float(x) for x in self._cap_reset]
+        tap0 = float(reg.reset_tap_number)
+        self._reset_state = (cap0, [tap0] * R, [reg.ratio(tap0)] * R, [0.0] * B)
+        self._caps = [list(cap0) for _ in range(K)]  # 0/1 per capacitor
+        self._taps = [[tap0] * R for _ in range(K)]  # tap numbers
+        self._ratio = [[reg.ratio(tap0)] * R for _ in range(K)]  # tap ratios, pu
+        self._kwh = [self._initial_kwh() for _ in range(K)]
+        # what each environment's engine holds now: caps, tap ratios, battery kW, kvar
+        self._held = [[list(cap0), [reg.ratio(tap0)] * R, [0.0] * B, [0.0] * B] for _ in range(K)]
         self.bat_kw = np.zeros((K, B))  # power drawn by each battery at the last solve, kW
         self._v = np.zeros((K, N))
-        self._loss = np.zeros(K)
-        self._src = np.zeros(K)
-        # battery constants
-        self._inv_pf = 1.0 / bank.pf
-        self._inv_max_kw = 1.0 / bank.max_kw
-        self._inv_max_kwh = 1.0 / bank.max_kwh
-        self._initial_soc = bank.initial_kwh / bank.max_kwh
+        self._ratio_loss = np.zeros(K)
+        self._ctrl = np.zeros(K)
+        self._initial_soc = list(bank.initial_soc)
+        self._inv_max_kw = [1.0 / m for m in bank.max_kw]
         self._all = slice(None)
-        self._obs_v = slice(0, N)
-        self._obs_c = slice(N, N + C)
-        self._obs_r = slice(N + C, N + C + R)
-        self._obs_soc = slice(N + C + R, D, 2)
-        self._obs_p = slice(N + C + R + 1, D, 2)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -217,12 +205,27 @@ class VVCBatch:
     @property
     def caps(self) -> np.ndarray:
         """Capacitor states (K, C), 0 open / 1 closed."""
-        return self.devices[:, self._cols_c]
+        return np.array(self._caps, dtype=np.float64).reshape(self.num_envs, self.counts.capacitors)
+
+    @property
+    def taps(self) -> np.ndarray:
+        """Regulator tap numbers (K, R)."""
+        return np.array(self._taps, dtype=np.float64).reshape(self.num_envs, self.counts.regulators)
 
     @property
     def tap_ratio(self) -> np.ndarray:
         """Regulator tap ratios (K, R), pu."""
-        return self.devices[:, self._cols_r]
+        return np.array(self._ratio, dtype=np.float64).reshape(self.num_envs, self.counts.regulators)
+
+    @property
+    def kwh(self) -> np.ndarray:
+        """Stored energy of every battery (K, B), kWh."""
+        return np.array(self._kwh, dtype=np.float64).reshape(self.num_envs, self.batteries.n)
+
+    def _initial_kwh(self) -> list[float]:
+        # the reference resets energy as soc * capacity
+        bank = self.batteries
+        return [s * c for s, c in zip(bank.initial_soc, bank.max_kwh)]
 
     def _check_profile_array(self, profile: Any, env_index: int) -> np.ndarray:
         arr = np.asarray(profile, dtype=np.float64)
@@ -273,44 +276,30 @@ class VVCBatch:
             raise IndexError(f"environment indices must lie in 0..{self.num_envs - 1}, got {ids.tolist()}")
         return ids, ids.tolist()
 
-    def _write_obs(self, sel) -> None:
-        """Observation rows ``sel`` (a slice or an index array) from the state arrays."""
-        obs = self.buffers.obs
-        if isinstance(sel, slice):
-            rows = obs
-        else:
-            rows = np.empty((len(sel), obs.shape[1]), dtype=obs.dtype)
-        rows[:, self._obs_v] = self._v[sel]
-        rows[:, self._obs_c] = self.devices[sel, self._cols_c]
-        rows[:, self._obs_r] = self.taps[sel]
-        if self.batteries.n:
-            rows[:, self._obs_soc] = self.kwh[sel] * self._inv_max_kwh
-            rows[:, self._obs_p] = self.bat_kw[sel] * -self._inv_max_kw
-        if not isinstance(sel, slice):
-            obs[sel] = rows
+    def _obs_tail(self, k: int) -> list[float]:
+        """Observation entries after the voltages: caps, tap numbers, [soc, power] per battery."""
+        tail = self._caps[k] + self._taps[k]
+        for e, cap, p, inv in zip(self._kwh[k], self.batteries.max_kwh, self.bat_kw[k].tolist(), self._inv_max_kw):
+            tail.append(e / cap)
+            tail.append(-p * inv)
+        return tail
 
-    def _apply_devices(self, sel, ids: list[int]) -> None:
-        """Write into each environment's engine the settings that differ from what it holds."""
-        want = self.devices[sel]
-        held = self._held[sel]
-        rows, cols = np.nonzero(want != held)
-        if not len(rows):
-            return
-        C, R, B = self.counts.capacitors, self.counts.regulators, self.batteries.n
-        engines = self.engines
-        done_bat = set()
-        for i, j in zip(rows.tolist(), cols.tolist()):
-            eng = engines[ids[i]]
-            if j < C:
-                eng.set_capacitor(j, int(want[i, j]))
-            elif j < C + R:
-                eng.set_tap(j - C, float(want[i, j]))
-            else:
-                b = (j - C - R) % B
-                if (i, b) not in done_bat:
-                    done_bat.add((i, b))
-                    eng.set_battery(b, float(want[i, C + R + b]), float(want[i, C + R + B + b]))
-        self._held[sel] = want
+    def _apply_devices(self, k: int, caps, ratios, kw, kvar) -> None:
+        """Write into environment ``k``'s engine the settings that differ from what it holds."""
+        eng = self.engines[k]
+        hc, hr, hkw, hkvar = self._held[k]
+        for j, s in enumerate(caps):
+            if s != hc[j]:
+                eng.set_capacitor(j, int(s))
+                hc[j] = s
+        for j, r in enumerate(ratios):
+            if r != hr[j]:
+                eng.set_tap(j, r)
+                hr[j] = r
+        for j, p in enumerate(kw):
+            if p != hkw[j] or kvar[j] != hkvar[j]:
+                eng.set_battery(j, p, kvar[j])
+                hkw[j], hkvar[j] = p, kvar[j]
 
     # ------------------------------------------------------------------ reset
     def reset(
@@ -346,16 +335,20 @@ class VVCBatch:
             if self.dss_mode:
                 eng.reset_controls()
         self.t[sel] = 0
-        self.devices[sel] = self._reset_devices
-        self.taps[sel] = self._reg.reset_tap_number
-        self.kwh[sel] = self.batteries.initial_kwh
-        self._apply_devices(sel, id_list)
+        cap0, tap0, ratio0, zero = self._reset_state
+        obs = self.buffers.obs
+        N = self.num_nodes
         for k in id_list:
             eng = self.engines[k]
+            self._caps[k], self._taps[k], self._ratio[k] = list(cap0), list(tap0), list(ratio0)
+            self._kwh[k] = self._initial_kwh()
+            self._apply_devices(k, cap0, ratio0, zero, zero)
             # the reset solution is at the hour that maps to the profile's last row
             info["converged"][k] = eng.solve(int(self.slot[k]) * H + H)
             eng.read_voltages(self._v[k])
             eng.read_battery_power(self.bat_kw[k])
+            obs[k, :N] = self._v[k]
+            obs[k, N:] = self._obs_tail(k)
         for key in INFO_KEYS:
             info[key][sel] = 0.0
         info["hour"][sel] = 0
@@ -363,8 +356,7 @@ class VVCBatch:
         self.buffers.reward[sel] = 0.0
         self.buffers.terminated[sel] = False
         self.buffers.truncated[sel] = False
-        self._write_obs(sel)
-        return self.buffers.obs[sel]
+        return obs[sel]
 
     # ------------------------------------------------------------------ step
     def step(self, actions: np.ndarray | None, env_ids: Sequence[int] | np.ndarray | None = None) -> StepBuffers:
@@ -382,103 +374,89 @@ class VVCBatch:
         """
         sel, ids = self._selection(env_ids)
         t = self.t[sel]
-        if t.min() < 0:
-            raise ResetNeededError(f"environment {ids[int(np.argmin(t))]} must be reset before step")
+        t_list = t.tolist()
         H = self.horizon
-        if t.max() >= H:
-            k = ids[int(np.argmax(t))]
+        if min(t_list) < 0 or max(t_list) >= H:
+            i = next(i for i, x in enumerate(t_list) if x < 0 or x >= H)
+            if t_list[i] < 0:
+                raise ResetNeededError(f"environment {ids[i]} must be reset before step")
             raise EpisodeEndedError(
-                f"environment {k} finished its {H}-step episode; call reset before stepping again"
+                f"environment {ids[i]} finished its {H}-step episode; call reset before stepping again"
             )
-        C, R, B = self.counts.capacitors, self.counts.regulators, self.batteries.n
-        bank, hours = self.batteries, self.step_hours
-        dss = self.dss_mode
-        dev = self.devices
-        prev_caps = dev[sel, self._cols_c].copy()
-        prev_taps = self.taps[sel].copy()
-        kwh = self.kwh[sel]
+        C, R = self.counts.capacitors, self.counts.regulators
+        bank, hours, dss, reg = self.batteries, self.step_hours, self.dss_mode, self._reg
         if not dss:
             if actions is None:
                 raise InvalidActionError("step(None) is only allowed in dss mode; pass an action")
-            bat = actions[:, C + R :]
-            if self.config.continuous_battery:
-                kw = bank.project_continuous(bat, kwh, hours)
-            else:
-                kw = bank.project_discrete(bat, kwh, hours)
-            taps = actions[:, C : C + R]
-            self.taps[sel] = taps
-            dev[sel, self._cols_c] = actions[:, :C]
-            dev[sel, self._cols_r] = self._reg.min_tap + taps * self._reg.tap_step
-            dev[sel, self._cols_kw] = kw
-            dev[sel, self._cols_kvar] = kw * self._inv_pf
-            self._apply_devices(sel, ids)
-
-        info = self.buffers.info
-        conv = info["converged"]
-        v, bat_kw, loss, src, slot = self._v, self.bat_kw, self._loss, self._src, self.slot
+            rows = actions.tolist()
+        project = bank.project_continuous if self.config.continuous_battery else bank.project_discrete
+        weights = self.weights
+        buf = self.buffers
+        info, obs = buf.info, buf.obs
+        conv, av_cap, av_reg = info["converged"], info["av_cap_err"], info["av_reg_err"]
+        av_dis, av_soc_err, av_soc = info["av_dis_err"], info["av_soc_err"], info["av_soc"]
+        v, bat_kw, slot, ratio_arr, ctrl_arr = self._v, self.bat_kw, self.slot, self._ratio_loss, self._ctrl
+        nC, nR, nB = C or 1, R or 1, bank.n or 1
+        N = self.num_nodes
         for i, k in enumerate(ids):
             eng = self.engines[k]
-            conv[k] = eng.solve(int(slot[k]) * H + int(t[i]) + 1, dss)
+            prev_caps, prev_taps, kwh = self._caps[k], self._taps[k], self._kwh[k]
+            if dss:
+                kw = [0.0] * bank.n
+            else:
+                row = rows[i]
+                caps, taps = row[:C], row[C : C + R]
+                kw = project(row[C + R :], kwh, hours)
+                ratios = [reg.min_tap + n * reg.tap_step for n in taps]
+                self._apply_devices(k, caps, ratios, kw, bank.kvar(kw))
+                self._caps[k], self._taps[k], self._ratio[k] = caps, taps, ratios
+            last = t_list[i] + 1 >= H
+            conv[k] = eng.solve(int(slot[k]) * H + t_list[i] + 1, dss)
             eng.read_voltages(v[k])
             eng.read_battery_power(bat_kw[k])
-            loss[k], src[k] = eng.read_power()
+            loss_kw, source_kw = eng.read_power()
             if dss:
-                dev[k, self._cols_c] = eng.read_capacitor_states()
-                dev[k, self._cols_r] = eng.read_tap_ratios()
-                self._held[k] = dev[k]
-                self.taps[k] = eng.tap_numbers(dev[k, self._cols_r])
-        if dss:
-            kw = dev[sel, self._cols_kw]
-        drawn = bat_kw[sel]
-        new_kwh = bank.update_energy(kwh, drawn, hours)
-        self.kwh[sel] = new_kwh
+                caps = eng.read_capacitor_states().astype(np.float64).tolist()
+                ratios = eng.read_tap_ratios().tolist()
+                taps = eng.tap_numbers(np.asarray(ratios)).astype(np.float64).tolist()
+                held = self._held[k]
+                held[0], held[1] = list(caps), list(ratios)
+                self._caps[k], self._taps[k], self._ratio[k] = caps, taps, ratios
+            drawn = bat_kw[k].tolist()
+            new_kwh = bank.update_energy(kwh, drawn, hours)
+            self._kwh[k] = new_kwh
+            cap_change = sum(abs(a - b) for a, b in zip(caps, prev_caps))
+            tap_change = sum(abs(a - b) for a, b in zip(taps, prev_taps))
+            dis = sum(max(0.0, p) * inv for p, inv in zip(kw, self._inv_max_kw))
+            soc = [e / c for e, c in zip(new_kwh, bank.max_kwh)]
+            soc_err = sum(abs(s - s0) for s, s0 in zip(soc, self._initial_soc))
+            ratio_arr[k] = loss_ratio(loss_kw, source_kw)
+            ctrl_arr[k] = control_reward(weights, cap_change, tap_change, dis, soc_err, last)
+            av_cap[k] = cap_change / nC
+            av_reg[k] = tap_change / nR
+            av_dis[k] = dis / nB
+            av_soc_err[k] = soc_err / nB
+            av_soc[k] = sum(soc) / nB
+            obs[k, N:] = self._obs_tail(k)
         t_new = t + 1
         self.t[sel] = t_new
-        last = t_new >= H
-
-        add = np.add.reduce
-        n = len(ids)
-        cap_change = add(np.abs(dev[sel, self._cols_c] - prev_caps), axis=1)
-        tap_change = add(np.abs(self.taps[sel] - prev_taps), axis=1)
-        soc = new_kwh * self._inv_max_kwh
-        dis_err = add(np.maximum(kw, 0.0) * self._inv_max_kw, axis=1)
-        soc_err = add(np.abs(soc - self._initial_soc), axis=1)
-        soc_sum = add(soc, axis=1)
-        buf = self.buffers
-        comps = {key: info[key][sel] for key in ("power_loss_ratio", "vol_reward", "ctrl_reward")}
-        buf.reward[sel] = compute_reward(
-            self.weights,
-            v_pu=v[sel],
-            bus_start=self.layout.bus_start,
-            loss_kw=loss[sel],
-            source_kw=src[sel],
-            cap_change=cap_change,
-            tap_change=tap_change,
-            discharge_err=dis_err,
-            soc_err=soc_err,
-            soc=soc_sum,
-            last_step=last,
-            out=comps,
-        )
-        if not isinstance(sel, slice):
-            for key, val in comps.items():
-                info[key][sel] = val
-        info["av_cap_err"][sel] = cap_change / C if C else 0.0
-        info["av_reg_err"][sel] = tap_change / R if R else 0.0
-        info["av_dis_err"][sel] = dis_err / B if B else 0.0
-        info["av_soc_err"][sel] = soc_err / B if B else 0.0
-        info["av_soc"][sel] = soc_sum / B if B else 0.0
+        vol = voltage_reward(v[sel], self.layout.bus_start)
+        ratio, ctrl = ratio_arr[sel], ctrl_arr[sel]
+        buf.reward[sel] = total_reward(weights, ratio, vol, ctrl)
+        info["power_loss_ratio"][sel] = ratio
+        info["vol_reward"][sel] = vol
+        info["ctrl_reward"][sel] = ctrl
         info["hour"][sel] = t_new
         info["profile"][sel] = self.profile_id[sel]
         buf.terminated[sel] = False
-        buf.truncated[sel] = last
-        self._write_obs(sel)
+        buf.truncated[sel] = t_new >= H
+        obs[sel, :N] = v[sel]
         return buf
 
     # ------------------------------------------------------------------ misc
     def info_of(self, k: int) -> dict[str, Any]:
         """The info values of environment ``k`` as plain Python numbers."""
-        return {key: arr[k].item() for key, arr in self.buffers.info.items()}
+        return {key: arr.item(k) for key, arr in self.buffers.info.items()}
 
     def close(self) -> None:
         """Release the engines (idempotent)."""

@@ -1,4 +1,4 @@
-"""The Volt-Var control reward of the reference, vectorized over environments.
+"""The Volt-Var control reward of the reference (voltage term vectorized over environments).
 
 reward = - power_w * clip(losses kW / source kW, 0, 1)
          + sum over buses of [min(0, 1.05 - max V_bus) + min(0, min V_bus - 0.95)]
@@ -28,60 +28,53 @@ INFO_KEYS = (
 
 
 def voltage_reward(v_pu: np.ndarray, bus_start: np.ndarray) -> np.ndarray:
-    """Voltage-violation term (K,) from node voltages (K, N) grouped by bus (pu, <= 0)."""
-    over = np.maximum.reduceat(v_pu, bus_start, axis=1)
-    over -= V_MAX_PU
-    under = np.minimum.reduceat(v_pu, bus_start, axis=1)
-    under -= V_MIN_PU
-    # sum of min(0, 1.05 - max) + min(0, min - 0.95) over buses
-    return np.minimum(under, 0.0).sum(axis=1) - np.maximum(over, 0.0).sum(axis=1)
+    """Voltage-violation term (K,) from node voltages (K, N) grouped by bus (pu, <= 0):
+    the sum over buses of min(0, 1.05 - max V_bus) + min(0, min V_bus - 0.95)."""
+    out = np.zeros(v_pu.shape[0])
+    if v_pu.max() > V_MAX_PU:  # the per-bus maxima are only needed when some node is over
+        over = np.maximum.reduceat(v_pu, bus_start, axis=1)
+        over -= V_MAX_PU
+        out -= np.maximum(over, 0.0, out=over).sum(axis=1)
+    if v_pu.min() < V_MIN_PU:
+        under = np.minimum.reduceat(v_pu, bus_start, axis=1)
+        under -= V_MIN_PU
+        out += np.minimum(under, 0.0, out=under).sum(axis=1)
+    return out
 
 
-def loss_ratio(loss_kw: np.ndarray, source_kw: np.ndarray) -> np.ndarray:
+def loss_ratio(loss_kw: float, source_kw: float) -> float:
     """Losses over delivered power, clipped to [0, 1] (1 where nothing is delivered but
     something is lost, 0 where both are zero)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = loss_kw / source_kw
-    ratio[np.isnan(ratio)] = 0.0
-    return np.clip(ratio, 0.0, 1.0, out=ratio)
+    if source_kw == 0.0:
+        return 1.0 if loss_kw > 0.0 else 0.0
+    return min(1.0, max(0.0, loss_kw / source_kw))
 
 
-def compute_reward(
+def control_reward(
     weights: RewardWeights,
-    *,
-    v_pu: np.ndarray,
-    bus_start: np.ndarray,
-    loss_kw: np.ndarray,
-    source_kw: np.ndarray,
-    cap_change: np.ndarray,
-    tap_change: np.ndarray,
-    discharge_err: np.ndarray,
-    soc_err: np.ndarray,
-    soc: np.ndarray,
-    last_step: np.ndarray,
-    out: dict[str, np.ndarray],
-) -> np.ndarray:
-    """Rewards (K,); the info components are written into ``out[key]`` (each (K,)).
+    cap_change: float,
+    tap_change: float,
+    discharge_err: float,
+    soc_err: float,
+    last_step: bool,
+) -> float:
+    """The (non-positive) control term of one environment.
 
     Args:
-        v_pu: node voltages (K, N), pu.
-        loss_kw, source_kw: total losses and power delivered by the source (K,), kW.
-        cap_change: sum of |state change| over capacitors (K,).
-        tap_change: sum of |tap-number change| over regulators (K,).
-        discharge_err: sum over batteries of max(0, kW)/max_kw (K,).
-        soc_err: sum over batteries of |soc - initial soc| (K,).
-        soc: sum of the batteries' states of charge (K,).
-        last_step: (K,) bool, True where this step ends the episode (soc term applies).
-        out: arrays (K,) for the keys of ``INFO_KEYS``; averages divide by device counts.
+        cap_change: sum of |state change| over capacitors.
+        tap_change: sum of |tap-number change| over regulators.
+        discharge_err: sum over batteries of max(0, kW)/max_kw.
+        soc_err: sum over batteries of |soc - initial soc|; counted on the last step only.
     """
-    ratio = loss_ratio(loss_kw, source_kw)
-    vol = voltage_reward(v_pu, bus_start)
-    # same order of terms as the reference: caps, regulators, soc (last step), discharge
-    cost = weights.cap_w * cap_change + weights.reg_w * tap_change
-    if last_step.any():
-        cost = cost + np.where(last_step, weights.soc_w * soc_err, 0.0)
-    ctrl = -(cost + weights.dis_w * discharge_err)
-    out["power_loss_ratio"][...] = ratio
-    out["vol_reward"][...] = vol
-    out["ctrl_reward"][...] = ctrl
+    # same order of terms as the reference: capacitors, regulators, soc, discharge
+    return -(
+        weights.cap_w * cap_change
+        + weights.reg_w * tap_change
+        + (weights.soc_w * soc_err if last_step else 0.0)
+        + weights.dis_w * discharge_err
+    )
+
+
+def total_reward(weights: RewardWeights, ratio, vol, ctrl):
+    """reward = -power_w * loss ratio + voltage term + control term (scalars or arrays)."""
     return -ratio * weights.power_w + vol + ctrl
