@@ -196,3 +196,36 @@ def test_cwd_untouched_and_nothing_written(tmp_path, data_dir, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     after = {p: p.stat().st_mtime_ns for p in data_dir.rglob("*")}
     assert after == before
+
+
+def test_closed_env_raises_and_close_is_idempotent():
+    env = vvc_batch.make("13Bus")
+    env.reset(seed=0)
+    env.close()
+    env.close()
+    with pytest.raises(vvc_batch.ClosedError):
+        env.step(env.action_space.sample())
+    with pytest.raises(vvc_batch.ClosedError):
+        env.reset()
+
+
+def test_engines_are_freed(data_dir):
+    """Making and closing environments does not accumulate OpenDSS engines."""
+    import gc
+
+    def rss_mib():
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    for _ in range(3):
+        vvc_batch.make("123Bus").close()
+    gc.collect()
+    before = rss_mib()
+    for i in range(20):
+        env = vvc_batch.make("123Bus")
+        env.reset(seed=0)
+        if i % 2:
+            env.close()  # half closed explicitly, half left to the garbage collector
+        del env
+        gc.collect()
+    assert rss_mib() - before < 20  # about 3 MiB per engine would stay without the fix

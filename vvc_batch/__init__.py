@@ -7,6 +7,7 @@
 """
 
 from vvc_batch.errors import (
+    ClosedError,
     DataNotFoundError,
     EngineError,
     EpisodeEndedError,
@@ -21,6 +22,7 @@ from vvc_batch.systems import DATA_ENV_VAR, parse_env_name, system_names, valid_
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClosedError",
     "DATA_ENV_VAR",
     "DataNotFoundError",
     "EngineError",

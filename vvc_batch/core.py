@@ -19,7 +19,7 @@ import numpy as np
 
 from vvc_batch.battery import BatteryBank
 from vvc_batch.engine import DssEngine
-from vvc_batch.errors import DataNotFoundError, EpisodeEndedError, InvalidActionError, ResetNeededError
+from vvc_batch.errors import ClosedError, DataNotFoundError, EpisodeEndedError, InvalidActionError, ResetNeededError
 from vvc_batch.profiles import read_episode_profiles
 from vvc_batch.reward import INFO_KEYS, control_reward, loss_ratio, total_reward, voltage_reward
 from vvc_batch.spaces import ActionChecker, DeviceCounts, action_space, observation_space
@@ -195,6 +195,7 @@ class VVCBatch:
         self._initial_soc = list(bank.initial_soc)
         self._inv_max_kw = [1.0 / m for m in bank.max_kw]
         self._all = slice(None)
+        self._closed = False
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -269,6 +270,8 @@ class VVCBatch:
         return E + k, -1, arr
 
     def _selection(self, env_ids) -> tuple[Any, list[int]]:
+        if self._closed:
+            raise ClosedError("this environment has been closed; make a new one")
         if env_ids is None:
             return self._all, list(range(self.num_envs))
         ids = np.asarray(env_ids, dtype=np.int64).reshape(-1)
@@ -459,7 +462,8 @@ class VVCBatch:
         return {key: arr.item(k) for key, arr in self.buffers.info.items()}
 
     def close(self) -> None:
-        """Release the engines (idempotent)."""
+        """Release the engines (idempotent); later calls raise :class:`ClosedError`."""
+        self._closed = True
         for e in self.engines:
             e.close()
 

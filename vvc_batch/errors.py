@@ -29,3 +29,7 @@ class EpisodeEndedError(VVCError, RuntimeError):
 
 class ResetNeededError(VVCError, RuntimeError):
     """``step`` was called before the first ``reset``."""
+
+
+class ClosedError(VVCError, RuntimeError):
+    """The environment (and its OpenDSS engine) was closed."""
