@@ -287,6 +287,13 @@ class VVCBatch:
             tail.append(-p * inv)
         return tail
 
+    def invalidate_engine_state(self, k: int) -> None:
+        """Forget what environment ``k``'s engine holds, so that the next step writes every
+        device setting (call after changing that engine directly)."""
+        C, R, B = self.counts.capacitors, self.counts.regulators, self.batteries.n
+        nan = float("nan")
+        self._held[k] = [[nan] * C, [nan] * R, [nan] * B, [nan] * B]
+
     def _apply_devices(self, k: int, caps, ratios, kw, kvar) -> None:
         """Write into environment ``k``'s engine the settings that differ from what it holds."""
         eng = self.engines[k]
