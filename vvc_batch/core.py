@@ -391,7 +391,8 @@ class VVCBatch:
             if t_list[i] < 0:
                 raise ResetNeededError(f"environment {ids[i]} must be reset before step")
             raise EpisodeEndedError(
-                f"environment {ids[i]} finished its {H}-step episode; call reset before stepping again"
+                f"environment {ids[i]} finished its {H}-step episode (truncated=True was "
+                f"returned); call reset before stepping again"
             )
         C, R = self.counts.capacitors, self.counts.regulators
         bank, hours, dss, reg = self.batteries, self.step_hours, self.dss_mode, self._reg

@@ -39,7 +39,6 @@ import gymnasium as gym
 import numpy as np
 
 from vvc_batch.core import VVCBatch
-from vvc_batch.errors import EpisodeEndedError, ResetNeededError
 
 
 class VVCEnv(gym.Env):
@@ -94,8 +93,7 @@ class VVCEnv(gym.Env):
         self.action_space = core.single_action_space
         self.observation_space = core.single_observation_space
         self._checker = core.checker
-        self._buf = core.buffers
-        self._started = False
+        self._info_arrays = list(core.buffers.info.items())
 
     # ------------------------------------------------------------------ names
     @property
@@ -168,29 +166,19 @@ class VVCEnv(gym.Env):
             raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: 'profile'")
         profile = options.get("profile")
         obs = self._core.reset([0], [profile], [self.np_random])
-        self._started = True
         return obs[0].copy(), self._info()
 
     def step(self, action) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         """Apply an action for one hour; see the module docstring for its layout."""
-        core = self._core
-        if not self._started:
-            raise ResetNeededError("call reset() before step()")
-        if core.t[0] >= core.horizon:
-            raise EpisodeEndedError(
-                f"the {core.horizon}-step episode has ended (truncated=True was returned); call reset()"
-            )
-        if self.dss_mode and action is None:
-            flat = None
-        else:
-            flat = self._checker.check(action)
-        buf = core.step(flat)
+        # the core raises ResetNeededError / EpisodeEndedError before touching anything
+        flat = None if (action is None and self.dss_mode) else self._checker.check(action)
+        buf = self._core.step(flat)
         return (
             buf.obs[0].copy(),
-            float(buf.reward[0]),
-            bool(buf.terminated[0]),
-            bool(buf.truncated[0]),
-            self._info(),
+            buf.reward.item(0),
+            buf.terminated.item(0),
+            buf.truncated.item(0),
+            {key: arr.item(0) for key, arr in self._info_arrays},
         )
 
     def close(self) -> None:

@@ -147,7 +147,8 @@ class ActionChecker:
         )
 
     def check(self, action, batch: int | None = None) -> np.ndarray:
-        """Validated actions as a (K, A) float64 array (K = 1 when ``batch`` is None).
+        """Validated actions as a (K, A) array (K = 1 when ``batch`` is None): the caller's
+        integer array as it is (a view), or float64 for float input.
 
         Raises:
             InvalidActionError: wrong shape or dtype, NaN/inf, a non-integral discrete entry,
@@ -171,7 +172,9 @@ class ActionChecker:
             want = (self._size,) if batch is None else (batch, self._size)
             if arr.shape != want:
                 raise InvalidActionError(f"action must have shape {want} ({self._layout()}), got {arr.shape}")
-            flat = arr.reshape(-1, self._size).astype(np.float64)
+            flat = arr.reshape(-1, self._size)
+            if not integral_input:
+                flat = flat.astype(np.float64)
         if not integral_input:
             bad = ~np.isfinite(flat)
             if bad.any():
