@@ -4,6 +4,7 @@
 >>> env = vvc_batch.make("123Bus_soc_s1.5")          # gym.make("vvc_batch/123Bus_soc_s1.5-v0")
 >>> obs, info = env.reset(seed=0, options={"profile": 5})
 >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+>>> envs = vvc_batch.make_vec("123Bus", num_envs=16)  # worker pool on shared memory
 """
 
 from vvc_batch.errors import (
@@ -16,7 +17,7 @@ from vvc_batch.errors import (
     UnknownSystemError,
     VVCError,
 )
-from vvc_batch.registration import env_id, make, register_all
+from vvc_batch.registration import env_id, make, make_vec, register_all
 from vvc_batch.systems import DATA_ENV_VAR, parse_env_name, system_names, valid_env_names
 
 __version__ = "0.1.0"
@@ -33,6 +34,7 @@ __all__ = [
     "VVCError",
     "env_id",
     "make",
+    "make_vec",
     "parse_env_name",
     "register_all",
     "system_names",

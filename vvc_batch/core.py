@@ -69,6 +69,8 @@ class VVCBatch:
         profiles: the episodes to play instead of the system's load-shape files: an array
             (episodes, horizon, n_loads) of load multipliers, columns in ``load_names`` order,
             used as given (the ``_s<scale>`` factor is not applied).
+        profile_pool: the episode indices a reset without a profile draws from (a train
+            split; default: all).
         buffers: output arrays to write into (default: newly allocated).
 
     Raises:
@@ -87,6 +89,7 @@ class VVCBatch:
         max_iterations: int | None = None,
         solver_options: int = 0,
         profiles: np.ndarray | None = None,
+        profile_pool: Sequence[int] | None = None,
         buffers: StepBuffers | None = None,
     ) -> None:
         self.config = cfg = parse_env_name(env) if isinstance(env, str) else env
@@ -145,6 +148,10 @@ class VVCBatch:
             self.profiles = np.ascontiguousarray(arr)
             self.profile_source = "array"
         self.num_profiles = E = self.profiles.shape[0]
+        pool = np.arange(E) if profile_pool is None else np.asarray(profile_pool, dtype=np.int64).reshape(-1)
+        if profile_pool is not None and (pool.size == 0 or pool.min() < 0 or pool.max() >= E):
+            raise ValueError(f"profile_pool must hold episode indices in 0..{E - 1}, got {list(profile_pool)}")
+        self.profile_pool = pool
         # slots 0..E-1: the system's episodes; slot E+k: environment k's own profile
         L = len(lay.load_names)
         self.load_mult = np.ones(((E + K) * H, L), dtype=np.float64)
@@ -251,7 +258,8 @@ class VVCBatch:
                     f"profile array to reset(options={{'profile': P}}) with P of shape "
                     f"({self.horizon}, {len(self.layout.load_names)})"
                 )
-            idx = int(rng.integers(E)) if rng is not None else 0
+            pool = self.profile_pool
+            idx = int(pool[rng.integers(len(pool))]) if rng is not None else int(pool[0])
             return idx, idx, None
         if isinstance(profile, (int, np.integer)) and not isinstance(profile, bool):
             idx = int(profile)

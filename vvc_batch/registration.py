@@ -16,6 +16,7 @@ from vvc_batch.systems import parse_env_name, valid_env_names
 
 NAMESPACE = "vvc_batch"
 ENTRY_POINT = "vvc_batch.env:VVCEnv"
+VECTOR_ENTRY_POINT = "vvc_batch.vector_env:VVCVectorEnv"
 #: load scales registered up front (any other scale is registered by :func:`make`)
 REGISTERED_SCALES = tuple(x / 4 for x in range(2, 13) if x != 4)
 
@@ -32,6 +33,7 @@ def _register(name: str) -> str:
         gym.register(
             id=gid,
             entry_point=ENTRY_POINT,
+            vector_entry_point=VECTOR_ENTRY_POINT,
             kwargs={"env_name": cfg.name},
             max_episode_steps=cfg.system.horizon,
         )
@@ -46,6 +48,17 @@ def register_all() -> list[str]:
         for s in REGISTERED_SCALES:
             ids.append(_register(f"{base}_s{s:g}"))
     return ids
+
+
+def make_vec(name: str, num_envs: int = 1, num_workers: int | None = None, dss_mode: bool = False,
+             **kwargs: Any):
+    """The vector engine: ``num_envs`` environments on ``num_workers`` processes (default: one
+    per core), the same as ``gymnasium.make_vec("vvc_batch/<name>-v0", num_envs, ...)``.
+    See :class:`vvc_batch.vector_env.VVCVectorEnv` for the keyword arguments."""
+    from vvc_batch.vector_env import VVCVectorEnv
+
+    _register(name)
+    return VVCVectorEnv(parse_env_name(name).name, num_envs, num_workers=num_workers, dss_mode=dss_mode, **kwargs)
 
 
 def make(name: str, **kwargs: Any) -> gym.Env:

@@ -1,0 +1,269 @@
+"""The worker pool: processes that each own OpenDSS engines for a slice of the
+environments, driven in lockstep through shared memory.
+
+The parent creates (and alone unlinks) the shared arrays, starts the workers with the
+``forkserver`` method (never forking a process that holds OpenDSS engines or threads),
+sends one byte per worker per step, and waits on the replies and on the worker processes'
+sentinels together, so a worker that dies is noticed at once. Every failure path ends with
+the pool closed: workers stopped, pipes closed, segments unlinked.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pickle
+import sys
+import time
+import weakref
+from contextlib import contextmanager
+from multiprocessing.connection import wait
+from typing import Any, Sequence
+
+from vvc_batch.errors import ClosedError, VVCError
+from vvc_batch.shared_buffers import SharedArrays
+from vvc_batch.worker import WorkerSpec, worker_main
+
+
+class WorkerError(VVCError, RuntimeError):
+    """A worker raised an exception (its traceback is in the message) or died."""
+
+
+class WorkerDiedError(WorkerError):
+    """A worker process ended unexpectedly (killed, crashed, out of memory)."""
+
+
+def split_evenly(num_envs: int, num_workers: int) -> list[tuple[int, int]]:
+    """(start, stop) of each worker's environments, sizes differing by at most one."""
+    base, extra = divmod(num_envs, num_workers)
+    out, start = [], 0
+    for w in range(num_workers):
+        stop = start + base + (1 if w < extra else 0)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def _start_method() -> str:
+    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+
+
+@contextmanager
+def _main_module_hidden():
+    """Start workers without re-running the caller's main module in them.
+
+    ``spawn``/``forkserver`` children import ``__main__`` so that objects pickled from it can
+    be found; ours only need vvc_batch, and re-running an unguarded script would start
+    pools recursively. Hiding the main module's name and file while a worker starts keeps
+    scripts and notebooks without ``if __name__ == "__main__"`` working.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: getattr(main, k) for k in ("__spec__", "__file__") if hasattr(main, k)}
+    try:
+        main.__spec__ = None
+        if "__file__" in saved:
+            del main.__file__
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
+
+
+def _shutdown(processes, conns, shm, grace: float = 2.0) -> None:
+    """Stop workers, close pipes, unlink shared memory. Safe to call more than once."""
+    for conn in conns:
+        try:
+            conn.send_bytes(b"c")
+        except (OSError, ValueError):
+            pass
+    deadline = time.monotonic() + grace
+    for p in processes:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    for p in processes:
+        p.join(1.0)
+        if p.is_alive():
+            p.kill()
+            p.join(1.0)
+    for conn in conns:
+        try:
+            conn.close()
+        except OSError:
+            pass
+    if shm is not None:
+        shm.close()
+
+
+class WorkerPool:
+    """``num_workers`` processes serving ``num_envs`` environments of ``env_name``.
+
+    Args:
+        env_name: environment name (``123Bus_soc``).
+        num_envs: total number of environments.
+        num_workers: processes to start (at most ``num_envs``).
+        arrays: shared-array specs (see :mod:`vvc_batch.vector_env`); must include
+            ``actions``, ``obs``, ``reward``, ``terminated``, ``truncated`` and the info arrays.
+        env_kwargs: keyword arguments of :class:`~vvc_batch.core.VVCBatch` (picklable).
+        autoreset_mode: ``"NextStep"``, ``"SameStep"`` or ``"Disabled"``.
+        profile_pool: episode indices drawn at resets without a profile.
+        timeout: seconds to wait for a step or reset before giving up (``None``: forever).
+        start_timeout: seconds to wait for the workers to compile their circuits.
+    """
+
+    def __init__(
+        self,
+        env_name: str,
+        num_envs: int,
+        num_workers: int,
+        arrays: dict,
+        *,
+        env_kwargs: dict | None = None,
+        autoreset_mode: str = "NextStep",
+        profile_pool: Sequence[int] | None = None,
+        timeout: float | None = 600.0,
+        start_timeout: float = 600.0,
+    ) -> None:
+        self.num_envs = num_envs
+        self.num_workers = num_workers = max(1, min(int(num_workers), num_envs))
+        self.timeout = timeout
+        self.slices = split_evenly(num_envs, num_workers)
+        self._closed = False
+        self.shm = SharedArrays.create(arrays)
+        self.arrays = self.shm.arrays
+        self.processes: list = []
+        self.conns: list = []
+        self._finalizer = weakref.finalize(self, _shutdown, self.processes, self.conns, self.shm)
+        ctx = mp.get_context(_start_method())
+        try:
+            for w, (start, stop) in enumerate(self.slices):
+                spec = WorkerSpec(
+                    index=w, env_name=env_name, start=start, stop=stop, layout=self.shm.layout,
+                    env_kwargs=dict(env_kwargs or {}), autoreset_mode=autoreset_mode,
+                    profile_pool=None if profile_pool is None else tuple(int(i) for i in profile_pool),
+                )
+                parent, child = ctx.Pipe(duplex=True)
+                proc = ctx.Process(target=worker_main, args=(spec, child), name=f"vvc_batch-worker-{w}",
+                                   daemon=True)
+                with _main_module_hidden():
+                    proc.start()
+                child.close()
+                self.processes.append(proc)
+                self.conns.append(parent)
+            replies = self._gather(start_timeout, "starting")
+            self.facts = pickle.loads(replies[0])
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the workers."""
+        return [p.pid for p in self.processes]
+
+    def _describe(self, w: int) -> str:
+        start, stop = self.slices[w]
+        envs = f"environment {start}" if stop - start == 1 else f"environments {start}..{stop - 1}"
+        return f"worker {w} (pid {self.processes[w].pid}, {envs})"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the vector environment has been closed; make a new one")
+
+    def send(self, messages: Sequence[bytes] | bytes) -> None:
+        """Send one message to every worker (the same bytes, or one per worker)."""
+        self._check_open()
+        msgs = [messages] * self.num_workers if isinstance(messages, bytes) else list(messages)
+        for w, (conn, msg) in enumerate(zip(self.conns, msgs, strict=True)):
+            try:
+                conn.send_bytes(msg)
+            except (OSError, ValueError) as exc:
+                err = self._death_error(w, exc)
+                self.close()
+                raise err from None
+
+    def _death_error(self, w: int, cause: BaseException | None = None) -> WorkerDiedError:
+        proc = self.processes[w]
+        proc.join(0.2)
+        code = proc.exitcode
+        how = f"exit code {code}" if code is not None and code >= 0 else (
+            f"killed by signal {-code}" if code is not None else f"unreachable ({cause!r})")
+        return WorkerDiedError(
+            f"{self._describe(w)} died ({how}); the pool has been closed, make a new vector environment"
+        )
+
+    def _gather(self, timeout: float | None, what: str) -> list[bytes]:
+        """Wait for one reply from every worker; raise (and close) on error, death, timeout."""
+        pending = {conn: w for w, conn in enumerate(self.conns)}
+        sentinels = {p.sentinel: w for w, p in enumerate(self.processes)}
+        replies: list[bytes | None] = [None] * self.num_workers
+        deadline = None if timeout is None else time.monotonic() + timeout
+        error: BaseException | None = None
+        try:
+            while pending and error is None:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                ready = wait(list(pending) + list(sentinels), timeout=left)
+                if not ready:
+                    workers = ", ".join(self._describe(w) for w in sorted(pending.values()))
+                    error = WorkerError(f"timed out after {timeout} s {what}; waiting for {workers}")
+                    break
+                for obj in ready:
+                    if obj in pending:
+                        w = pending.pop(obj)
+                        try:
+                            msg = obj.recv_bytes()
+                        except (EOFError, OSError) as exc:
+                            error = self._death_error(w, exc)
+                            break
+                        if msg[:1] == b"e":
+                            error = WorkerError(f"{self._describe(w)} failed while {what}:\n{pickle.loads(msg[1:])}")
+                            break
+                        replies[w] = msg[1:]
+                    elif obj in sentinels:  # a worker process ended: the pool is broken
+                        error = self._death_error(sentinels[obj])
+                        break
+        except BaseException:  # Ctrl-C while waiting: stop everything, re-raise
+            self.close()
+            raise
+        if error is not None:
+            self.close()
+            raise error
+        return replies  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ commands
+    def step_async(self) -> None:
+        """Ask every worker to step its environments (actions are in shared memory)."""
+        self.send(b"s")
+
+    def wait(self, what: str = "stepping") -> None:
+        """Wait for every worker to finish the last command."""
+        self._gather(self.timeout, what)
+
+    def reset(self, seeds: Sequence[int | None], profiles: Sequence[Any]) -> None:
+        """Reset every environment (per-environment seeds and profiles, global order)."""
+        msgs = []
+        for start, stop in self.slices:
+            msgs.append(b"r" + pickle.dumps((list(seeds[start:stop]), list(profiles[start:stop]))))
+        self.send(msgs)
+        self._gather(self.timeout, "resetting")
+
+    def close(self) -> None:
+        """Stop the workers and free the shared memory (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer()
+
+
+def default_num_workers() -> int:
+    """One worker per core available to this process."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+

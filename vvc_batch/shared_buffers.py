@@ -1,0 +1,98 @@
+"""Numpy arrays in ``multiprocessing.shared_memory``, created by the parent, attached by workers.
+
+Only the parent creates and unlinks segments. Workers are started by multiprocessing and
+so share the parent's resource tracker: their attach registers names the tracker already
+holds, and they must not unregister them (that would drop the parent's registration).
+Should the parent die without closing, that tracker unlinks the segments.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from multiprocessing import shared_memory
+from typing import Mapping
+
+import numpy as np
+
+#: prefix of every segment name, so leaks are easy to find in /dev/shm
+SEGMENT_PREFIX = "vvcb_"
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """Shape and dtype of one shared array."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+
+class SharedArrays:
+    """A set of named numpy arrays, each in its own shared-memory segment.
+
+    Use :meth:`create` in the parent and :meth:`attach` (with the picklable :attr:`layout`)
+    in a worker. ``arrays[name]`` is the numpy view.
+    """
+
+    def __init__(self, layout: Mapping[str, tuple[str, ArraySpec]], segments: dict, owner: bool) -> None:
+        self.layout = dict(layout)  # name -> (segment name, spec)
+        self._segments = segments
+        self.owner = owner
+        self.arrays = {
+            name: np.ndarray(spec.shape, dtype=spec.dtype, buffer=segments[name].buf)
+            for name, (_, spec) in self.layout.items()
+        }
+        self._closed = False
+
+    @classmethod
+    def create(cls, specs: Mapping[str, ArraySpec]) -> "SharedArrays":
+        """Create zero-filled segments for ``specs`` (parent side)."""
+        token = secrets.token_hex(4)
+        segments, layout = {}, {}
+        try:
+            for name, spec in specs.items():
+                seg_name = f"{SEGMENT_PREFIX}{token}_{name}"
+                seg = shared_memory.SharedMemory(name=seg_name, create=True, size=max(spec.nbytes, 1))
+                segments[name] = seg
+                layout[name] = (seg.name, spec)
+        except BaseException:
+            for seg in segments.values():
+                seg.close()
+                seg.unlink()
+            raise
+        out = cls(layout, segments, owner=True)
+        for arr in out.arrays.values():
+            arr.fill(0)
+        return out
+
+    @classmethod
+    def attach(cls, layout: Mapping[str, tuple[str, ArraySpec]]) -> "SharedArrays":
+        """Attach to segments made by :meth:`create` (worker side)."""
+        segments = {name: shared_memory.SharedMemory(name=seg_name) for name, (seg_name, _) in layout.items()}
+        return cls(layout, segments, owner=False)
+
+    @property
+    def segment_names(self) -> list[str]:
+        """Names of the segments (as in /dev/shm)."""
+        return [seg_name for seg_name, _ in self.layout.values()]
+
+    def close(self) -> None:
+        """Drop the views and detach; the owner also unlinks the segments (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.arrays = {}
+        for seg in self._segments.values():
+            try:
+                seg.close()
+            except BufferError:  # a view escaped; the mapping goes with the process
+                pass
+            if self.owner:
+                try:
+                    seg.unlink()
+                except FileNotFoundError:
+                    pass

@@ -1,0 +1,174 @@
+"""The worker process of the pool: one :class:`~vvc_batch.core.VVCBatch` over a slice of
+the environments, reading actions from and writing results to shared memory.
+
+Protocol (one pipe per worker, bytes only; nothing is pickled per step):
+
+* parent -> worker: ``b"s"`` step, ``b"r" + pickle((seeds, profiles))`` reset,
+  ``b"c"`` close;
+* worker -> parent: ``b"k"`` done, ``b"e" + pickle(traceback text)`` failed; at start-up
+  ``b"k" + pickle(layout facts)`` or ``b"e" + ...``.
+
+The worker ignores SIGINT (the parent handles Ctrl-C and stops it) and exits when the
+parent's end of the pipe closes.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# autoreset modes, as plain strings so that the spec pickles without gymnasium objects
+NEXT_STEP = "NextStep"
+SAME_STEP = "SameStep"
+DISABLED = "Disabled"
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, picklable."""
+
+    index: int
+    env_name: str
+    start: int  # first environment of this worker (global index)
+    stop: int
+    layout: dict  # SharedArrays layout
+    env_kwargs: dict = field(default_factory=dict)
+    autoreset_mode: str = NEXT_STEP
+    profile_pool: tuple[int, ...] | None = None
+
+
+def _buffers(arrays: dict[str, np.ndarray], sl: slice):
+    from vvc_batch.core import STEP_INFO_KEYS, StepBuffers
+
+    return StepBuffers(
+        obs=arrays["obs"][sl],
+        reward=arrays["reward"][sl],
+        terminated=arrays["terminated"][sl],
+        truncated=arrays["truncated"][sl],
+        info={k: arrays[f"info.{k}"][sl] for k in STEP_INFO_KEYS},
+    )
+
+
+class _WorkerLoop:
+    """The state of one worker: its core, per-environment RNGs and autoreset flags."""
+
+    def __init__(self, spec: WorkerSpec, arrays: dict[str, np.ndarray]) -> None:
+        from vvc_batch.core import STEP_INFO_KEYS, VVCBatch
+
+        self.spec = spec
+        sl = slice(spec.start, spec.stop)
+        self.K = spec.stop - spec.start
+        self.actions = arrays["actions"][sl]
+        self.core = VVCBatch(
+            spec.env_name, self.K, buffers=_buffers(arrays, sl),
+            profile_pool=spec.profile_pool, **spec.env_kwargs
+        )
+        self.rngs = [np.random.default_rng() for _ in range(self.K)]
+        self.needs_reset = np.zeros(self.K, dtype=bool)
+        self.mode = spec.autoreset_mode
+        if self.mode == SAME_STEP:
+            self.final_obs = arrays["final.obs"][sl]
+            self.final_mask = arrays["final.mask"][sl]
+            self.final_info = {k: arrays[f"final.info.{k}"][sl] for k in STEP_INFO_KEYS}
+            self.final_reward = None
+
+    def facts(self) -> dict[str, Any]:
+        core = self.core
+        return {
+            "obs_names": list(core.obs_names),
+            "load_names": list(core.load_names),
+            "num_profiles": core.num_profiles,
+            "obs_dim": core.obs_dim,
+            "counts": core.counts,
+            "profile_source": core.profile_source,
+        }
+
+    def reset(self, payload: bytes) -> None:
+        seeds, profiles = pickle.loads(payload)
+        for i, s in enumerate(seeds):
+            if s is not None:
+                self.rngs[i] = np.random.default_rng(s)
+        self.core.reset(None, profiles, self.rngs)
+        self.needs_reset[:] = False
+        if self.mode == SAME_STEP:
+            self.final_mask[:] = False
+
+    def step(self) -> None:
+        core, buf = self.core, self.core.buffers
+        acts = None if core.dss_mode else self.actions
+        if self.mode == NEXT_STEP and self.needs_reset.any():
+            stepping = np.flatnonzero(~self.needs_reset)
+            resetting = np.flatnonzero(self.needs_reset)
+            if len(stepping):
+                core.step(None if acts is None else acts[stepping], env_ids=stepping)
+            core.reset(resetting, None, [self.rngs[i] for i in resetting])
+            self.needs_reset[:] = False
+            self.needs_reset[stepping] = buf.terminated[stepping] | buf.truncated[stepping]
+            return
+        core.step(acts)
+        done = buf.terminated | buf.truncated
+        if self.mode == NEXT_STEP:
+            self.needs_reset[:] = done
+        elif self.mode == SAME_STEP:
+            self.final_mask[:] = done
+            if done.any():
+                ended = np.flatnonzero(done)
+                self.final_obs[ended] = buf.obs[ended]
+                for k, arr in self.final_info.items():
+                    arr[ended] = buf.info[k][ended]
+                reward = buf.reward[ended].copy()
+                term, trunc = buf.terminated[ended].copy(), buf.truncated[ended].copy()
+                core.reset(ended, None, [self.rngs[i] for i in ended])
+                # the step's reward and end flags stay; obs and info become the reset's
+                buf.reward[ended], buf.terminated[ended], buf.truncated[ended] = reward, term, trunc
+
+
+def worker_main(spec: WorkerSpec, conn) -> None:
+    """Entry point of a worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from vvc_batch.shared_buffers import SharedArrays
+
+    shm = None
+    try:
+        shm = SharedArrays.attach(spec.layout)
+        loop = _WorkerLoop(spec, shm.arrays)
+        conn.send_bytes(b"k" + pickle.dumps(loop.facts()))
+    except BaseException:
+        try:
+            conn.send_bytes(b"e" + pickle.dumps(traceback.format_exc()))
+        finally:
+            if shm is not None:
+                shm.close()
+        return
+    try:
+        while True:
+            try:
+                msg = conn.recv_bytes()
+            except (EOFError, OSError):  # the parent is gone
+                break
+            cmd = msg[:1]
+            if cmd == b"c":
+                break
+            try:
+                if cmd == b"s":
+                    loop.step()
+                elif cmd == b"r":
+                    loop.reset(msg[1:])
+                else:
+                    raise RuntimeError(f"unknown command {cmd!r}")
+                conn.send_bytes(b"k")
+            except Exception:
+                conn.send_bytes(b"e" + pickle.dumps(traceback.format_exc()))
+    finally:
+        loop.core.close()
+        del loop
+        shm.close()
+        try:
+            conn.close()
+        except OSError:
+            pass
