@@ -21,7 +21,8 @@ from multiprocessing.connection import wait
 from typing import Any, Sequence
 
 from vvc_batch.errors import ClosedError, VVCError
-from vvc_batch.shared_buffers import SharedArrays
+from vvc_batch.lockstep import CLOSE, DONE, RESET, STEP, ParentSide, control_size
+from vvc_batch.shared_buffers import ArraySpec, SharedArrays
 from vvc_batch.worker import WorkerSpec, worker_main
 
 
@@ -74,9 +75,13 @@ def _main_module_hidden():
 
 def _shutdown(processes, conns, shm, grace: float = 2.0) -> None:
     """Stop workers, close pipes, unlink shared memory. Safe to call more than once."""
+    ctl = shm.arrays.get("control") if shm is not None else None
+    if ctl is not None and len(ctl):
+        ctl[1] = CLOSE
+        ctl[0] += 1
     for conn in conns:
         try:
-            conn.send_bytes(b"c")
+            conn.send_bytes(b"w")  # wake sleepers; they find CLOSE
         except (OSError, ValueError):
             pass
     deadline = time.monotonic() + grace
@@ -133,6 +138,8 @@ class WorkerPool:
         self.timeout = timeout
         self.slices = split_evenly(num_envs, num_workers)
         self._closed = False
+        arrays = dict(arrays)
+        arrays["control"] = ArraySpec((control_size(num_workers),), "int64")
         self.shm = SharedArrays.create(arrays)
         self.arrays = self.shm.arrays
         self.processes: list = []
@@ -154,8 +161,10 @@ class WorkerPool:
                 child.close()
                 self.processes.append(proc)
                 self.conns.append(parent)
-            replies = self._gather(start_timeout, "starting")
+            replies = self._await_startup(start_timeout, "starting")
             self.facts = pickle.loads(replies[0])
+            self._side = ParentSide(self.arrays["control"], num_workers)
+            self._inbox: list[list[bytes]] = [[] for _ in range(num_workers)]
         except BaseException:
             self.close()
             raise
@@ -175,18 +184,6 @@ class WorkerPool:
         if self._closed:
             raise ClosedError("the vector environment has been closed; make a new one")
 
-    def send(self, messages: Sequence[bytes] | bytes) -> None:
-        """Send one message to every worker (the same bytes, or one per worker)."""
-        self._check_open()
-        msgs = [messages] * self.num_workers if isinstance(messages, bytes) else list(messages)
-        for w, (conn, msg) in enumerate(zip(self.conns, msgs, strict=True)):
-            try:
-                conn.send_bytes(msg)
-            except (OSError, ValueError) as exc:
-                err = self._death_error(w, exc)
-                self.close()
-                raise err from None
-
     def _death_error(self, w: int, cause: BaseException | None = None) -> WorkerDiedError:
         proc = self.processes[w]
         proc.join(0.2)
@@ -197,8 +194,9 @@ class WorkerPool:
             f"{self._describe(w)} died ({how}); the pool has been closed, make a new vector environment"
         )
 
-    def _gather(self, timeout: float | None, what: str) -> list[bytes]:
-        """Wait for one reply from every worker; raise (and close) on error, death, timeout."""
+    def _await_startup(self, timeout: float | None, what: str) -> list[bytes]:
+        """Wait for every worker's start-up report on its pipe; raise (and close) on error,
+        death or timeout."""
         pending = {conn: w for w, conn in enumerate(self.conns)}
         sentinels = {p.sentinel: w for w, p in enumerate(self.processes)}
         replies: list[bytes | None] = [None] * self.num_workers
@@ -236,21 +234,100 @@ class WorkerPool:
         return replies  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ commands
-    def step_async(self) -> None:
-        """Ask every worker to step its environments (actions are in shared memory)."""
-        self.send(b"s")
+    def _post(self, code: int) -> int:
+        self._check_open()
+        try:
+            return self._side.post(code, self.conns)
+        except (OSError, ValueError):
+            for w, p in enumerate(self.processes):
+                if not p.is_alive():
+                    err = self._death_error(w)
+                    self.close()
+                    raise err from None
+            raise
 
-    def wait(self, what: str = "stepping") -> None:
-        """Wait for every worker to finish the last command."""
-        self._gather(self.timeout, what)
+    def _drain(self, w: int) -> None:
+        """Read what worker ``w`` sent; keep all but wake-ups."""
+        conn = self.conns[w]
+        try:
+            while conn.poll():
+                msg = conn.recv_bytes()
+                if msg != DONE:
+                    self._inbox[w].append(msg)
+        except (EOFError, OSError) as exc:  # the worker's end closed: it died
+            raise self._death_error(w, exc) from None
+
+    def _await(self, seq: int, what: str, timeout: float | None) -> None:
+        """Wait until every worker finished command ``seq``: poll the control block briefly,
+        then sleep on the pipes and the process sentinels; raise (and close) on error,
+        death or timeout."""
+        side = self._side
+        try:
+            if not side.spin_until_done(seq):
+                self._sleep_until_done(seq, what, timeout)
+            failed = [w for w in range(self.num_workers) if side.failed(w)]
+            if failed:
+                w = failed[0]
+                while not any(m[:1] == b"e" for m in self._inbox[w]):
+                    self._drain(w)
+                    if not any(m[:1] == b"e" for m in self._inbox[w]):
+                        self.conns[w].poll(0.1)
+                msg = next(m for m in self._inbox[w] if m[:1] == b"e")
+                raise WorkerError(f"{self._describe(w)} failed while {what}:\n{pickle.loads(msg[1:])}")
+        except BaseException:  # errors and Ctrl-C alike: stop everything, re-raise
+            self.close()
+            raise
+
+    def _sleep_until_done(self, seq: int, what: str, timeout: float | None) -> None:
+        side = self._side
+        sentinels = {p.sentinel: w for w, p in enumerate(self.processes)}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        side.set_sleeping(True)
+        try:
+            nap = 0.001
+            while True:
+                pending = side.pending(seq)
+                if not pending:
+                    return
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    workers = ", ".join(self._describe(w) for w in pending)
+                    raise WorkerError(f"timed out after {timeout} s {what}; waiting for {workers}")
+                wait_for = nap if left is None else min(nap, left)
+                ready = wait([self.conns[w] for w in pending] + list(sentinels), timeout=wait_for)
+                nap = min(0.02, nap * 2) if not ready else 0.001
+                for obj in ready:
+                    if obj in sentinels:
+                        w = sentinels[obj]
+                        raise self._death_error(w)
+                    self._drain(self.conns.index(obj))
+        finally:
+            side.set_sleeping(False)
+
+    def step(self) -> None:
+        """Step every worker's environments (actions are in shared memory) and wait."""
+        self._await(self._post(STEP), "stepping", self.timeout)
+
+    def step_async(self) -> int:
+        """Start a step; returns its sequence number for :meth:`wait`."""
+        return self._post(STEP)
+
+    def wait(self, seq: int, what: str = "stepping", timeout: float | None = -1.0) -> None:
+        """Wait for command ``seq`` (``timeout=-1``: the pool's own)."""
+        self._await(seq, what, self.timeout if timeout == -1.0 else timeout)
 
     def reset(self, seeds: Sequence[int | None], profiles: Sequence[Any]) -> None:
         """Reset every environment (per-environment seeds and profiles, global order)."""
-        msgs = []
-        for start, stop in self.slices:
-            msgs.append(b"r" + pickle.dumps((list(seeds[start:stop]), list(profiles[start:stop]))))
-        self.send(msgs)
-        self._gather(self.timeout, "resetting")
+        self._check_open()
+        for w, (start, stop) in enumerate(self.slices):
+            payload = pickle.dumps((list(seeds[start:stop]), list(profiles[start:stop])))
+            try:
+                self.conns[w].send_bytes(payload)
+            except (OSError, ValueError):
+                err = self._death_error(w)
+                self.close()
+                raise err from None
+        self._await(self._post(RESET), "resetting", self.timeout)
 
     def close(self) -> None:
         """Stop the workers and free the shared memory (idempotent)."""

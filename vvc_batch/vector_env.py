@@ -215,7 +215,7 @@ class VVCVectorEnv(VectorEnv):
         if not (self.dss_mode and actions is None):
             flat = self._checker.check(actions, batch=self.num_envs)
             self._a["actions"][:] = flat
-        self._pool.step_async()
+        self._seq = self._pool.step_async()
         self._pending = True
 
     def step_wait(self, timeout: float | None = None):
@@ -224,10 +224,7 @@ class VVCVectorEnv(VectorEnv):
         if not self._pending:
             raise RuntimeError("step_wait called without step_async")
         self._pending = False
-        if timeout is not None:
-            self._pool._gather(timeout, "stepping")
-        else:
-            self._pool.wait("stepping")
+        self._pool.wait(self._seq, "stepping", self._pool.timeout if timeout is None else timeout)
         a = self._a
         return (self._out(a["obs"]), self._out(a["reward"]), self._out(a["terminated"]),
                 self._out(a["truncated"]), self._infos())

@@ -1,12 +1,10 @@
 """The worker process of the pool: one :class:`~vvc_batch.core.VVCBatch` over a slice of
 the environments, reading actions from and writing results to shared memory.
 
-Protocol (one pipe per worker, bytes only; nothing is pickled per step):
-
-* parent -> worker: ``b"s"`` step, ``b"r" + pickle((seeds, profiles))`` reset,
-  ``b"c"`` close;
-* worker -> parent: ``b"k"`` done, ``b"e" + pickle(traceback text)`` failed; at start-up
-  ``b"k" + pickle(layout facts)`` or ``b"e" + ...``.
+Commands come through the control block of :mod:`vvc_batch.lockstep` (nothing is pickled
+per step). The pipe carries the start-up report (``b"k" + pickle(layout facts)`` or
+``b"e" + pickle(traceback)``), reset payloads (``pickle((seeds, profiles))``), error
+reports (``b"e" + pickle(traceback text)``) and wake-up bytes.
 
 The worker ignores SIGINT (the parent handles Ctrl-C and stops it) and exits when the
 parent's end of the pipe closes.
@@ -131,12 +129,14 @@ class _WorkerLoop:
 def worker_main(spec: WorkerSpec, conn) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from vvc_batch.lockstep import CLOSE, RESET, STEP, WorkerSide
     from vvc_batch.shared_buffers import SharedArrays
 
     shm = None
     try:
         shm = SharedArrays.attach(spec.layout)
         loop = _WorkerLoop(spec, shm.arrays)
+        side = WorkerSide(shm.arrays["control"], spec.index)
         conn.send_bytes(b"k" + pickle.dumps(loop.facts()))
     except BaseException:
         try:
@@ -147,23 +147,20 @@ def worker_main(spec: WorkerSpec, conn) -> None:
         return
     try:
         while True:
-            try:
-                msg = conn.recv_bytes()
-            except (EOFError, OSError):  # the parent is gone
-                break
-            cmd = msg[:1]
-            if cmd == b"c":
+            code = side.wait_command(conn)
+            if code is None or code == CLOSE:  # parent gone, or asked to stop
                 break
             try:
-                if cmd == b"s":
+                if code == STEP:
                     loop.step()
-                elif cmd == b"r":
-                    loop.reset(msg[1:])
+                elif code == RESET:
+                    loop.reset(side.next_message(conn))
                 else:
-                    raise RuntimeError(f"unknown command {cmd!r}")
-                conn.send_bytes(b"k")
+                    raise RuntimeError(f"unknown command {code}")
+                side.finish(conn)
             except Exception:
                 conn.send_bytes(b"e" + pickle.dumps(traceback.format_exc()))
+                side.finish(conn, failed=True)
     finally:
         loop.core.close()
         del loop
