@@ -193,8 +193,6 @@ class VVCBatch:
         self._taps = [[tap0] * R for _ in range(K)]  # tap numbers
         self._ratio = [[reg.ratio(tap0)] * R for _ in range(K)]  # tap ratios, pu
         self._kwh = [self._initial_kwh() for _ in range(K)]
-        # what each environment's engine holds now: caps, tap ratios, battery kW, kvar
-        self._held = [[list(cap0), [reg.ratio(tap0)] * R, [0.0] * B, [0.0] * B] for _ in range(K)]
         self.bat_kw = np.zeros((K, B))  # power drawn by each battery at the last solve, kW
         self._v = np.zeros((K, N))
         self._ratio_loss = np.zeros(K)
@@ -298,26 +296,7 @@ class VVCBatch:
     def invalidate_engine_state(self, k: int) -> None:
         """Forget what environment ``k``'s engine holds, so that the next step writes every
         device setting (call after changing that engine directly)."""
-        C, R, B = self.counts.capacitors, self.counts.regulators, self.batteries.n
-        nan = float("nan")
-        self._held[k] = [[nan] * C, [nan] * R, [nan] * B, [nan] * B]
-
-    def _apply_devices(self, k: int, caps, ratios, kw, kvar) -> None:
-        """Write into environment ``k``'s engine the settings that differ from what it holds."""
-        eng = self.engines[k]
-        hc, hr, hkw, hkvar = self._held[k]
-        for j, s in enumerate(caps):
-            if s != hc[j]:
-                eng.set_capacitor(j, int(s))
-                hc[j] = s
-        for j, r in enumerate(ratios):
-            if r != hr[j]:
-                eng.set_tap(j, r)
-                hr[j] = r
-        for j, p in enumerate(kw):
-            if p != hkw[j] or kvar[j] != hkvar[j]:
-                eng.set_battery(j, p, kvar[j])
-                hkw[j], hkvar[j] = p, kvar[j]
+        self.engines[k].forget_devices()
 
     # ------------------------------------------------------------------ reset
     def reset(
@@ -360,7 +339,7 @@ class VVCBatch:
             eng = self.engines[k]
             self._caps[k], self._taps[k], self._ratio[k] = list(cap0), list(tap0), list(ratio0)
             self._kwh[k] = self._initial_kwh()
-            self._apply_devices(k, cap0, ratio0, zero, zero)
+            self.engines[k].write_devices(cap0, ratio0, zero, zero)
             # the reset solution is at the hour that maps to the profile's last row
             info["converged"][k] = eng.solve(int(self.slot[k]) * H + H)
             eng.read_voltages(self._v[k])
@@ -427,7 +406,7 @@ class VVCBatch:
                 caps, taps = row[:C], row[C : C + R]
                 kw = project(row[C + R :], kwh, hours)
                 ratios = [reg.min_tap + n * reg.tap_step for n in taps]
-                self._apply_devices(k, caps, ratios, kw, bank.kvar(kw))
+                eng.write_devices(caps, ratios, kw, bank.kvar(kw))
                 self._caps[k], self._taps[k], self._ratio[k] = caps, taps, ratios
             last = t_list[i] + 1 >= H
             conv[k] = eng.solve(int(slot[k]) * H + t_list[i] + 1, dss)
@@ -438,8 +417,7 @@ class VVCBatch:
                 caps = eng.read_capacitor_states().astype(np.float64).tolist()
                 ratios = eng.read_tap_ratios().tolist()
                 taps = eng.tap_numbers(np.asarray(ratios)).astype(np.float64).tolist()
-                held = self._held[k]
-                held[0], held[1] = list(caps), list(ratios)
+                eng.note_devices(caps, ratios)
                 self._caps[k], self._taps[k], self._ratio[k] = caps, taps, ratios
             drawn = bat_kw[k].tolist()
             new_kwh = bank.update_energy(kwh, drawn, hours)

@@ -217,6 +217,9 @@ class DssEngine:
         self._pw_ptr = self._ffi.new("double**")
         self._pw_addr = 0
         self._pw_dims = self._ffi.new("int32_t[4]")
+        # settings the engine holds (capacitor states, tap ratios, battery kW, kvar); NaN: unknown
+        nan = float("nan")
+        self._held = [[nan] * len(caps), [nan] * len(regs), [nan] * len(bats), [nan] * len(bats)]
         self._res_ptr = self._ffi.new("double**")
         self._res_dims = self._ffi.new("int32_t[4]")
         self._check_error("reading the circuit")
@@ -279,6 +282,47 @@ class DssEngine:
         return slot * self.horizon + step + 1
 
     # ------------------------------------------------------------------ devices
+    def write_devices(self, caps, ratios, kw, kvar) -> None:
+        """Make the engine hold these settings, writing only what differs from what it holds:
+        capacitor states (0/1), regulator tap ratios (pu), battery kW and kvar (sequences)."""
+        lib, cp = self._lib, self._cp
+        hc, hr, hkw, hkvar = self._held
+        for j, s in enumerate(caps):
+            if s != hc[j]:
+                lib.ctx_Capacitors_Set_idx(cp, j + 1)
+                self._int1[0] = int(s)
+                lib.ctx_Capacitors_Set_States(cp, self._int1, 1)
+                hc[j] = s
+        reg_idx = self._reg_idx
+        for j, r in enumerate(ratios):
+            if r != hr[j]:
+                lib.ctx_Transformers_Set_idx(cp, reg_idx[j])
+                lib.ctx_Transformers_Set_Tap(cp, r)
+                hr[j] = r
+        gen_idx = self._gen_idx
+        for j, p in enumerate(kw):
+            q = kvar[j]
+            if p != hkw[j] or q != hkvar[j]:
+                lib.ctx_Generators_Set_idx(cp, gen_idx[j])
+                # kW first: the kW setter recomputes kvar from the power factor
+                lib.ctx_Generators_Set_kW(cp, p)
+                lib.ctx_Generators_Set_kvar(cp, q)
+                hkw[j], hkvar[j] = p, q
+
+    def note_devices(self, caps=None, ratios=None) -> None:
+        """Record settings that OpenDSS itself made (controllers in dss mode)."""
+        if caps is not None:
+            self._held[0][:] = caps
+        if ratios is not None:
+            self._held[1][:] = ratios
+
+    def forget_devices(self) -> None:
+        """Forget what the engine holds: the next :meth:`write_devices` writes everything
+        (call after changing the engine directly)."""
+        nan = float("nan")
+        for part in self._held:
+            part[:] = [nan] * len(part)
+
     def set_capacitor(self, i: int, state: int) -> None:
         """Open (0) or close (1) capacitor ``i`` (index into ``layout.capacitor_names``)."""
         self._lib.ctx_Capacitors_Set_idx(self._cp, i + 1)
