@@ -7,8 +7,7 @@ For each system and solver setting, one run measures, on the same seeded random 
 
 * ``env``: ``env.step`` of the unwrapped environment (validation, battery projection, device
   writes, solve, reads, reward, observation), resets included once per 24 steps;
-* ``solve``: the bare OpenDSS solve of the same steps on the same engine, with the devices
-  written beforehand and not timed;
+* ``solve``: the time spent in OpenDSS's solve during those same steps;
 * ``classic``: the same steps driven the way the reference implementation drives OpenDSS
   (devices found by iterating the classic collections by name, voltages read bus by bus,
   battery powers through ``CktElements(name)``, per-bus dictionaries for the reward), on
@@ -31,6 +30,7 @@ import time
 import numpy as np
 
 import vvc_batch
+from vvc_batch.bench import solve_seconds
 
 REFERENCE_STEP_MS = {"13Bus": 0.68, "34Bus": 1.48, "123Bus": 2.43, "8500Node": 52.8}
 DEFAULT_STEPS = {"13Bus": 2400, "34Bus": 1200, "123Bus": 960, "8500Node": 96}
@@ -50,29 +50,6 @@ def time_env(env, actions) -> float:
         if terminated or truncated:
             env.reset()
     return (time.perf_counter() - t0) / len(actions)
-
-
-def time_bare_solve(env, actions) -> float:
-    """Seconds per solve for the same steps: devices written untimed, then OpenDSS's solve."""
-    core = env.core
-    eng = core.engines[0]
-    env.reset(seed=0)
-    total = 0.0
-    C, R = core.counts.capacitors, core.counts.regulators
-    t = 0
-    for a in actions:
-        flat = core.checker.check(a)[0]
-        for j in range(C):
-            eng.set_capacitor(j, int(flat[j]))
-        for j in range(R):
-            eng.set_tap(j, core._reg.ratio(int(flat[C + j])))
-        hour = int(core.slot[0]) * core.horizon + t + 1
-        t0 = time.perf_counter()
-        eng.solve(hour)
-        total += time.perf_counter() - t0
-        t = (t + 1) % core.horizon
-    core.invalidate_engine_state(0)  # the engine now holds other settings than the core believes
-    return total / len(actions)
 
 
 def time_classic(env, actions) -> float:
@@ -153,7 +130,7 @@ def run(systems, steps, repeats, solver_options, seed=0) -> dict:
             env_s, solve_s, classic_s = [], [], []
             for _ in range(repeats):
                 env_s.append(time_env(env, actions))
-                solve_s.append(time_bare_solve(env, actions))
+                solve_s.append(solve_seconds(env, actions))
                 classic_s.append(time_classic(env, actions))
             step = statistics.median(env_s)
             solve = statistics.median(solve_s)

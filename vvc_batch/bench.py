@@ -13,8 +13,8 @@ the repeats, after a warm-up):
 * ``async_vector_env``: gymnasium's ``AsyncVectorEnv(shared_memory=True)``, one process
   per environment.
 
-It also times the bare OpenDSS solve of the same steps (devices written beforehand) and
-reports the engine's overhead per env-step above it.
+It also times OpenDSS's solve within the same steps played by one environment and reports
+the engine's overhead per env-step above it.
 """
 
 from __future__ import annotations
@@ -125,25 +125,40 @@ def bench_gym_vector(kind, system, actions, dss, warmup, repeats, env_kwargs) ->
         envs.close()
 
 
-def bare_solve_us(system, actions, env_kwargs) -> float:
-    """Mean seconds of OpenDSS's solve per env-step for the same actions (devices set untimed)."""
-    env = vvc_batch.make(system, **env_kwargs).unwrapped
-    core, eng = env.core, env.core.engines[0]
+def solve_seconds(env, actions: list) -> float:
+    """Mean seconds per step spent in OpenDSS's solve while ``env`` (unwrapped, one
+    environment) plays ``actions``: the bare solve of exactly these steps."""
+    eng = env.core.engines[0]
+    solve = eng.solve
+    spent = [0.0]
+
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return solve(*args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - t0
+
     env.reset(seed=0)
-    C, R = core.counts.capacitors, core.counts.regulators
-    total, count = 0.0, 0
-    for a in actions:
-        for row in a:
-            for j in range(C):
-                eng.set_capacitor(j, int(row[j]))
-            for j in range(R):
-                eng.set_tap(j, core._reg.ratio(int(row[C + j])))
-            t0 = time.perf_counter()
-            eng.solve(int(core.slot[0]) * core.horizon + count % core.horizon + 1)
-            total += time.perf_counter() - t0
-            count += 1
-    env.close()
-    return total / count * 1e6
+    eng.solve = timed
+    try:
+        for a in actions:
+            _, _, term, trunc, _ = env.step(a)
+            if term or trunc:
+                env.reset()  # its solve counts too, as resets count in the step rates
+    finally:
+        del eng.solve
+    return spent[0] / len(actions)
+
+
+def bare_solve_us(system, actions, dss, env_kwargs) -> float:
+    """Microseconds of OpenDSS solve per env-step for the benchmark's actions."""
+    env = vvc_batch.make(system, dss_mode=dss, **env_kwargs).unwrapped
+    rows = [None if dss else _unflatten(env.action_space, a[k]) for a in actions for k in range(a.shape[0])]
+    try:
+        return solve_seconds(env, rows) * 1e6
+    finally:
+        env.close()
 
 
 def run(args) -> dict:
@@ -170,7 +185,7 @@ def run(args) -> dict:
         rates = fn()
         results[name] = {"env_steps_per_s": statistics.median(rates), "repeats": len(rates),
                          "all_env_steps_per_s": rates}
-    solve = bare_solve_us(args.system, actions, env_kwargs)
+    solve = bare_solve_us(args.system, actions, args.dss_mode, env_kwargs)
     w = max(1, min(args.workers, args.num_envs))
     engine = results["vvc_batch"]["env_steps_per_s"]
     one = results["vvc_batch_1worker"]["env_steps_per_s"]
