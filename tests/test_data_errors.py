@@ -10,9 +10,11 @@ import vvc_batch
 
 
 def test_no_data_configured(monkeypatch):
+    """Without a data directory only the embedded 13Bus model is available."""
     monkeypatch.delenv("VVC_BATCH_DATA", raising=False)
     with pytest.raises(vvc_batch.DataNotFoundError, match="VVC_BATCH_DATA"):
-        vvc_batch.make("13Bus")
+        vvc_batch.make("34Bus")
+    assert vvc_batch.make("13Bus").unwrapped.core.source.kind == "embedded"
 
 
 def test_missing_directory(tmp_path):

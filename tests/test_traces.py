@@ -19,7 +19,7 @@ def _rel(a: float, b: float) -> float:
 
 
 def replay(case: str):
-    """Run the trace's episodes; yield (step index or None for reset, obs, reward, info, arrays, meta, env)."""
+    """Run the trace's episodes; returns (arrays, meta, env, [(step or None, episode, obs, reward, info)])."""
     arrays, meta = load_trace(case)
     kwargs = {"dss_mode": meta["dss_mode"]}
     if meta.get("solver_tolerance"):
@@ -43,7 +43,20 @@ def replay(case: str):
 
 @pytest.mark.parametrize("case", trace_cases())
 def test_trace_parity(case):
+    check_parity(case, *replay(case))
+
+
+@pytest.mark.parametrize("case", [c for c in trace_cases() if c.startswith("13Bus")])
+def test_embedded_13bus_matches_reference(case, monkeypatch):
+    """vvc_batch's own 13-node model (used when no data directory is configured) gives the
+    reference's voltages and rewards."""
+    monkeypatch.delenv("VVC_BATCH_DATA")
     arrays, meta, u, out = replay(case)
+    assert u.core.source.kind == "embedded"
+    check_parity(case, arrays, meta, u, out)
+
+
+def check_parity(case, arrays, meta, u, out):
     N = len(meta["node_names"])
     assert u.node_names == meta["node_names"]
     tight = bool(meta.get("solver_tolerance"))

@@ -35,10 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     options = {"profile": args.profile} if args.profile is not None else None
     obs, info = env.reset(seed=args.seed, options=options)
     env.action_space.seed(args.seed)
-    print(f"{u.env_name}: {len(u.node_names)} nodes, {len(u.cap_names)} capacitors, "
-          f"{len(u.reg_names)} regulators, {len(u.bat_names)} batteries; "
-          f"profile {info['profile']} of {u.num_profiles}; "
-          f"{'OpenDSS controllers' if args.dss_mode else 'random actions'}")
+    source = "vvc_batch's embedded model" if u.core.source.kind == "embedded" else str(u.core.source.folder)
+    print(f"{u.env_name}: the feeder from {source}, {len(u.node_names)} nodes, "
+          f"{len(u.cap_names)} capacitor(s), {len(u.reg_names)} regulator(s), {len(u.bat_names)} battery(ies)")
+    print(f"one day (24 hourly steps) of load profile {info['profile']} ({u.profile_source}, "
+          f"{u.num_profiles} available), "
+          f"{'OpenDSS controllers acting' if args.dss_mode else 'an agent taking random actions'}")
+    print("columns: reward of the hour, network losses in % of the power delivered, lowest and "
+          "highest node voltage (pu; 0.95..1.05 is the allowed band), voltage penalty, battery "
+          "state of charge")
     print(f"{'hour':>4} {'reward':>9} {'loss %':>7} {'min V':>6} {'max V':>6} {'violation':>9} {'soc':>5}")
     N = len(u.node_names)
     total, t0, steps = 0.0, time.perf_counter(), 0
@@ -53,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         if terminated or truncated:
             break
     dt = time.perf_counter() - t0
-    print(f"episode return {total:.4f} over {steps} hours ({steps / dt:,.0f} steps/s)")
+    print(f"episode return {total:.4f} over {steps} hours ({steps / dt:,.0f} steps/s); "
+          f"a better controller keeps voltages in the band with few switchings and low losses")
     env.close()
     return 0
 

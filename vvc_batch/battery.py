@@ -87,6 +87,19 @@ class BatteryBank:
             levels=levels,
         )
 
+    @classmethod
+    def from_records(cls, records, levels: int = 33) -> "BatteryBank":
+        """Ratings given as mappings with name, max_kw, pf, max_kwh, initial_kwh."""
+        recs = list(records)
+        return cls(
+            names=tuple(str(r["name"]).strip().lower() for r in recs),
+            max_kw=tuple(float(r["max_kw"]) for r in recs),
+            pf=tuple(float(r["pf"]) for r in recs),
+            max_kwh=tuple(float(r["max_kwh"]) for r in recs),
+            initial_kwh=tuple(float(r["initial_kwh"]) for r in recs),
+            levels=levels,
+        )
+
     # ------------------------------------------------------------------ actions
     def project_discrete(self, levels: Sequence[float], kwh: Sequence[float], hours: float) -> list[float]:
         """kW of one environment's discrete levels, moved toward idle by whole levels until

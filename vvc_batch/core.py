@@ -23,7 +23,8 @@ from vvc_batch.errors import ClosedError, DataNotFoundError, EpisodeEndedError, 
 from vvc_batch.profiles import read_episode_profiles
 from vvc_batch.reward import INFO_KEYS, control_reward, loss_ratio, total_reward, voltage_reward
 from vvc_batch.spaces import ActionChecker, DeviceCounts, action_space, observation_space
-from vvc_batch.systems import EnvConfig, parse_env_name, system_dir
+from vvc_batch.synthetic_profiles import synthetic_profiles
+from vvc_batch.systems import EnvConfig, circuit_source, parse_env_name
 
 #: info entries of every step, besides the reward components in ``INFO_KEYS``
 STEP_INFO_KEYS = INFO_KEYS + ("converged", "hour", "profile")
@@ -66,9 +67,13 @@ class VVCBatch:
         solver_tolerance: OpenDSS power-flow tolerance (``None``: OpenDSS's default 1e-4).
         max_iterations: OpenDSS ``MaxIterations`` (default 50, or 1000 with a tolerance).
         solver_options: OpenDSS ``YMatrix.SolverOptions`` (0: as OpenDSS; 2 reuses the symbolic factorization).
-        profiles: the episodes to play instead of the system's load-shape files: an array
-            (episodes, horizon, n_loads) of load multipliers, columns in ``load_names`` order,
-            used as given (the ``_s<scale>`` factor is not applied).
+        profiles: where episodes come from: ``"auto"`` (default: the data directory's
+            load-shape files if present, else the built-in generator), ``"powergym"`` (the
+            load-shape files; an error if absent), ``"synthetic"`` (the built-in generator,
+            see :mod:`vvc_batch.synthetic_profiles`), or an array (episodes, horizon,
+            n_loads) of multipliers in ``load_names`` column order, used as given.
+            ``_s<scale>`` multiplies the load-shape and synthetic multipliers.
+        profile_seed: seed of the built-in generator.
         profile_pool: the episode indices a reset without a profile draws from (a train
             split; default: all).
         buffers: output arrays to write into (default: newly allocated).
@@ -90,6 +95,7 @@ class VVCBatch:
         solver_options: int = 0,
         profiles: np.ndarray | None = None,
         profile_pool: Sequence[int] | None = None,
+        profile_seed: int = 0,
         buffers: StepBuffers | None = None,
     ) -> None:
         self.config = cfg = parse_env_name(env) if isinstance(env, str) else env
@@ -100,17 +106,19 @@ class VVCBatch:
         spec = cfg.system
         self.horizon = H = spec.horizon
         self.step_hours = spec.step_hours
-        folder = system_dir(spec, data_dir)
-        self.system_folder = folder
-        bat_file = folder / spec.battery_file
-        if not bat_file.is_file():
+        self.source = src = circuit_source(spec, data_dir)
+        if src.batteries:
+            bank = BatteryBank.from_records(src.batteries, levels=spec.battery_levels)
+        elif src.battery_file.is_file():
+            bank = BatteryBank.from_csv(src.battery_file, levels=spec.battery_levels)
+        else:
             raise DataNotFoundError(
-                f"battery file of system {spec.name!r} not found: {str(bat_file)!r}"
+                f"battery file of system {spec.name!r} not found: {str(src.battery_file)!r}"
             )
-        self.batteries = bank = BatteryBank.from_csv(bat_file, levels=spec.battery_levels)
+        self.batteries = bank
         self.engines = [
             DssEngine(
-                folder / spec.master,
+                src.master,
                 battery_names=bank.names,
                 regulator=spec.regulator,
                 horizon=H,
@@ -131,22 +139,7 @@ class VVCBatch:
             reg_levels=spec.regulator.num_taps + 1,
             bat_levels=spec.battery_levels,
         )
-        if profiles is None:
-            self.profiles = read_episode_profiles(folder / spec.loadshape_dir, len(lay.load_names), H, cfg.scale)
-            self.profile_source = "powergym" if self.profiles.shape[0] else "none"
-        else:
-            arr = np.asarray(profiles, dtype=np.float64)
-            if arr.ndim == 2:
-                arr = arr[None]
-            if arr.ndim != 3 or arr.shape[1:] != (H, len(lay.load_names)) or arr.shape[0] < 1:
-                raise ValueError(
-                    f"profiles must have shape (episodes, {H}, {len(lay.load_names)}) "
-                    f"(hours x loads, columns in load_names order), got {np.shape(profiles)}"
-                )
-            if not np.isfinite(arr).all():
-                raise ValueError("profiles contain NaN or inf")
-            self.profiles = np.ascontiguousarray(arr)
-            self.profile_source = "array"
+        self.profiles, self.profile_source = self._load_profiles(profiles, profile_seed, len(lay.load_names))
         self.num_profiles = E = self.profiles.shape[0]
         pool = np.arange(E) if profile_pool is None else np.asarray(profile_pool, dtype=np.int64).reshape(-1)
         if profile_pool is not None and (pool.size == 0 or pool.min() < 0 or pool.max() >= E):
@@ -203,6 +196,45 @@ class VVCBatch:
         self._closed = False
 
     # ------------------------------------------------------------------ helpers
+    def _load_profiles(self, profiles, seed: int, n_loads: int) -> tuple[np.ndarray, str]:
+        """(episodes array (E, horizon, n_loads), source name) for the ``profiles`` choice."""
+        H, scale = self.horizon, self.config.scale
+        if profiles is None or (isinstance(profiles, str) and profiles in ("auto", "powergym")):
+            files = self.source.loadshape_dir
+            arr = (read_episode_profiles(files, n_loads, H, scale) if files is not None
+                   else np.zeros((0, H, n_loads)))
+            if arr.shape[0]:
+                return arr, "powergym"
+            if profiles == "powergym":
+                where = str(files) if files is not None else "the embedded model (it has none)"
+                raise DataNotFoundError(
+                    f"profiles='powergym' needs the system's load-shape files, none found in "
+                    f"{where}; use profiles='synthetic' or fetch the PowerGym data"
+                )
+            if files is not None:
+                # a data directory without load shapes (PowerGym's 8500-Node copy in some
+                # distributions): no built-in episodes; resets take a profile
+                return arr, "none"
+            profiles = "synthetic"
+        if isinstance(profiles, str):
+            if profiles != "synthetic":
+                raise ValueError(
+                    f"profiles={profiles!r} is not a profile source; use 'auto', 'powergym', "
+                    f"'synthetic' or an array (episodes, {H}, {n_loads})"
+                )
+            return synthetic_profiles(self.layout.load_names, seed=seed, horizon=H) * scale, "synthetic"
+        arr = np.asarray(profiles, dtype=np.float64)
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3 or arr.shape[1:] != (H, n_loads) or arr.shape[0] < 1:
+            raise ValueError(
+                f"profiles must have shape (episodes, {H}, {n_loads}) (hours x loads, columns "
+                f"in load_names order), got {np.shape(profiles)}"
+            )
+        if not np.isfinite(arr).all():
+            raise ValueError("profiles contain NaN or inf")
+        return np.ascontiguousarray(arr), "array"
+
     @property
     def load_names(self) -> tuple[str, ...]:
         """Lower-case OpenDSS load names: the column order of a profile array."""
@@ -252,9 +284,10 @@ class VVCBatch:
             if E == 0:
                 raise DataNotFoundError(
                     f"system {self.config.system.name!r} has no load-shape files in "
-                    f"{str(self.system_folder / self.config.system.loadshape_dir)!r}; pass a "
-                    f"profile array to reset(options={{'profile': P}}) with P of shape "
-                    f"({self.horizon}, {len(self.layout.load_names)})"
+                    f"{str(self.source.loadshape_dir)!r}; pass a profile array to "
+                    f"reset(options={{'profile': P}}) with P of shape ({self.horizon}, "
+                    f"{len(self.layout.load_names)}), or make the environment with "
+                    f"profiles='synthetic'"
                 )
             pool = self.profile_pool
             idx = int(pool[rng.integers(len(pool))]) if rng is not None else int(pool[0])

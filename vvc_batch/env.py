@@ -55,8 +55,10 @@ class VVCEnv(gym.Env):
             factorization (faster; last-digit differences can round a battery's whole kWh
             differently at exact ties).
         max_iterations: OpenDSS ``MaxIterations`` (default 50, or 1000 with a tolerance).
-        profiles: episodes to play instead of the system's load-shape files, an array
+        profiles: ``"auto"`` (the data directory's load shapes, or the built-in generator
+            for the embedded model), ``"powergym"``, ``"synthetic"``, or an array
             (episodes, 24, n_loads) of load multipliers in ``load_names`` column order.
+        profile_seed: seed of the built-in profile generator.
 
     Raises:
         UnknownSystemError: unknown ``env_name`` (the message lists the valid names).
@@ -74,7 +76,8 @@ class VVCEnv(gym.Env):
         solver_tolerance: float | None = None,
         solver_options: int = 0,
         max_iterations: int | None = None,
-        profiles: np.ndarray | None = None,
+        profiles: str | np.ndarray = "auto",
+        profile_seed: int = 0,
     ) -> None:
         super().__init__()
         self._core = VVCBatch(
@@ -86,6 +89,7 @@ class VVCEnv(gym.Env):
             solver_options=solver_options,
             max_iterations=max_iterations,
             profiles=profiles,
+            profile_seed=profile_seed,
         )
         core = self._core
         self.env_name = core.config.name
@@ -134,7 +138,8 @@ class VVCEnv(gym.Env):
     @property
     def profile_source(self) -> str:
         """Where the episodes come from: ``"powergym"`` (the data directory's load shapes),
-        ``"array"`` (the ``profiles`` argument) or ``"none"`` (pass a profile to reset)."""
+        ``"synthetic"`` (the built-in generator), ``"array"`` (the ``profiles`` argument) or
+        ``"none"`` (pass a profile to reset)."""
         return self._core.profile_source
 
     @property

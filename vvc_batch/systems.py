@@ -87,6 +87,7 @@ class SystemSpec:
     counts: Mapping[str, int]
     reward: RewardWeights
     soc_reward: Mapping[str, float]
+    embedded: Mapping[str, Any] | None = None
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -114,6 +115,7 @@ class SystemSpec:
                 soc_w=_weight(rw.get("soc_w", 0)),
             ),
             soc_reward={k: _weight(v) for k, v in d.get("soc_reward", {}).items()},
+            embedded=d.get("embedded"),
             raw=dict(d),
         )
 
@@ -242,6 +244,60 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
             f"data_dir=... or set {DATA_ENV_VAR} to the folder that holds the system folders"
         )
     return path.resolve()
+
+
+@dataclass(frozen=True)
+class CircuitSource:
+    """Where a system's circuit comes from.
+
+    Attributes:
+        kind: ``"data"`` (a PowerGym-style data directory) or ``"embedded"`` (the model
+            shipped with vvc_batch).
+        folder: the system's folder.
+        master: the daily-mode master file.
+        battery_file: the battery ratings file (may not exist for embedded models).
+        batteries: battery ratings given by the spec instead of a file.
+        loadshape_dir: folder of the yearly load-shape CSV files (may not exist).
+    """
+
+    kind: str
+    folder: Path
+    master: Path
+    battery_file: Path
+    batteries: tuple[Mapping[str, Any], ...] = ()
+    loadshape_dir: Path | None = None
+
+
+def _embedded_root() -> Path:
+    return Path(str(resources.files("vvc_batch.circuits")))
+
+
+def circuit_source(spec: SystemSpec, data_dir: str | os.PathLike[str] | None = None) -> CircuitSource:
+    """The circuit of ``spec``: from ``data_dir`` or ``$VVC_BATCH_DATA`` when either is set,
+    else the embedded model when vvc_batch ships one.
+
+    Raises:
+        DataNotFoundError: the directory or the system's master file is missing, or no data
+            directory is configured for a system without an embedded model.
+    """
+    if data_dir is None and not os.environ.get(DATA_ENV_VAR) and spec.embedded:
+        folder = _embedded_root() / spec.embedded["folder"]
+        return CircuitSource(
+            kind="embedded",
+            folder=folder,
+            master=folder / spec.embedded["master"],
+            battery_file=folder / spec.battery_file,
+            batteries=tuple(spec.embedded.get("batteries", ())),
+            loadshape_dir=None,
+        )
+    folder = system_dir(spec, data_dir)
+    return CircuitSource(
+        kind="data",
+        folder=folder,
+        master=folder / spec.master,
+        battery_file=folder / spec.battery_file,
+        loadshape_dir=folder / spec.loadshape_dir,
+    )
 
 
 def system_dir(spec: SystemSpec, data_dir: str | os.PathLike[str] | None = None) -> Path:

@@ -45,8 +45,8 @@ class VVCVectorEnv(VectorEnv):
         train_profiles: episode indices that resets without a profile draw from (a train
             split); default all.
         timeout: seconds a step or reset may take before the pool is closed with an error.
-        data_dir, solver_tolerance, solver_options, max_iterations, profiles: as for
-            :class:`~vvc_batch.env.VVCEnv`.
+        data_dir, solver_tolerance, solver_options, max_iterations, profiles, profile_seed: as
+            for :class:`~vvc_batch.env.VVCEnv`.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
@@ -66,7 +66,8 @@ class VVCVectorEnv(VectorEnv):
         solver_tolerance: float | None = None,
         solver_options: int = 0,
         max_iterations: int | None = None,
-        profiles: np.ndarray | None = None,
+        profiles: str | np.ndarray = "auto",
+        profile_seed: int = 0,
         max_episode_steps: int | None = None,
     ) -> None:
         cfg = parse_env_name(env_name)
@@ -113,7 +114,7 @@ class VVCVectorEnv(VectorEnv):
                 specs[f"final.info.{k}"] = ArraySpec((N,), _INFO_DTYPES.get(k, "float64"))
         env_kwargs = dict(data_dir=None if data_dir is None else str(data_dir), dss_mode=dss_mode,
                           solver_tolerance=solver_tolerance, solver_options=solver_options,
-                          max_iterations=max_iterations, profiles=profiles)
+                          max_iterations=max_iterations, profiles=profiles, profile_seed=profile_seed)
         workers = default_num_workers() if num_workers is None else int(num_workers)
         if workers < 1:
             raise ValueError(f"num_workers must be at least 1, got {num_workers}")
