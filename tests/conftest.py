@@ -53,5 +53,7 @@ def profile_for(env_load_names, meta: dict, profile: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(autouse=True)
-def _data_env(monkeypatch):
+def _data_env(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("VVC_BATCH_DATA", str(DATA))
+    # a private user cache, so data fetched on this machine does not change what tests see
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -162,7 +163,7 @@ def _spec_files() -> dict[str, Path]:
     root = resources.files("vvc_batch.circuits")
     out = {}
     for entry in root.iterdir():
-        if entry.name.endswith(".json"):
+        if entry.name.endswith(".json") and not entry.name.endswith(".manifest.json"):
             out[entry.name[: -len(".json")]] = Path(str(entry))
     return out
 
@@ -221,6 +222,17 @@ def parse_env_name(name: str) -> EnvConfig:
     )
 
 
+def default_cache_dir() -> Path:
+    """The user cache folder of vvc_batch on this platform (where ``python -m vvc_batch.data
+    fetch`` puts the PowerGym systems by default)."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+        return base / "vvc_batch" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "vvc_batch"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vvc_batch"
+
+
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """The directory holding the system folders: ``data_dir``, else ``$VVC_BATCH_DATA``.
 
@@ -232,8 +244,9 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
         env = os.environ.get(DATA_ENV_VAR)
         if not env:
             raise DataNotFoundError(
-                "no circuit data directory configured: pass data_dir=... or set the "
-                f"{DATA_ENV_VAR} environment variable to the folder that holds the system "
+                "no circuit data directory configured: run `python -m vvc_batch.data fetch` "
+                f"(downloads the systems into {str(default_cache_dir())!r}), pass data_dir=... or "
+                f"set the {DATA_ENV_VAR} environment variable to the folder that holds the system "
                 "folders (13Bus, 34Bus, 123Bus, 8500-Node)"
             )
         data_dir, source = env, f"${DATA_ENV_VAR}"
@@ -274,12 +287,17 @@ def _embedded_root() -> Path:
 
 def circuit_source(spec: SystemSpec, data_dir: str | os.PathLike[str] | None = None) -> CircuitSource:
     """The circuit of ``spec``: from ``data_dir`` or ``$VVC_BATCH_DATA`` when either is set,
-    else the embedded model when vvc_batch ships one.
+    else from the user cache when ``python -m vvc_batch.data fetch`` put it there, else the
+    embedded model when vvc_batch ships one.
 
     Raises:
         DataNotFoundError: the directory or the system's master file is missing, or no data
             directory is configured for a system without an embedded model.
     """
+    if data_dir is None and not os.environ.get(DATA_ENV_VAR):
+        cached = default_cache_dir()
+        if (cached / spec.folder / spec.master).is_file():  # fetched with vvc_batch.data
+            data_dir = cached
     if data_dir is None and not os.environ.get(DATA_ENV_VAR) and spec.embedded:
         folder = _embedded_root() / spec.embedded["folder"]
         return CircuitSource(
