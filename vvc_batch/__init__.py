@@ -14,10 +14,11 @@ from vvc_batch.errors import (
     EpisodeEndedError,
     InvalidActionError,
     ResetNeededError,
+    SpecError,
     UnknownSystemError,
     VVCError,
 )
-from vvc_batch.registration import env_id, make, make_vec, register_all
+from vvc_batch.registration import env_id, make, make_from_spec, make_vec, register, register_all
 from vvc_batch.systems import DATA_ENV_VAR, parse_env_name, system_names, valid_env_names
 
 __version__ = "0.1.0"
@@ -30,12 +31,15 @@ __all__ = [
     "EpisodeEndedError",
     "InvalidActionError",
     "ResetNeededError",
+    "SpecError",
     "UnknownSystemError",
     "VVCError",
     "env_id",
     "make",
+    "make_from_spec",
     "make_vec",
     "parse_env_name",
+    "register",
     "register_all",
     "system_names",
     "valid_env_names",

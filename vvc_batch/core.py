@@ -107,7 +107,7 @@ class VVCBatch:
         self.horizon = H = spec.horizon
         self.step_hours = spec.step_hours
         self.source = src = circuit_source(spec, data_dir)
-        if src.batteries:
+        if src.batteries or src.kind == "custom":
             bank = BatteryBank.from_records(src.batteries, levels=spec.battery_levels)
         elif src.battery_file.is_file():
             bank = BatteryBank.from_csv(src.battery_file, levels=spec.battery_levels)
@@ -126,6 +126,9 @@ class VVCBatch:
                 max_iterations=max_iterations,
                 controls=self.dss_mode,
                 solver_options=solver_options,
+                battery_defs=src.batteries,
+                capacitors=spec.capacitors,
+                regulators=spec.regulators,
             )
             for _ in range(K)
         ]
@@ -199,6 +202,8 @@ class VVCBatch:
     def _load_profiles(self, profiles, seed: int, n_loads: int) -> tuple[np.ndarray, str]:
         """(episodes array (E, horizon, n_loads), source name) for the ``profiles`` choice."""
         H, scale = self.horizon, self.config.scale
+        if isinstance(profiles, str) and profiles == "auto" and self.config.system.profiles != "auto":
+            profiles = self.config.system.profiles  # the spec's default source
         if profiles is None or (isinstance(profiles, str) and profiles in ("auto", "powergym")):
             files = self.source.loadshape_dir
             arr = (read_episode_profiles(files, n_loads, H, scale) if files is not None

@@ -22,12 +22,12 @@ import os
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from vvc_batch.dss_script import build_script
-from vvc_batch.errors import EngineError
+from vvc_batch.errors import EngineError, SpecError
 from vvc_batch.systems import RegulatorSpec
 
 # ControlMode values of OpenDSS
@@ -102,6 +102,13 @@ class DssEngine:
         max_iterations: OpenDSS ``MaxIterations`` (default 50, or 1000 with a tolerance).
         controls: let OpenDSS's RegControl/CapControl act (ControlMode STATIC).
         solver_options: ``YMatrix.SolverOptions`` (2: reuse the symbolic factorization).
+        battery_defs: battery definitions (name, bus, phases, kv, conn, pf) of a spec; those
+            the circuit lacks are added as Generators.
+        capacitors, regulators: a spec's selection (None: all; names; or {name: label}).
+
+    Raises:
+        SpecError: a spec entry that does not fit the circuit.
+        EngineError: OpenDSS failed to compile or read the circuit.
     """
 
     def __init__(
@@ -114,7 +121,10 @@ class DssEngine:
         solver_tolerance: float | None = None,
         max_iterations: int | None = None,
         controls: bool = False,
-        solver_options: int = SOLVER_REUSE_SYMBOLIC,
+        solver_options: int = 0,
+        battery_defs: Sequence[Mapping[str, Any]] = (),
+        capacitors: Any = None,
+        regulators: Any = None,
     ) -> None:
         self.master = Path(master)
         self.regulator = regulator
@@ -149,11 +159,81 @@ class DssEngine:
         self._v_addr = 0
         self._v_view = np.zeros(0, dtype=np.complex128)
         self._int1 = self._ffi.new("int32_t[1]")
-        self._discover(battery_names)
+        self._add_batteries(battery_defs)
+        self._discover(battery_names, capacitors, regulators)
         self._set_control_mode(CONTROL_OFF)
 
     # ------------------------------------------------------------------ discovery
-    def _discover(self, battery_names: Sequence[str]) -> None:
+    def _add_batteries(self, battery_defs: Sequence[Mapping[str, Any]]) -> None:
+        """Create the Generators of spec batteries that the circuit does not define."""
+        c = self._ctx.ActiveCircuit
+        existing = {n.lower() for n in c.Generators.AllNames} if c.Generators.Count else set()
+        buses = {b.lower() for b in c.AllBusNames}
+        for i, d in enumerate(battery_defs):
+            name = str(d.get("name", "")).strip().lower()
+            where = f"spec batteries[{i}] ({name!r})"
+            if not name:
+                raise SpecError(f"spec batteries[{i}]: a battery needs a name")
+            if name in existing:
+                continue
+            for key in ("bus", "kv"):
+                if key not in d:
+                    raise SpecError(f"{where}: the circuit has no Generator.{name}, so the spec must give its {key!r}")
+            bus = str(d["bus"]).strip().lower()
+            base, *node_txt = bus.split(".")
+            if base not in buses:
+                raise SpecError(f"{where}: bus {base!r} is not in the circuit")
+            c.SetActiveBus(base)
+            bus_nodes = [int(n) for n in c.ActiveBus.Nodes]
+            conn = str(d.get("conn", "wye")).lower()
+            if conn not in ("wye", "delta"):
+                raise SpecError(f"{where}: conn must be 'wye' or 'delta', got {conn!r}")
+            try:
+                nodes = [int(x) for x in node_txt]
+            except ValueError:
+                raise SpecError(f"{where}: bad node numbers in bus {bus!r}") from None
+            phases = int(d.get("phases", len(nodes) if nodes else min(3, len(bus_nodes))))
+            if phases not in (1, 2, 3):
+                raise SpecError(f"{where}: phases must be 1, 2 or 3, got {phases}")
+            missing = [n for n in nodes if n not in bus_nodes]
+            if missing:
+                raise SpecError(f"{where}: bus {base!r} has nodes {bus_nodes}, not {missing}")
+            needed = phases + (1 if conn == "delta" and phases == 1 else 0)
+            have = len(nodes) if nodes else len([n for n in bus_nodes if n > 0])
+            if have < needed or (nodes and len(nodes) != needed):
+                raise SpecError(
+                    f"{where}: a {phases}-phase {conn} battery needs {needed} phase conductors; bus "
+                    f"{base!r} has nodes {bus_nodes}" + (f" and the spec names {nodes}" if nodes else "")
+                )
+            kv = float(d["kv"])
+            if not kv > 0:
+                raise SpecError(f"{where}: kv must be positive, got {kv}")
+            pf = float(d.get("pf", 1.0))
+            self._ctx.Text.Command = (
+                f"New Generator.{name} bus1={bus} phases={phases} kV={kv!r} kW=0 pf={pf!r} conn={conn} model=1"
+            )
+            self._check_error(f"adding battery {name}")
+            existing.add(name)
+
+    @staticmethod
+    def _select(kind: str, found: list[str], selection: Any) -> tuple[list[int], list[str]]:
+        """(indices into ``found``, labels) of a spec's restriction/renaming of devices."""
+        if selection is None:
+            return list(range(len(found))), list(found)
+        items = list(selection.items()) if isinstance(selection, Mapping) else [(n, n) for n in selection]
+        idx, labels = [], []
+        for name, label in items:
+            key = str(name).strip().lower()
+            if key not in found:
+                raise SpecError(
+                    f"spec {kind!r} entry {name!r} is not one of the circuit's {kind} "
+                    f"({', '.join(found) or 'none'})"
+                )
+            idx.append(found.index(key))
+            labels.append(str(label).strip().lower())
+        return idx, labels
+
+    def _discover(self, battery_names: Sequence[str], capacitors: Any = None, regulators: Any = None) -> None:
         c = self._ctx.ActiveCircuit
         # node order of the observation: every bus, each bus's nodes in OpenDSS order
         y_order = [n.lower() for n in c.YNodeOrder]
@@ -178,7 +258,9 @@ class DssEngine:
         self._base = np.where(bases_arr > 0, bases_arr, 1.0)
         self._num_nodes = int(c.NumNodes)
 
-        caps = [n.lower() for n in c.Capacitors.AllNames] if c.Capacitors.Count else []
+        all_caps = [n.lower() for n in c.Capacitors.AllNames] if c.Capacitors.Count else []
+        cap_pos, caps = self._select("capacitors", all_caps, capacitors)
+        self._cap_idx = [i + 1 for i in cap_pos]
         reg_tr = set()
         if c.RegControls.Count:
             c.RegControls.First
@@ -187,15 +269,20 @@ class DssEngine:
                 if not c.RegControls.Next:
                     break
         tr_names = [n.lower() for n in c.Transformers.AllNames] if c.Transformers.Count else []
-        regs = [t for t in tr_names if t in reg_tr]
-        self._reg_idx = [tr_names.index(t) + 1 for t in regs]
+        all_regs = [t for t in tr_names if t in reg_tr]
+        reg_pos, regs = self._select("regulators", all_regs, regulators)
+        self._reg_idx = [tr_names.index(all_regs[i]) + 1 for i in reg_pos]
         gen_names = [n.lower() for n in c.Generators.AllNames] if c.Generators.Count else []
         bats = [b.lower() for b in battery_names]
         missing = [b for b in bats if b not in gen_names]
         if missing:
-            raise EngineError(
+            raise SpecError(
                 f"batteries {missing} are not Generators of {self.master.name} "
                 f"(generators there: {gen_names})"
+            )
+        if not caps and not regs and not bats:
+            raise SpecError(
+                f"{self.master.name} has no capacitor, regulator (RegControl) or battery to control"
             )
         self._gen_idx = [gen_names.index(b) + 1 for b in bats]
         loads = [n.lower() for n in c.Loads.AllNames] if c.Loads.Count else []
@@ -287,9 +374,10 @@ class DssEngine:
         capacitor states (0/1), regulator tap ratios (pu), battery kW and kvar (sequences)."""
         lib, cp = self._lib, self._cp
         hc, hr, hkw, hkvar = self._held
+        cap_idx = self._cap_idx
         for j, s in enumerate(caps):
             if s != hc[j]:
-                lib.ctx_Capacitors_Set_idx(cp, j + 1)
+                lib.ctx_Capacitors_Set_idx(cp, cap_idx[j])
                 self._int1[0] = int(s)
                 lib.ctx_Capacitors_Set_States(cp, self._int1, 1)
                 hc[j] = s
@@ -325,7 +413,7 @@ class DssEngine:
 
     def set_capacitor(self, i: int, state: int) -> None:
         """Open (0) or close (1) capacitor ``i`` (index into ``layout.capacitor_names``)."""
-        self._lib.ctx_Capacitors_Set_idx(self._cp, i + 1)
+        self._lib.ctx_Capacitors_Set_idx(self._cp, self._cap_idx[i])
         self._int1[0] = state
         self._lib.ctx_Capacitors_Set_States(self._cp, self._int1, 1)
 
@@ -358,8 +446,8 @@ class DssEngine:
         """Capacitor states as the engine holds them (0 open, 1 closed; first step of each)."""
         c = self._ctx.ActiveCircuit
         out = np.empty(len(self.layout.capacitor_names), dtype=np.int64)
-        for i in range(len(out)):
-            self._lib.ctx_Capacitors_Set_idx(self._cp, i + 1)
+        for i, idx in enumerate(self._cap_idx):
+            self._lib.ctx_Capacitors_Set_idx(self._cp, idx)
             out[i] = int(c.Capacitors.States[0])
         return out
 

@@ -46,6 +46,9 @@ class VVCEnv(gym.Env):
 
     Args:
         env_name: ``<system>[_cbat][_soc][_s<scale>]``, e.g. ``"123Bus_soc_s1.5"``.
+        spec: a user's feeder spec (JSON path or mapping, see :mod:`vvc_batch.feeder_spec`)
+            instead of a built-in system; ``continuous_battery``, ``soc_penalty`` and
+            ``scale`` then choose the variant.
         data_dir: folder holding the system folders (default: ``$VVC_BATCH_DATA``).
         dss_mode: OpenDSS's RegControls and CapControls act; the action is ignored
             (``step(None)`` is allowed), batteries stay idle.
@@ -71,6 +74,10 @@ class VVCEnv(gym.Env):
         self,
         env_name: str = "13Bus",
         *,
+        spec: Any = None,
+        continuous_battery: bool = False,
+        soc_penalty: bool = False,
+        scale: float = 1.0,
         data_dir: str | os.PathLike[str] | None = None,
         dss_mode: bool = False,
         solver_tolerance: float | None = None,
@@ -80,8 +87,14 @@ class VVCEnv(gym.Env):
         profile_seed: int = 0,
     ) -> None:
         super().__init__()
+        if spec is not None:
+            from vvc_batch.feeder_spec import spec_config
+
+            config = spec_config(spec, continuous_battery=continuous_battery, soc_penalty=soc_penalty, scale=scale)
+        else:
+            config = env_name
         self._core = VVCBatch(
-            env_name,
+            config,
             1,
             data_dir=data_dir,
             dss_mode=dss_mode,

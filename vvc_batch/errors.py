@@ -33,3 +33,7 @@ class ResetNeededError(VVCError, RuntimeError):
 
 class ClosedError(VVCError, RuntimeError):
     """The environment (and its OpenDSS engine) was closed."""
+
+
+class SpecError(VVCError, ValueError):
+    """A feeder spec entry that is malformed or does not fit the circuit."""

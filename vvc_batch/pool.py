@@ -23,7 +23,7 @@ from typing import Any, Sequence
 from vvc_batch.errors import ClosedError, VVCError
 from vvc_batch.lockstep import CLOSE, DONE, RESET, STEP, ParentSide, control_size
 from vvc_batch.shared_buffers import ArraySpec, SharedArrays
-from vvc_batch.worker import WorkerSpec, worker_main
+from vvc_batch.worker import WorkerSpec, probe_main, worker_main
 
 
 class WorkerError(VVCError, RuntimeError):
@@ -122,7 +122,7 @@ class WorkerPool:
 
     def __init__(
         self,
-        env_name: str,
+        env_name: Any,
         num_envs: int,
         num_workers: int,
         arrays: dict,
@@ -335,6 +335,30 @@ class WorkerPool:
             return
         self._closed = True
         self._finalizer()
+
+
+def probe_layout(env: Any, env_kwargs: dict, timeout: float = 600.0) -> dict:
+    """The layout facts of a circuit, compiled in a short-lived process."""
+    ctx = mp.get_context(_start_method())
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=probe_main, args=(env, env_kwargs, child), name="vvc_batch-probe", daemon=True)
+    with _main_module_hidden():
+        proc.start()
+    child.close()
+    try:
+        ready = wait([parent, proc.sentinel], timeout=timeout)
+        if parent in ready:
+            msg = parent.recv_bytes()
+            if msg[:1] == b"e":
+                raise WorkerError(f"reading the circuit failed:\n{pickle.loads(msg[1:])}")
+            return pickle.loads(msg[1:])
+        raise WorkerError("the process reading the circuit ended without an answer"
+                          if ready else f"reading the circuit took more than {timeout} s")
+    finally:
+        parent.close()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
 
 
 def default_num_workers() -> int:

@@ -71,3 +71,34 @@ def make(name: str, **kwargs: Any) -> gym.Env:
         UnknownSystemError: the name is not valid; the message lists the valid names.
     """
     return gym.make(_register(name), **kwargs)
+
+
+def make_from_spec(spec: Any, *, continuous_battery: bool = False, soc_penalty: bool = False, scale: float = 1.0,
+                   **kwargs: Any) -> gym.Env:
+    """An environment of a user's feeder (spec: a JSON file path or a mapping; see
+    :mod:`vvc_batch.feeder_spec`). Keyword arguments as for :class:`vvc_batch.env.VVCEnv`.
+
+    Raises:
+        SpecError: a malformed spec entry, or one that does not fit the circuit.
+        DataNotFoundError: a missing spec or circuit file.
+    """
+    from vvc_batch.env import VVCEnv
+
+    return VVCEnv(spec=spec, continuous_battery=continuous_battery, soc_penalty=soc_penalty, scale=scale, **kwargs)
+
+
+def register(name: str, spec: Any, *, continuous_battery: bool = False, soc_penalty: bool = False,
+             scale: float = 1.0) -> str:
+    """Register a user's feeder with gymnasium as ``vvc_batch/<name>-v0`` (also for
+    ``gymnasium.make_vec``); returns the id. The spec is checked now."""
+    from vvc_batch.feeder_spec import load_spec
+
+    system = load_spec(spec)
+    kwargs = {"spec": dict(system.raw), "continuous_battery": continuous_battery, "soc_penalty": soc_penalty,
+              "scale": scale}
+    gid = env_id(name)
+    if gid in registry:
+        del registry[gid]
+    gym.register(id=gid, entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT, kwargs=kwargs,
+                 max_episode_steps=system.horizon)
+    return gid

@@ -70,6 +70,10 @@ class RegulatorSpec:
         return self.min_tap + tap_number * self.tap_step
 
 
+#: reward weights of a spec that gives none
+DEFAULT_REWARD = {"power_w": 1, "cap_w": "1/33", "reg_w": "1/33", "dis_w": "1/33", "soc_w": 0}
+
+
 @dataclass(frozen=True)
 class SystemSpec:
     """One Volt-Var control system as described by its ``circuits/<name>.json`` file."""
@@ -89,15 +93,20 @@ class SystemSpec:
     reward: RewardWeights
     soc_reward: Mapping[str, float]
     embedded: Mapping[str, Any] | None = None
+    batteries: tuple[Mapping[str, Any], ...] = ()  # definitions: name, bus, phases, kv, conn, ratings
+    capacitors: Any = None  # None: all; a list of names; or {name: label}
+    regulators: Any = None  # None: all; a list of transformer names; or {name: label}
+    base_dir: str | None = None  # a user feeder: its files are relative to this folder
+    profiles: str = "auto"  # default profile source
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SystemSpec":
         """Build a spec from the parsed JSON mapping."""
-        rw = d["reward"]
+        rw = d.get("reward", DEFAULT_REWARD)
         return cls(
             name=d["name"],
-            folder=d["folder"],
+            folder=d.get("folder", ""),
             master=d["master"],
             description=d.get("description", ""),
             source_bus=d.get("source_bus", "sourcebus"),
@@ -117,6 +126,11 @@ class SystemSpec:
             ),
             soc_reward={k: _weight(v) for k, v in d.get("soc_reward", {}).items()},
             embedded=d.get("embedded"),
+            batteries=tuple(d.get("batteries", ())),
+            capacitors=d.get("capacitors"),
+            regulators=d.get("regulators"),
+            base_dir=d.get("base_dir"),
+            profiles=d.get("profiles", "auto"),
             raw=dict(d),
         )
 
@@ -264,12 +278,13 @@ class CircuitSource:
     """Where a system's circuit comes from.
 
     Attributes:
-        kind: ``"data"`` (a PowerGym-style data directory) or ``"embedded"`` (the model
-            shipped with vvc_batch).
+        kind: ``"data"`` (a PowerGym-style data directory), ``"embedded"`` (the model
+            shipped with vvc_batch) or ``"custom"`` (a user's feeder spec).
         folder: the system's folder.
         master: the daily-mode master file.
         battery_file: the battery ratings file (may not exist for embedded models).
-        batteries: battery ratings given by the spec instead of a file.
+        batteries: battery definitions given by the spec instead of a file (ratings, and
+            for batteries the circuit lacks: bus, phases, kv, conn).
         loadshape_dir: folder of the yearly load-shape CSV files (may not exist).
     """
 
@@ -294,6 +309,19 @@ def circuit_source(spec: SystemSpec, data_dir: str | os.PathLike[str] | None = N
         DataNotFoundError: the directory or the system's master file is missing, or no data
             directory is configured for a system without an embedded model.
     """
+    if spec.base_dir is not None:  # a user's feeder: everything relative to its spec
+        base = Path(spec.base_dir)
+        master = base / spec.master
+        if not master.is_file():
+            raise DataNotFoundError(f"feeder {spec.name!r}: master file {str(master)!r} (spec entry 'master') not found")
+        return CircuitSource(
+            kind="custom",
+            folder=master.parent,
+            master=master,
+            battery_file=base / spec.battery_file,
+            batteries=spec.batteries,
+            loadshape_dir=(base / spec.raw["loadshape_dir"]) if "loadshape_dir" in spec.raw else None,
+        )
     if data_dir is None and not os.environ.get(DATA_ENV_VAR):
         cached = default_cache_dir()
         if (cached / spec.folder / spec.master).is_file():  # fetched with vvc_batch.data

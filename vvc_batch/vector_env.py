@@ -22,7 +22,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from vvc_batch.core import STEP_INFO_KEYS
-from vvc_batch.pool import WorkerPool, default_num_workers
+from vvc_batch.pool import WorkerPool, default_num_workers, probe_layout
 from vvc_batch.shared_buffers import ArraySpec
 from vvc_batch.spaces import ActionChecker, DeviceCounts, action_space, observation_space
 from vvc_batch.systems import parse_env_name
@@ -56,6 +56,10 @@ class VVCVectorEnv(VectorEnv):
         env_name: str = "13Bus",
         num_envs: int = 1,
         *,
+        spec: Any = None,
+        continuous_battery: bool = False,
+        soc_penalty: bool = False,
+        scale: float = 1.0,
         num_workers: int | None = None,
         dss_mode: bool = False,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
@@ -70,7 +74,12 @@ class VVCVectorEnv(VectorEnv):
         profile_seed: int = 0,
         max_episode_steps: int | None = None,
     ) -> None:
-        cfg = parse_env_name(env_name)
+        if spec is not None:
+            from vvc_batch.feeder_spec import spec_config
+
+            cfg = spec_config(spec, continuous_battery=continuous_battery, soc_penalty=soc_penalty, scale=scale)
+        else:
+            cfg = parse_env_name(env_name)
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
         if max_episode_steps is not None and int(max_episode_steps) != cfg.system.horizon:
@@ -85,8 +94,17 @@ class VVCVectorEnv(VectorEnv):
         self.dss_mode = bool(dss_mode)
         self.copy = bool(copy)
         self.render_mode = None
-        # spaces from the system spec: no OpenDSS in this process
-        c = cfg.system.counts
+        env_kwargs = dict(data_dir=None if data_dir is None else str(data_dir), dss_mode=dss_mode,
+                          solver_tolerance=solver_tolerance, solver_options=solver_options,
+                          max_iterations=max_iterations, profiles=profiles, profile_seed=profile_seed)
+        # spaces from the system spec (a user's feeder is read once in a throw-away process):
+        # no OpenDSS in this process
+        c = dict(cfg.system.counts)
+        if not {"capacitors", "regulators", "batteries", "nodes"} <= set(c):
+            facts = probe_layout(cfg, env_kwargs)
+            fc = facts["counts"]
+            c = {"capacitors": fc.capacitors, "regulators": fc.regulators, "batteries": fc.batteries,
+                 "nodes": facts["num_nodes"]}
         counts = DeviceCounts(
             capacitors=c["capacitors"], regulators=c["regulators"], batteries=c["batteries"],
             reg_levels=cfg.system.regulator.num_taps + 1, bat_levels=cfg.system.battery_levels,
@@ -112,14 +130,11 @@ class VVCVectorEnv(VectorEnv):
             specs["final.mask"] = ArraySpec((N,), "bool")
             for k in STEP_INFO_KEYS:
                 specs[f"final.info.{k}"] = ArraySpec((N,), _INFO_DTYPES.get(k, "float64"))
-        env_kwargs = dict(data_dir=None if data_dir is None else str(data_dir), dss_mode=dss_mode,
-                          solver_tolerance=solver_tolerance, solver_options=solver_options,
-                          max_iterations=max_iterations, profiles=profiles, profile_seed=profile_seed)
         workers = default_num_workers() if num_workers is None else int(num_workers)
         if workers < 1:
             raise ValueError(f"num_workers must be at least 1, got {num_workers}")
         self._pool = WorkerPool(
-            cfg.name, N, workers, specs, env_kwargs=env_kwargs,
+            cfg if spec is not None else cfg.name, N, workers, specs, env_kwargs=env_kwargs,
             autoreset_mode=self.autoreset_mode.value, profile_pool=train_profiles, timeout=timeout,
         )
         facts = self._pool.facts

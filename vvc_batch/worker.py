@@ -31,7 +31,7 @@ class WorkerSpec:
     """Everything a worker needs, picklable."""
 
     index: int
-    env_name: str
+    env_name: Any  # an environment name or an EnvConfig (a user's feeder)
     start: int  # first environment of this worker (global index)
     stop: int
     layout: dict  # SharedArrays layout
@@ -76,15 +76,7 @@ class _WorkerLoop:
             self.final_reward = None
 
     def facts(self) -> dict[str, Any]:
-        core = self.core
-        return {
-            "obs_names": list(core.obs_names),
-            "load_names": list(core.load_names),
-            "num_profiles": core.num_profiles,
-            "obs_dim": core.obs_dim,
-            "counts": core.counts,
-            "profile_source": core.profile_source,
-        }
+        return layout_facts(self.core)
 
     def reset(self, payload: bytes) -> None:
         seeds, profiles = pickle.loads(payload)
@@ -124,6 +116,35 @@ class _WorkerLoop:
                 core.reset(ended, None, [self.rngs[i] for i in ended])
                 # the step's reward and end flags stay; obs and info become the reset's
                 buf.reward[ended], buf.terminated[ended], buf.truncated[ended] = reward, term, trunc
+
+
+def layout_facts(core) -> dict[str, Any]:
+    """What the parent needs to know about a circuit to size buffers and spaces."""
+    return {
+        "obs_names": list(core.obs_names),
+        "load_names": list(core.load_names),
+        "num_profiles": core.num_profiles,
+        "obs_dim": core.obs_dim,
+        "num_nodes": core.num_nodes,
+        "counts": core.counts,
+        "profile_source": core.profile_source,
+    }
+
+
+def probe_main(env, env_kwargs: dict, conn) -> None:
+    """Compile a circuit in a throw-away process and report its layout (the parent never
+    holds OpenDSS engines)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        from vvc_batch.core import VVCBatch
+
+        core = VVCBatch(env, 1, **env_kwargs)
+        conn.send_bytes(b"k" + pickle.dumps(layout_facts(core)))
+        core.close()
+    except BaseException:
+        conn.send_bytes(b"e" + pickle.dumps(traceback.format_exc()))
+    finally:
+        conn.close()
 
 
 def worker_main(spec: WorkerSpec, conn) -> None:
