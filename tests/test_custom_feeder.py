@@ -118,3 +118,11 @@ def test_spec_paths_relative_to_the_spec_file(tmp_path, monkeypatch):
     env = vvc_batch.make_from_spec(SPEC)
     nodes = len(env.node_names)  # src, b1..b4 three-phase, b5 single-phase
     assert nodes == 16 and env.reset(seed=0)[0].shape == (nodes + 1 + 1 + 2,)
+
+
+def test_guide_examples_hold():
+    """docs/custom-feeders.md shows this spec and these names."""
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "custom-feeders.md").read_text()
+    assert json.loads(SPEC.read_text())["batteries"][0]["name"] in guide
+    env = vvc_batch.make_from_spec(SPEC)
+    assert str(env.obs_names[-4:]) in guide
