@@ -245,25 +245,28 @@ class VVCBatch:
         """Lower-case OpenDSS load names: the column order of a profile array."""
         return self.layout.load_names
 
+    def _table(self, rows: list[list[float]], width: int) -> np.ndarray:
+        return np.array(rows, dtype=np.float64).reshape(self.num_envs, width)
+
     @property
     def caps(self) -> np.ndarray:
         """Capacitor states (K, C), 0 open / 1 closed."""
-        return np.array(self._caps, dtype=np.float64).reshape(self.num_envs, self.counts.capacitors)
+        return self._table(self._caps, self.counts.capacitors)
 
     @property
     def taps(self) -> np.ndarray:
         """Regulator tap numbers (K, R)."""
-        return np.array(self._taps, dtype=np.float64).reshape(self.num_envs, self.counts.regulators)
+        return self._table(self._taps, self.counts.regulators)
 
     @property
     def tap_ratio(self) -> np.ndarray:
         """Regulator tap ratios (K, R), pu."""
-        return np.array(self._ratio, dtype=np.float64).reshape(self.num_envs, self.counts.regulators)
+        return self._table(self._ratio, self.counts.regulators)
 
     @property
     def kwh(self) -> np.ndarray:
         """Stored energy of every battery (K, B), kWh."""
-        return np.array(self._kwh, dtype=np.float64).reshape(self.num_envs, self.batteries.n)
+        return self._table(self._kwh, self.batteries.n)
 
     def _initial_kwh(self) -> list[float]:
         # the reference resets energy as soc * capacity
