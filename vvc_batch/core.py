@@ -401,7 +401,7 @@ class VVCBatch:
         """Advance environments ``env_ids`` (default: all) by one hour.
 
         Args:
-            actions: validated (len(env_ids), A) float array (see :class:`ActionChecker`);
+            actions: validated (len(env_ids), A) array (see :class:`ActionChecker`);
                 ignored (may be ``None``) in dss mode.
 
         Returns:

@@ -364,9 +364,6 @@ class DssEngine:
         return self._v_view
 
     # ------------------------------------------------------------------ profiles
-    def slot_hour(self, slot: int, step: int) -> int:
-        """The OpenDSS hour whose load multipliers are row ``step`` of slot ``slot``."""
-        return slot * self.horizon + step + 1
 
     # ------------------------------------------------------------------ devices
     def write_devices(self, caps, ratios, kw, kvar) -> None:
@@ -411,24 +408,6 @@ class DssEngine:
         for part in self._held:
             part[:] = [nan] * len(part)
 
-    def set_capacitor(self, i: int, state: int) -> None:
-        """Open (0) or close (1) capacitor ``i`` (index into ``layout.capacitor_names``)."""
-        self._lib.ctx_Capacitors_Set_idx(self._cp, self._cap_idx[i])
-        self._int1[0] = state
-        self._lib.ctx_Capacitors_Set_States(self._cp, self._int1, 1)
-
-    def set_tap(self, i: int, ratio: float) -> None:
-        """Set regulator ``i``'s tap ratio (pu, e.g. 0.9 + n * 0.00625)."""
-        self._lib.ctx_Transformers_Set_idx(self._cp, self._reg_idx[i])
-        self._lib.ctx_Transformers_Set_Tap(self._cp, ratio)
-
-    def set_battery(self, i: int, kw: float, kvar: float) -> None:
-        """Set battery ``i``'s generator output: kW (positive discharging) and kvar."""
-        lib, cp = self._lib, self._cp
-        lib.ctx_Generators_Set_idx(cp, self._gen_idx[i])
-        # kW first: the kW setter recomputes kvar from the power factor
-        lib.ctx_Generators_Set_kW(cp, kw)
-        lib.ctx_Generators_Set_kvar(cp, kvar)
 
     def reset_regulators(self) -> None:
         """Tap range and reset tap of every regulator (also what OpenDSS's RegControls use)."""
