@@ -43,11 +43,12 @@ def test_missing_redirected_file(tmp_path, data_dir):
         vvc_batch.make("13Bus", data_dir=tmp_path)
 
 
-def test_missing_battery_file(tmp_path, data_dir):
+def test_missing_battery_file_falls_back_to_the_spec(tmp_path, data_dir):
+    """Without the data directory's Battery.csv the ratings come from circuits/13Bus.json."""
     shutil.copytree(data_dir / "13Bus", tmp_path / "13Bus")
     (tmp_path / "13Bus" / "Battery.csv").unlink()
-    with pytest.raises(vvc_batch.DataNotFoundError, match="Battery.csv"):
-        vvc_batch.make("13Bus", data_dir=tmp_path)
+    bank = vvc_batch.make("13Bus", data_dir=tmp_path).unwrapped.core.batteries
+    assert (bank.names, bank.max_kw, bank.max_kwh, bank.initial_kwh) == (("batt1",), (200.0,), (1000.0,), (1000.0,))
 
 
 def test_data_dir_argument_overrides_env(monkeypatch, tmp_path, data_dir):

@@ -107,10 +107,10 @@ class VVCBatch:
         self.horizon = H = spec.horizon
         self.step_hours = spec.step_hours
         self.source = src = circuit_source(spec, data_dir)
-        if src.batteries or src.kind == "custom":
-            bank = BatteryBank.from_records(src.batteries, levels=spec.battery_levels)
-        elif src.battery_file.is_file():
+        if src.kind == "data" and src.battery_file.is_file():  # the reference's ratings file
             bank = BatteryBank.from_csv(src.battery_file, levels=spec.battery_levels)
+        elif src.batteries or src.kind == "custom":
+            bank = BatteryBank.from_records(src.batteries, levels=spec.battery_levels)
         else:
             raise DataNotFoundError(
                 f"battery file of system {spec.name!r} not found: {str(src.battery_file)!r}"

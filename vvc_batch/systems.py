@@ -283,8 +283,9 @@ class CircuitSource:
         folder: the system's folder.
         master: the daily-mode master file.
         battery_file: the battery ratings file (may not exist for embedded models).
-        batteries: battery definitions given by the spec instead of a file (ratings, and
-            for batteries the circuit lacks: bus, phases, kv, conn).
+        batteries: the spec's battery definitions (ratings; and bus, phases, kv, conn for
+            those the circuit lacks). A data directory's battery file, the reference's, takes
+            precedence for the ratings.
         loadshape_dir: folder of the yearly load-shape CSV files (may not exist).
     """
 
@@ -333,7 +334,7 @@ def circuit_source(spec: SystemSpec, data_dir: str | os.PathLike[str] | None = N
             folder=folder,
             master=folder / spec.embedded["master"],
             battery_file=folder / spec.battery_file,
-            batteries=tuple(spec.embedded.get("batteries", ())),
+            batteries=spec.batteries,
             loadshape_dir=None,
         )
     folder = system_dir(spec, data_dir)
@@ -342,6 +343,7 @@ def circuit_source(spec: SystemSpec, data_dir: str | os.PathLike[str] | None = N
         folder=folder,
         master=folder / spec.master,
         battery_file=folder / spec.battery_file,
+        batteries=spec.batteries,
         loadshape_dir=folder / spec.loadshape_dir,
     )
 
