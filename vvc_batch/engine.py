@@ -507,6 +507,48 @@ class DssEngine:
             self._pw_addr = addr
         out[:] = self._pw_view
 
+    # ------------------------------------------------------------------ pictures
+    def topology(self) -> dict[str, Any]:
+        """The feeder's drawing data: bus coordinates (NaN where the circuit has none),
+        edges ``(kind, bus_a, bus_b, name)`` for lines and transformers, and the buses of
+        the controllable devices. Read once, for pictures; not used when stepping."""
+        c = self._ctx.ActiveCircuit
+        lay = self.layout
+        xy = np.full((len(lay.bus_names), 2), np.nan)
+        for i, b in enumerate(lay.bus_names):
+            c.SetActiveBus(b)
+            if c.ActiveBus.Coorddefined:
+                xy[i] = (c.ActiveBus.x, c.ActiveBus.y)
+
+        def bus_of(text: str) -> str:
+            return text.split(".", 1)[0].lower()
+
+        edges = []
+        for kind, coll in (("line", c.Lines), ("transformer", c.Transformers)):
+            if not coll.Count:
+                continue
+            coll.First
+            while True:
+                buses = [bus_of(t) for t in c.ActiveCktElement.BusNames]
+                name = coll.Name.lower()
+                for other in buses[1:]:
+                    if other != buses[0]:
+                        edges.append((kind, buses[0], other, name))
+                if not coll.Next:
+                    break
+        devices = {"capacitors": [], "regulators": [], "batteries": []}
+        for idx in self._cap_idx:
+            self._lib.ctx_Capacitors_Set_idx(self._cp, idx)
+            devices["capacitors"].append(bus_of(c.ActiveCktElement.BusNames[0]))
+        for idx in self._reg_idx:
+            self._lib.ctx_Transformers_Set_idx(self._cp, idx)
+            devices["regulators"].append(tuple(bus_of(t) for t in c.ActiveCktElement.BusNames[:2]))
+        for idx in self._gen_idx:
+            self._lib.ctx_Generators_Set_idx(self._cp, idx)
+            devices["batteries"].append(bus_of(c.ActiveCktElement.BusNames[0]))
+        self._check_error("reading the topology")
+        return {"bus_xy": xy, "edges": edges, "devices": devices}
+
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
         """Free the OpenDSS context (idempotent; also runs when the engine is garbage collected)."""

@@ -62,13 +62,16 @@ class VVCEnv(gym.Env):
             for the embedded model), ``"powergym"``, ``"synthetic"``, or an array
             (episodes, 24, n_loads) of load multipliers in ``load_names`` column order.
         profile_seed: seed of the built-in profile generator.
+        render_mode: ``"rgb_array"`` (``render()`` returns a frame) or ``"human"`` (a window
+            updated every step); see :mod:`vvc_batch.render`.
+        node_bound: a bus's colour shows the ``"minimum"`` or ``"maximum"`` phase voltage.
 
     Raises:
         UnknownSystemError: unknown ``env_name`` (the message lists the valid names).
         DataNotFoundError: missing data directory or circuit file.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -85,8 +88,16 @@ class VVCEnv(gym.Env):
         max_iterations: int | None = None,
         profiles: str | np.ndarray = "auto",
         profile_seed: int = 0,
+        render_mode: str | None = None,
+        node_bound: str = "minimum",
     ) -> None:
         super().__init__()
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.render_mode = render_mode
+        self.node_bound = node_bound
+        self._renderer = None
+        self._last_action = None
         if spec is not None:
             from vvc_batch.feeder_spec import spec_config
 
@@ -184,6 +195,9 @@ class VVCEnv(gym.Env):
             raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: 'profile'")
         profile = options.get("profile")
         obs = self._core.reset([0], [profile], [self.np_random])
+        self._last_action = None
+        if self.render_mode == "human":
+            self.render()
         return obs[0].copy(), self._info()
 
     def step(self, action) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -191,6 +205,10 @@ class VVCEnv(gym.Env):
         # the core raises ResetNeededError / EpisodeEndedError before touching anything
         flat = None if (action is None and self.dss_mode) else self._checker.check(action)
         buf = self._core.step(flat)
+        if self.render_mode is not None:
+            self._last_action = None if flat is None else flat[0].copy()
+            if self.render_mode == "human":
+                self.render()
         return (
             buf.obs[0].copy(),
             buf.reward.item(0),
@@ -199,7 +217,26 @@ class VVCEnv(gym.Env):
             {key: arr.item(0) for key, arr in self._info_arrays},
         )
 
+    def render(self):
+        """The present state as an RGB array (``rgb_array``), or drawn in a window (``human``)."""
+        if self.render_mode is None:
+            return None
+        from vvc_batch.render import FeederRenderer, env_frame
+
+        if self._renderer is None:
+            self._renderer = FeederRenderer(self._core, self.node_bound, interactive=self.render_mode == "human")
+        frame = env_frame(self, self._renderer, self._last_action)
+        if self.render_mode == "human":
+            import matplotlib.pyplot as plt
+
+            plt.pause(1.0 / self.metadata["render_fps"])
+            return None
+        return frame
+
     def close(self) -> None:
-        """Release the OpenDSS engine."""
+        """Release the OpenDSS engine (and the picture, if any)."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
         self._core.close()
         super().close()
