@@ -510,15 +510,19 @@ class DssEngine:
     # ------------------------------------------------------------------ pictures
     def topology(self) -> dict[str, Any]:
         """The feeder's drawing data: bus coordinates (NaN where the circuit has none),
-        edges ``(kind, bus_a, bus_b, name)`` for lines and transformers, and the buses of
-        the controllable devices. Read once, for pictures; not used when stepping."""
+        edges ``(kind, bus_a, bus_b, name)`` for lines and transformers, the buses of the
+        controllable devices, each bus's line-to-neutral base kV and nodes. Read once, for
+        pictures and studies; not used when stepping."""
         c = self._ctx.ActiveCircuit
         lay = self.layout
         xy = np.full((len(lay.bus_names), 2), np.nan)
+        kv, nodes = [], []
         for i, b in enumerate(lay.bus_names):
             c.SetActiveBus(b)
             if c.ActiveBus.Coorddefined:
                 xy[i] = (c.ActiveBus.x, c.ActiveBus.y)
+            kv.append(c.ActiveBus.kVBase)
+            nodes.append([int(n) for n in c.ActiveBus.Nodes])
 
         def bus_of(text: str) -> str:
             return text.split(".", 1)[0].lower()
@@ -547,7 +551,7 @@ class DssEngine:
             self._lib.ctx_Generators_Set_idx(self._cp, idx)
             devices["batteries"].append(bus_of(c.ActiveCktElement.BusNames[0]))
         self._check_error("reading the topology")
-        return {"bus_xy": xy, "edges": edges, "devices": devices}
+        return {"bus_xy": xy, "edges": edges, "devices": devices, "bus_kv_ln": kv, "bus_nodes": nodes}
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
