@@ -164,7 +164,12 @@ def bare_solve_us(system, actions, dss, env_kwargs) -> float:
 def run(args) -> dict:
     from tqdm import tqdm
 
-    env_kwargs = {"solver_options": args.solver_options}
+    env_kwargs = {"solver_options": args.solver_options, "profiles": args.profiles}
+    if args.profiles == "auto":  # a data directory without load shapes: use the generator
+        probe = vvc_batch.make(args.system).unwrapped
+        if probe.num_profiles == 0:
+            env_kwargs["profiles"] = "synthetic"
+        probe.close()
     actions = _action_batches(args.system, args.num_envs, args.steps, args.seed)
     warmup = max(5, args.steps // 10)
     plan = [
@@ -196,6 +201,7 @@ def run(args) -> dict:
         "steps": args.steps,
         "dss_mode": args.dss_mode,
         "solver_options": args.solver_options,
+        "profiles": env_kwargs["profiles"],
         "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
                     "numpy": np.__version__, "processor": platform.processor() or platform.machine()},
         "results": results,
@@ -234,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dss-mode", action="store_true", help="OpenDSS's controllers act")
     p.add_argument("--solver-options", type=int, default=0, help="OpenDSS YMatrix.SolverOptions (0 or 2)")
+    p.add_argument("--profiles", default="auto", choices=["auto", "powergym", "synthetic"],
+                   help="load-profile source (auto: the system's load shapes, else the built-in generator)")
     p.add_argument("--json", default=None, help="write the figures to this file")
     args = p.parse_args(argv)
     try:
