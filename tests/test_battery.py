@@ -64,7 +64,6 @@ def test_energy_update_rounds_and_clips():
 def test_env_battery_drains_and_stops_at_empty(name):
     env = vvc_batch.make(name).unwrapped
     env.reset(options={"profile": 0})
-    C, R = 2, 3
     act = np.array([1, 1, 32, 32, 32, 32]) if name == "13Bus" else np.array([1, 1, 32, 32, 32, 1.0])
     socs, powers = [], []
     for _ in range(24):

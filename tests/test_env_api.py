@@ -156,7 +156,6 @@ def test_soc_penalty_only_on_last_step():
     env = vvc_batch.make("13Bus_soc").unwrapped
     env.reset(options={"profile": 0})
     a = np.array([1, 1, 32, 32, 32, 20])  # discharge every hour
-    rewards = []
     for t in range(24):
         obs, r, term, trunc, info = env.step(a)
         cost = (env.core.weights.cap_w * info["av_cap_err"] * 2 + env.core.weights.reg_w * info["av_reg_err"] * 3

@@ -9,8 +9,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
-
 import vvc_batch
 
 

@@ -3,9 +3,10 @@ environments, driven in lockstep through shared memory.
 
 The parent creates (and alone unlinks) the shared arrays, starts the workers with the
 ``forkserver`` method (never forking a process that holds OpenDSS engines or threads),
-sends one byte per worker per step, and waits on the replies and on the worker processes'
-sentinels together, so a worker that dies is noticed at once. Every failure path ends with
-the pool closed: workers stopped, pipes closed, segments unlinked.
+posts each step in a shared control block (:mod:`vvc_batch.lockstep`) and, once it stops
+polling, sleeps on the workers' pipes and process sentinels together, so a worker that dies
+is noticed at once. Every failure path ends with the pool closed: workers stopped, pipes
+closed, segments unlinked.
 """
 
 from __future__ import annotations

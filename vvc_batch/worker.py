@@ -73,7 +73,6 @@ class _WorkerLoop:
             self.final_obs = arrays["final.obs"][sl]
             self.final_mask = arrays["final.mask"][sl]
             self.final_info = {k: arrays[f"final.info.{k}"][sl] for k in STEP_INFO_KEYS}
-            self.final_reward = None
 
     def facts(self) -> dict[str, Any]:
         return layout_facts(self.core)
