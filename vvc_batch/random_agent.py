@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import vvc_batch
+from vvc_batch.evaluation import split_profiles
 
 MODES = ("single", "parallel", "episodic", "dss")
 ALIASES = {"parallele": "parallel"}
@@ -101,18 +102,12 @@ def run_parallel(args) -> None:
         print(f"env {i} profile {i} return {totals[i]:.6f}")
 
 
-def _split(n: int, seed: int) -> tuple[list[int], list[int]]:
-    order = np.random.default_rng(seed).permutation(n).tolist()
-    half = n // 2
-    return sorted(order[:half]), sorted(order[half:])
-
-
 def run_episodic(args) -> None:
     env = vvc_batch.make(args.env_name).unwrapped
     n = env.num_profiles
     if n < 2:
         raise SystemExit(f"error: {args.env_name} has {n} profiles; episodic mode needs at least 2")
-    train, test = _split(n, args.seed) if args.do_testing else (list(range(n)), [])
+    train, test = split_profiles(n, args.seed) if args.do_testing else (list(range(n)), [])
     rng = np.random.default_rng(args.seed)
     evaluator = vvc_batch.make(args.env_name).unwrapped if args.do_testing else None
     csv = None

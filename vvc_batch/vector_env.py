@@ -114,6 +114,8 @@ class VVCVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, N)
         self.action_space = batch_space(self.single_action_space, N)
         self._checker = ActionChecker(counts, cfg.continuous_battery)
+        self.counts = counts
+        self.continuous_battery = cfg.continuous_battery
         D, A = self.single_observation_space.shape[0], counts.action_size
 
         specs = {

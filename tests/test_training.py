@@ -1,0 +1,145 @@
+"""Training on the engine: the SB3 adapter, action/observation wrappers, baselines, and the
+train and evaluate commands end to end with tiny budgets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+
+import vvc_batch
+from vvc_batch.evaluation import best_fixed_setting, episode_returns, evaluate_baseline, fixed_action, split_profiles
+from vvc_batch.sb3 import SB3VecEnv
+from vvc_batch.wrappers import ContinuousActions, ObserveHour, VectorContinuousActions, continuous_to_action
+
+
+def test_adapter_matches_the_engine_and_reports_terminal_obs():
+    venv = SB3VecEnv.make("13Bus", 3, num_workers=2)
+    ref = vvc_batch.make_vec("13Bus", num_envs=3, num_workers=1, autoreset_mode=AutoresetMode.SAME_STEP)
+    try:
+        venv.seed(5)
+        obs = venv.reset()
+        obs_ref, _ = ref.reset(seed=5)
+        np.testing.assert_array_equal(obs, obs_ref)
+        rng = np.random.default_rng(0)
+        for t in range(30):
+            a = np.stack([rng.integers(0, [2, 2, 33, 33, 33, 33]) for _ in range(3)])
+            obs, rew, dones, infos = venv.step(a)
+            o2, r2, te, tr, i2 = ref.step(a)
+            np.testing.assert_array_equal(obs, o2)
+            np.testing.assert_allclose(rew, r2.astype(np.float32))
+            assert (dones == (te | tr)).all() and len(infos) == 3
+            if t == 23:
+                assert dones.all()
+                for k in range(3):
+                    assert infos[k]["TimeLimit.truncated"] is True
+                    np.testing.assert_array_equal(infos[k]["terminal_observation"], i2["final_obs"][k])
+                    assert infos[k]["hour"] == 0  # the reset's info; the obs is the new day's first
+            else:
+                assert not dones.any() and "terminal_observation" not in infos[0]
+        assert venv.get_attr("num_profiles") == [73, 73, 73]
+        assert venv.env_is_wrapped(gym.Wrapper) == [False] * 3
+    finally:
+        venv.close()
+        ref.close()
+    with pytest.raises(ValueError, match="SAME_STEP"):
+        SB3VecEnv(vvc_batch.make_vec("13Bus", num_envs=1, num_workers=1))
+
+
+def test_continuous_actions_rounding():
+    x = np.array([0.3, -0.2, -1.0, 0.0, 1.0, 0.03125])
+    np.testing.assert_array_equal(continuous_to_action(x, 2, 3, 1, 33, False), [1, 0, 0, 16, 32, 16])
+    cb = continuous_to_action(np.array([0.5, -0.5, 0.2, 0.2, 0.2, -0.7]), 2, 3, 1, 33, True)
+    assert cb[-1] == -0.7 and cb.dtype == np.float64
+    env = ContinuousActions(vvc_batch.make("13Bus"))
+    assert env.action_space == gym.spaces.Box(-1, 1, (6,), np.float32)
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    with vvc_batch.make_vec("13Bus_cbat", num_envs=2, num_workers=1) as v:
+        w = VectorContinuousActions(v)
+        w.reset(seed=0)
+        w.step(w.action_space.sample())
+
+
+def test_observe_hour():
+    env = ObserveHour(vvc_batch.make("13Bus"))
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (49,) and obs[-1] == 0.0 and env.observation_space.contains(obs)
+    for _ in range(12):
+        obs, *_ = env.step(env.action_space.sample())
+    assert obs[-1] == pytest.approx(0.5)
+
+
+def test_best_fixed_by_brute_force():
+    env = vvc_batch.make("13Bus")
+    train = [0, 5]
+    action, mean = best_fixed_setting(env, train)
+    brute = max(((caps, tap) for caps in (1, 0) for tap in range(33)),
+                key=lambda ct: np.mean(episode_returns(env, lambda o, a=fixed_action(env, ct[1], ct[0]): a, train)))
+    np.testing.assert_array_equal(action, fixed_action(env, brute[1], brute[0]))
+    assert mean == pytest.approx(np.mean(episode_returns(env, lambda o: action, train)))
+
+
+def test_baselines_reproduce_reference_facts():
+    """hold on all 13Bus profiles is -16.90 (the reference's figure)."""
+    assert np.mean(evaluate_baseline("13Bus", "hold", list(range(73)))) == pytest.approx(-16.90, abs=0.005)
+    r = evaluate_baseline("13Bus", "random", [1, 2], seed=3)
+    assert r == evaluate_baseline("13Bus", "random", [1, 2], seed=3)
+    assert np.mean(evaluate_baseline("13Bus", "dss", [1, 2])) > np.mean(r)
+    with pytest.raises(ValueError, match="valid baselines"):
+        evaluate_baseline("13Bus", "smart", [1])
+
+
+def test_split_is_seeded_halves():
+    a, b = split_profiles(73, 4)
+    assert len(a) == 36 and len(b) == 37 and not set(a) & set(b) and split_profiles(73, 4) == (a, b)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_sb3_learns_through_the_adapter(algo):
+    from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+
+    venv = SB3VecEnv.make("13Bus", 2, num_workers=1, continuous_actions=(algo == "sac"))
+    try:
+        if algo == "ppo":
+            model = PPO("MlpPolicy", VecNormalize(VecMonitor(venv)), n_steps=24, batch_size=48, seed=0)
+        else:
+            model = SAC("MlpPolicy", VecMonitor(venv), learning_starts=8, seed=0)
+        model.learn(96)
+        assert model.num_timesteps >= 96
+    finally:
+        venv.close()
+
+
+def test_train_and_evaluate_commands(tmp_path):
+    run = tmp_path / "runs" / "t"
+    env = os.environ.copy()
+    cmd = [sys.executable, "-m", "vvc_batch.train", "--algo", "ppo", "--system", "13Bus", "--num-envs", "2",
+           "--workers", "1", "--total-steps", "192", "--eval-every", "96", "--seed", "2", "--out", str(run)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert {"config.json", "split.json", "model.zip", "log.csv", "learning_curve.png"} <= {p.name for p in run.iterdir()}
+    rows = (run / "log.csv").read_text().splitlines()
+    assert rows[0] == "env_steps,wall_s,train_return,test_mean,test_std" and len(rows) >= 3
+    split = json.loads((run / "split.json").read_text())
+    assert split == dict(zip(("train", "test"), split_profiles(73, 2)), seed=2)
+    proc = subprocess.run(cmd[:-2] + ["--total-steps", "288", "--out", str(run), "--resume"], capture_output=True,
+                          text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert int((run / "log.csv").read_text().splitlines()[-1].split(",")[0]) >= 288
+    out = tmp_path / "m.json"
+    proc = subprocess.run([sys.executable, "-m", "vvc_batch.evaluate", "--model", str(run), "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())
+    assert res["episodes"] == len(split["test"]) and len(res["returns"]) == res["episodes"]
+    proc = subprocess.run([sys.executable, "-m", "vvc_batch.evaluate", "--baseline", "hold", "--split-from", str(run)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0 and "baseline hold on 13Bus, test split (37 profiles)" in proc.stdout

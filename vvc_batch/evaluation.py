@@ -1,0 +1,100 @@
+"""Evaluation on load-profile splits, and the baselines every trained agent is compared with.
+
+All policies go through the same code path: one environment, one episode per profile,
+the policy's action each hour, the episode returns collected. Baselines:
+
+* ``random``: uniform random actions (the action space seeded per profile);
+* ``hold``: the reset settings all day (capacitors as the circuit has them, every
+  regulator at tap 32, batteries idle);
+* ``dss``: OpenDSS's own controllers (dss mode; batteries idle);
+* ``best_fixed``: one setting all day (every regulator at the same tap number, capacitors
+  all closed or all open, batteries idle), the best of those 66 on the train split.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+import vvc_batch
+
+BASELINES = ("random", "hold", "dss", "best_fixed")
+Policy = Callable[[np.ndarray], Any]
+
+
+def split_profiles(num_profiles: int, seed: int) -> tuple[list[int], list[int]]:
+    """A seeded half/half (train, test) split of the episode indices."""
+    order = np.random.default_rng(seed).permutation(num_profiles).tolist()
+    half = num_profiles // 2
+    return sorted(order[:half]), sorted(order[half:])
+
+
+def episode_returns(env, policy: Policy | None, profiles: Sequence[int], seed: int = 0) -> list[float]:
+    """Return of one episode per profile; ``policy`` maps an observation to an action
+    (``None`` in dss mode). The environment's action space is seeded with seed + profile."""
+    u = env.unwrapped
+    out = []
+    for p in profiles:
+        obs, _ = env.reset(seed=seed + int(p), options={"profile": int(p)})
+        env.action_space.seed(seed + int(p))
+        total = 0.0
+        while True:
+            action = None if u.dss_mode else policy(obs)
+            obs, r, term, trunc, _ = env.step(action)
+            total += r
+            if term or trunc:
+                break
+        out.append(total)
+    return out
+
+
+def fixed_action(env, tap: int | None = None, caps: int | None = None) -> np.ndarray:
+    """The flat action that holds settings: capacitors (the reset states, or all ``caps``),
+    every regulator at ``tap`` (default: the reset tap), batteries idle."""
+    core = env.unwrapped.core
+    c = core.counts
+    cap_part = [int(x) for x in core._cap_reset] if caps is None else [caps] * c.capacitors
+    tap = core.config.system.regulator.reset_tap_number if tap is None else tap
+    idle = [0.0] * c.batteries if core.config.continuous_battery else [c.bat_levels // 2] * c.batteries
+    dtype = np.float64 if core.config.continuous_battery else np.int64
+    return np.array(cap_part + [tap] * c.regulators + idle, dtype=dtype)
+
+
+def best_fixed_setting(env, train: Sequence[int], seed: int = 0) -> tuple[np.ndarray, float]:
+    """(action, mean train return) of the best of the 66 fixed settings."""
+    best, best_mean = None, -np.inf
+    levels = env.unwrapped.core.counts.reg_levels
+    for caps in (1, 0):
+        for tap in range(levels):
+            a = fixed_action(env, tap, caps)
+            mean = float(np.mean(episode_returns(env, lambda obs, a=a: a, train, seed)))
+            if mean > best_mean:
+                best, best_mean = a, mean
+    return best, best_mean
+
+
+def evaluate_baseline(system: str, name: str, profiles: Sequence[int], train: Sequence[int] | None = None,
+                      seed: int = 0, **env_kwargs: Any) -> list[float]:
+    """Returns of baseline ``name`` on ``profiles`` (``best_fixed`` chooses on ``train``)."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; valid baselines: {', '.join(BASELINES)}")
+    env = vvc_batch.make(system, dss_mode=(name == "dss"), **env_kwargs)
+    try:
+        if name == "dss":
+            return episode_returns(env, None, profiles, seed)
+        if name == "random":
+            return episode_returns(env, lambda obs: env.action_space.sample(), profiles, seed)
+        if name == "hold":
+            a = fixed_action(env)
+            return episode_returns(env, lambda obs: a, profiles, seed)
+        a, _ = best_fixed_setting(env, train if train is not None else profiles, seed)
+        return episode_returns(env, lambda obs: a, profiles, seed)
+    finally:
+        env.close()
+
+
+def summary(returns: Sequence[float]) -> dict[str, Any]:
+    """``{"mean", "std", "episodes", "returns"}`` of a list of episode returns."""
+    r = [float(x) for x in returns]
+    return {"mean": float(np.mean(r)), "std": float(np.std(r)), "episodes": len(r), "returns": r}

@@ -1,0 +1,203 @@
+"""Train PPO or SAC (Stable-Baselines3) on the vector engine; needs the ``train`` extra.
+
+    python -m vvc_batch.train --algo ppo|sac --system 13Bus --num-envs 16 --workers 2
+        --total-steps N --seed S --out runs/<name> [--eval-every N] [--resume]
+
+Trains on the train half of a seeded half/half split of the load profiles (stored in the
+run folder as ``split.json``), evaluates the deterministic policy on every test profile
+every ``--eval-every`` env steps, and writes into the run folder: ``log.csv`` (env steps,
+wall time, train return, test mean and std), ``learning_curve.png``, ``model.zip`` and
+``config.json``. ``--resume`` continues a run from its folder; Ctrl-C saves what was done.
+PPO acts on the MultiDiscrete action space; SAC (and PPO on ``_cbat`` variants) on
+``Box(-1, 1)`` per device, see :mod:`vvc_batch.wrappers`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import vvc_batch
+from vvc_batch.evaluation import episode_returns, split_profiles
+
+
+def _policy(model, env, continuous: bool):
+    from vvc_batch.wrappers import continuous_to_action, _layout
+
+    layout = _layout(env)
+
+    def act(obs):
+        a, _ = model.predict(obs, deterministic=True)
+        return continuous_to_action(a, *layout) if continuous else a
+
+    return act
+
+
+def test_returns(model, cfg: dict, profiles) -> list[float]:
+    """Deterministic returns of ``model`` on ``profiles`` (one episode each)."""
+    env = vvc_batch.make(cfg["system"])
+    try:
+        return episode_returns(env, _policy(model, env, cfg["continuous_actions"]), profiles, cfg["seed"])
+    finally:
+        env.close()
+
+
+def _plot(log: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    steps = [r["env_steps"] for r in log]
+    mean = np.array([r["test_mean"] for r in log])
+    std = np.array([r["test_std"] for r in log])
+    ax.plot(steps, mean, label="test mean")
+    ax.fill_between(steps, mean - std, mean + std, alpha=0.3)
+    train = [r["train_return"] for r in log]
+    ax.plot(steps, train, ls="--", label="train (recent episodes)")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("episode return")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def train(args: argparse.Namespace) -> int:
+    from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import VecMonitor
+    from tqdm import tqdm
+
+    from vvc_batch.sb3 import SB3VecEnv
+
+    out = Path(args.out)
+    cfg_path, split_path, model_path, log_path = (out / "config.json", out / "split.json", out / "model.zip",
+                                                  out / "log.csv")
+    if args.resume:
+        if not cfg_path.is_file():
+            print(f"error: nothing to resume in {out} (no config.json)", file=sys.stderr)
+            return 2
+        cfg = json.loads(cfg_path.read_text())
+        cfg["total_steps"] = args.total_steps or cfg["total_steps"]
+        split = json.loads(split_path.read_text())
+    else:
+        vvc_batch.parse_env_name(args.system)
+        probe = vvc_batch.make(args.system).unwrapped
+        n = probe.num_profiles
+        cbat = probe.core.config.continuous_battery
+        probe.close()
+        if n < 2:
+            print(f"error: {args.system} has {n} load profiles; training needs at least 2", file=sys.stderr)
+            return 2
+        train_p, test_p = split_profiles(n, args.seed)
+        split = {"seed": args.seed, "train": train_p, "test": test_p}
+        cfg = {"algo": args.algo, "system": args.system, "num_envs": args.num_envs, "workers": args.workers,
+               "total_steps": args.total_steps, "seed": args.seed, "eval_every": args.eval_every,
+               "continuous_actions": args.algo == "sac" or cbat, "vvc_batch": vvc_batch.__version__}
+        out.mkdir(parents=True, exist_ok=True)
+        cfg_path.write_text(json.dumps(cfg, indent=2))
+        split_path.write_text(json.dumps(split))
+    log: list[dict[str, Any]] = []
+    if args.resume and log_path.is_file():
+        rows = log_path.read_text().splitlines()[1:]
+        log = [dict(zip(("env_steps", "wall_s", "train_return", "test_mean", "test_std"), map(float, r.split(","))))
+               for r in rows if r]
+    venv = VecMonitor(SB3VecEnv.make(cfg["system"], cfg["num_envs"], num_workers=cfg["workers"],
+                                     continuous_actions=cfg["continuous_actions"], train_profiles=split["train"]))
+    algo = {"ppo": PPO, "sac": SAC}[cfg["algo"]]
+    if args.resume and model_path.is_file():
+        model = algo.load(model_path, env=venv)
+    elif cfg["algo"] == "ppo":
+        # a rollout of 48 hours (two days) per environment; minibatches of two days x envs / 2
+        model = PPO("MlpPolicy", venv, seed=cfg["seed"], n_steps=48, batch_size=max(48, 24 * cfg["num_envs"]),
+                    verbose=0)
+    else:
+        model = SAC("MlpPolicy", venv, seed=cfg["seed"], learning_starts=min(1000, cfg["total_steps"] // 10),
+                    verbose=0)
+    every = cfg["eval_every"] or max(cfg["num_envs"] * 24, cfg["total_steps"] // 10)
+    t0 = time.perf_counter() - (log[-1]["wall_s"] if log else 0.0)
+    done_steps = int(model.num_timesteps)
+    bar = tqdm(total=cfg["total_steps"], initial=min(done_steps, cfg["total_steps"]), unit="step", file=sys.stderr,
+               desc=f"{cfg['algo']} {cfg['system']}")
+
+    def evaluate_now(steps: int) -> None:
+        rets = test_returns(model, cfg, split["test"])
+        recent = [e["r"] for e in model.ep_info_buffer] if model.ep_info_buffer else [float("nan")]
+        row = {"env_steps": steps, "wall_s": time.perf_counter() - t0, "train_return": float(np.mean(recent)),
+               "test_mean": float(np.mean(rets)), "test_std": float(np.std(rets))}
+        log.append(row)
+        bar.set_postfix(test=f"{row['test_mean']:.2f}", steps_per_s=f"{steps / max(row['wall_s'], 1e-9):.0f}")
+
+    class Progress(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.next_eval = (done_steps // every + 1) * every
+
+        def _on_step(self) -> bool:
+            bar.update(min(self.num_timesteps, cfg["total_steps"]) - bar.n)
+            if self.num_timesteps >= self.next_eval:
+                evaluate_now(self.num_timesteps)
+                self.next_eval += every
+            return True
+
+    def save() -> None:
+        model.save(model_path)
+        with open(log_path, "w") as fh:
+            fh.write("env_steps,wall_s,train_return,test_mean,test_std\n")
+            for r in log:
+                fh.write(f"{int(r['env_steps'])},{r['wall_s']:.3f},{r['train_return']:.6f},{r['test_mean']:.6f},"
+                         f"{r['test_std']:.6f}\n")
+        if log:
+            _plot(log, out / "learning_curve.png")
+
+    code = 0
+    try:
+        remaining = cfg["total_steps"] - done_steps
+        if remaining > 0:
+            model.learn(remaining, callback=Progress(), reset_num_timesteps=False)
+        if not log or log[-1]["env_steps"] < model.num_timesteps:
+            evaluate_now(int(model.num_timesteps))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted at {model.num_timesteps} env steps; saving the run", file=sys.stderr)
+        code = 130
+    finally:
+        save()
+        bar.close()
+        venv.close()
+    last = log[-1] if log else None
+    if last:
+        print(f"{cfg['algo']} on {cfg['system']}: {int(last['env_steps'])} env steps, test return "
+              f"{last['test_mean']:.3f} +- {last['test_std']:.3f} over {len(split['test'])} profiles; run in {out}")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m vvc_batch.train", description=__doc__.splitlines()[0])
+    p.add_argument("--algo", choices=["ppo", "sac"], default="ppo")
+    p.add_argument("--system", default="13Bus", help="environment name, e.g. 34Bus_soc")
+    p.add_argument("--num-envs", type=int, default=16)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--total-steps", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=0, help="env steps between evaluations (default: a tenth)")
+    p.add_argument("--out", default=None, help="run folder (default runs/<algo>_<system>_<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    args = p.parse_args(argv)
+    args.out = args.out or f"runs/{args.algo}_{args.system}_{args.seed}"
+    try:
+        return train(args)
+    except vvc_batch.VVCError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
