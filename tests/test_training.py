@@ -133,6 +133,14 @@ def test_train_and_evaluate_commands(tmp_path):
     proc = subprocess.run(cmd[:-2] + ["--total-steps", "288", "--out", str(run), "--resume"], capture_output=True,
                           text=True, timeout=600, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    norm_run = tmp_path / "runs" / "n"  # with standardized observations, evaluated the same way
+    proc = subprocess.run(cmd[:-2] + ["--out", str(norm_run), "--normalize", "--total-steps", "96"],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (norm_run / "vecnormalize.pkl").is_file()
+    proc = subprocess.run([sys.executable, "-m", "vvc_batch.evaluate", "--model", str(norm_run)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
     assert int((run / "log.csv").read_text().splitlines()[-1].split(",")[0]) >= 288
     out = tmp_path / "m.json"
     proc = subprocess.run([sys.executable, "-m", "vvc_batch.evaluate", "--model", str(run), "--json", str(out)],

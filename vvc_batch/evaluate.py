@@ -57,14 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.model is not None:
             from stable_baselines3 import PPO, SAC
 
-            from vvc_batch.train import test_returns
+            from vvc_batch.train import load_normalizer, test_returns
 
             path = Path(args.model) / "model.zip" if Path(args.model).is_dir() else Path(args.model)
             model = {"ppo": PPO, "sac": SAC}[cfg.get("algo", "ppo")].load(path)
             cfg.setdefault("system", system)
             cfg.setdefault("seed", args.seed)
             cfg.setdefault("continuous_actions", False)
-            returns = test_returns(model, {**cfg, "system": system}, profiles)
+            returns = test_returns(model, {**cfg, "system": system}, profiles, load_normalizer(path.parent))
             what = f"model {path}"
         else:
             returns = evaluate_baseline(system, args.baseline, profiles, train=train, seed=args.seed)

@@ -7,7 +7,9 @@ Trains on the train half of a seeded half/half split of the load profiles (store
 run folder as ``split.json``), evaluates the deterministic policy on every test profile
 every ``--eval-every`` env steps, and writes into the run folder: ``log.csv`` (env steps,
 wall time, train return, test mean and std), ``learning_curve.png``, ``model.zip`` and
-``config.json``. ``--resume`` continues a run from its folder; Ctrl-C saves what was done.
+``config.json`` (with ``--normalize`` also ``vecnormalize.pkl``: observations and rewards
+standardized with running statistics). ``--resume`` continues a run from its folder; Ctrl-C
+saves what was done.
 PPO acts on the MultiDiscrete action space; SAC (and PPO on ``_cbat`` variants) on
 ``Box(-1, 1)`` per device, see :mod:`vvc_batch.wrappers`.
 """
@@ -27,25 +29,42 @@ import vvc_batch
 from vvc_batch.evaluation import episode_returns, split_profiles
 
 
-def _policy(model, env, continuous: bool):
-    from vvc_batch.wrappers import continuous_to_action, _layout
+def _policy(model, env, continuous: bool, normalizer=None):
+    from vvc_batch.wrappers import _layout, continuous_to_action
 
     layout = _layout(env)
 
     def act(obs):
+        if normalizer is not None:
+            obs = normalizer.normalize_obs(obs)
         a, _ = model.predict(obs, deterministic=True)
         return continuous_to_action(a, *layout) if continuous else a
 
     return act
 
 
-def test_returns(model, cfg: dict, profiles) -> list[float]:
-    """Deterministic returns of ``model`` on ``profiles`` (one episode each)."""
+def test_returns(model, cfg: dict, profiles, normalizer=None) -> list[float]:
+    """Deterministic returns of ``model`` on ``profiles`` (one episode each); ``normalizer``
+    is the run's VecNormalize (its observation statistics are applied, not updated)."""
     env = vvc_batch.make(cfg["system"])
     try:
-        return episode_returns(env, _policy(model, env, cfg["continuous_actions"]), profiles, cfg["seed"])
+        return episode_returns(env, _policy(model, env, cfg["continuous_actions"], normalizer), profiles, cfg["seed"])
     finally:
         env.close()
+
+
+def load_normalizer(run: Path):
+    """The run's saved VecNormalize statistics, frozen (None if the run did not normalize)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    path = run / "vecnormalize.pkl"
+    if not path.is_file():
+        return None
+    cfg = json.loads((run / "config.json").read_text())
+    norm = VecNormalize.load(str(path), DummyVecEnv([lambda: vvc_batch.make(cfg["system"])]))
+    norm.training = False
+    norm.norm_reward = False
+    return norm
 
 
 def _plot(log: list[dict], path: Path) -> None:
@@ -73,7 +92,7 @@ def _plot(log: list[dict], path: Path) -> None:
 def train(args: argparse.Namespace) -> int:
     from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.vec_env import VecMonitor
+    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
     from tqdm import tqdm
 
     from vvc_batch.sb3 import SB3VecEnv
@@ -101,7 +120,8 @@ def train(args: argparse.Namespace) -> int:
         split = {"seed": args.seed, "train": train_p, "test": test_p}
         cfg = {"algo": args.algo, "system": args.system, "num_envs": args.num_envs, "workers": args.workers,
                "total_steps": args.total_steps, "seed": args.seed, "eval_every": args.eval_every,
-               "continuous_actions": args.algo == "sac" or cbat, "vvc_batch": vvc_batch.__version__}
+               "continuous_actions": args.algo == "sac" or cbat, "normalize": args.normalize,
+               "vvc_batch": vvc_batch.__version__}
         out.mkdir(parents=True, exist_ok=True)
         cfg_path.write_text(json.dumps(cfg, indent=2))
         split_path.write_text(json.dumps(split))
@@ -112,6 +132,11 @@ def train(args: argparse.Namespace) -> int:
                for r in rows if r]
     venv = VecMonitor(SB3VecEnv.make(cfg["system"], cfg["num_envs"], num_workers=cfg["workers"],
                                      continuous_actions=cfg["continuous_actions"], train_profiles=split["train"]))
+    if cfg.get("normalize", False):
+        # node voltages sit near 1.0 pu: standardized inputs may help some algorithms
+        norm_path = out / "vecnormalize.pkl"
+        venv = VecNormalize.load(str(norm_path), venv) if args.resume and norm_path.is_file() else \
+            VecNormalize(venv, gamma=0.99)
     algo = {"ppo": PPO, "sac": SAC}[cfg["algo"]]
     if args.resume and model_path.is_file():
         model = algo.load(model_path, env=venv)
@@ -129,7 +154,7 @@ def train(args: argparse.Namespace) -> int:
                desc=f"{cfg['algo']} {cfg['system']}")
 
     def evaluate_now(steps: int) -> None:
-        rets = test_returns(model, cfg, split["test"])
+        rets = test_returns(model, cfg, split["test"], venv if isinstance(venv, VecNormalize) else None)
         recent = [e["r"] for e in model.ep_info_buffer] if model.ep_info_buffer else [float("nan")]
         row = {"env_steps": steps, "wall_s": time.perf_counter() - t0, "train_return": float(np.mean(recent)),
                "test_mean": float(np.mean(rets)), "test_std": float(np.std(rets))}
@@ -150,6 +175,8 @@ def train(args: argparse.Namespace) -> int:
 
     def save() -> None:
         model.save(model_path)
+        if isinstance(venv, VecNormalize):
+            venv.save(str(out / "vecnormalize.pkl"))
         with open(log_path, "w") as fh:
             fh.write("env_steps,wall_s,train_return,test_mean,test_std\n")
             for r in log:
@@ -190,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-every", type=int, default=0, help="env steps between evaluations (default: a tenth)")
     p.add_argument("--out", default=None, help="run folder (default runs/<algo>_<system>_<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--normalize", action="store_true", help="standardize observations and rewards (VecNormalize)")
     args = p.parse_args(argv)
     args.out = args.out or f"runs/{args.algo}_{args.system}_{args.seed}"
     try:
