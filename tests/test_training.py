@@ -67,6 +67,22 @@ def test_continuous_actions_rounding():
         w.step(w.action_space.sample())
 
 
+def test_vector_observe_hour_with_same_step_autoreset():
+    from vvc_batch.wrappers import VectorObserveHour
+
+    venv = SB3VecEnv(VectorObserveHour(vvc_batch.make_vec("13Bus", num_envs=2, num_workers=1,
+                                                          autoreset_mode=AutoresetMode.SAME_STEP)))
+    try:
+        obs = venv.reset()
+        assert obs.shape == (2, 49) and (obs[:, -1] == 0).all()
+        for t in range(24):
+            obs, _, dones, infos = venv.step(np.tile(np.array([1, 1, 16, 16, 16, 16]), (2, 1)))
+        assert dones.all() and (obs[:, -1] == 0).all()
+        assert infos[0]["terminal_observation"].shape == (49,) and infos[0]["terminal_observation"][-1] == 1.0
+    finally:
+        venv.close()
+
+
 def test_observe_hour():
     env = ObserveHour(vvc_batch.make("13Bus"))
     obs, _ = env.reset(seed=0)

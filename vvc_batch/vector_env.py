@@ -116,6 +116,7 @@ class VVCVectorEnv(VectorEnv):
         self._checker = ActionChecker(counts, cfg.continuous_battery)
         self.counts = counts
         self.continuous_battery = cfg.continuous_battery
+        self._horizon = cfg.system.horizon
         D, A = self.single_observation_space.shape[0], counts.action_size
 
         specs = {

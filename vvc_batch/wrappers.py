@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import VectorActionWrapper, VectorObservationWrapper
+from gymnasium.vector import VectorActionWrapper, VectorWrapper
 from gymnasium.vector.utils import batch_space
 
 
@@ -92,14 +92,16 @@ class ObserveHour(gym.ObservationWrapper):
         return np.append(observation, np.float32(self._core.t[0] / self._core.horizon)).astype(np.float32)
 
 
-class VectorObserveHour(VectorObservationWrapper):
-    """The vector engine whose observations end with hour / horizon (from ``info["hour"]``)."""
+class VectorObserveHour(VectorWrapper):
+    """The vector engine whose observations end with hour / horizon (from ``info["hour"]``);
+    with SAME_STEP autoreset ``infos["final_obs"]`` gets the hour too (gymnasium's
+    observation wrappers refuse that mode for lack of it)."""
 
     def __init__(self, env):
         super().__init__(env)
         self.single_observation_space = _hour_box(env.single_observation_space)
         self.observation_space = batch_space(self.single_observation_space, env.num_envs)
-        self._horizon = 24
+        self._horizon = env.unwrapped._horizon if hasattr(env.unwrapped, "_horizon") else 24
         self._hours = np.zeros(env.num_envs)
 
     def reset(self, *, seed=None, options=None):
@@ -110,6 +112,12 @@ class VectorObserveHour(VectorObservationWrapper):
     def step(self, actions):
         obs, rew, term, trunc, infos = self.env.step(actions)
         self._hours = np.asarray(infos["hour"], dtype=np.float64)
+        if "final_obs" in infos:  # SAME_STEP autoreset: the finished days' last observations
+            final = infos["final_obs"].copy()
+            for i in np.flatnonzero(infos["_final_obs"]):
+                hour = infos["final_info"]["hour"][i] / self._horizon
+                final[i] = np.append(final[i], np.float32(hour)).astype(np.float32)
+            infos = {**infos, "final_obs": final}
         return self.observations(obs), rew, term, trunc, infos
 
     def observations(self, observations):
