@@ -282,3 +282,21 @@ def test_ctrl_c_stops_workers(tmp_path):
         time.sleep(0.05)
     assert not any(_alive(p) for p in pids)
     assert _segments() == before
+
+
+def test_standard_vector_wrappers():
+    from gymnasium.wrappers import vector as vw
+
+    envs = vvc_batch.make_vec("13Bus", num_envs=2, num_workers=1)
+    wrapped = vw.RecordEpisodeStatistics(vw.ClipReward(vw.NormalizeReward(vw.NormalizeObservation(
+        vw.DtypeObservation(envs, np.float64))), min_reward=-5.0, max_reward=5.0))
+    try:
+        obs, _ = wrapped.reset(seed=0)
+        assert obs.shape == (2, 48)
+        a = np.tile(np.array([1, 1, 16, 16, 16, 16]), (2, 1))
+        for _ in range(25):
+            obs, rew, term, trunc, infos = wrapped.step(a)
+        assert np.isfinite(obs).all() and (np.abs(rew) <= 5.0).all()
+        assert wrapped.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    finally:
+        wrapped.close()
