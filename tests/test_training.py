@@ -167,3 +167,25 @@ def test_train_and_evaluate_commands(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "vvc_batch.evaluate", "--baseline", "hold", "--split-from", str(run)],
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0 and "baseline hold on 13Bus, test split (37 profiles)" in proc.stdout
+
+
+def test_relative_actions():
+    from vvc_batch.wrappers import RelativeActions, VectorRelativeActions, relative_to_action
+
+    obs = np.zeros(41 + 2 + 3 + 2)
+    obs[41:43] = [1, 0]
+    obs[43:46] = [32, 0, 10]
+    got = relative_to_action(np.array([1, 1, 2, 0, 1, 20]), obs, 41, 2, 3, 32)
+    np.testing.assert_array_equal(got, [0, 1, 32, 0, 10, 20])  # taps stay within 0..32
+    env = RelativeActions(vvc_batch.make("13Bus"))
+    assert env.action_space == gym.spaces.MultiDiscrete([2, 2, 3, 3, 3, 33])
+    obs, _ = env.reset(seed=0)
+    obs, *_ = env.step(np.array([1, 0, 0, 1, 2, 16]))
+    np.testing.assert_array_equal(obs[41:46], [0, 1, 31, 32, 32])
+    with vvc_batch.make_vec("13Bus", num_envs=2, num_workers=1) as v:
+        w = VectorRelativeActions(v)
+        w.reset(seed=0)
+        obs, *_ = w.step(np.array([[0, 0, 0, 0, 0, 16], [1, 1, 1, 1, 1, 16]]))
+        np.testing.assert_array_equal(obs[:, 41:46], [[1, 1, 31, 31, 31], [0, 0, 32, 32, 32]])
+    with pytest.raises(ValueError, match="discrete-battery"):
+        RelativeActions(vvc_batch.make("13Bus_cbat"))

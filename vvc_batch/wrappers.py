@@ -12,7 +12,8 @@ Stable-Baselines3 does not take). The rounding rule, entry by entry:
 
 ``round`` is numpy's (halves to the even integer). ``ObserveHour`` appends the hour of the
 day divided by the horizon (0 at reset, 1 after the last step) to the observation; it is
-off by default so that observations stay the reference's.
+off by default so that observations stay the reference's. ``RelativeActions`` makes
+capacitor and regulator actions changes (switch or not; one tap down, stay, one tap up).
 """
 
 from __future__ import annotations
@@ -123,3 +124,74 @@ class VectorObserveHour(VectorWrapper):
     def observations(self, observations):
         col = (self._hours / self._horizon).astype(np.float32)[:, None]
         return np.concatenate([np.asarray(observations, dtype=np.float32), col], axis=1)
+
+
+def _relative_space(caps: int, regs: int, bats: int, bat_levels: int) -> gym.spaces.MultiDiscrete:
+    return gym.spaces.MultiDiscrete([2] * caps + [3] * regs + [bat_levels] * bats, dtype=np.int64)
+
+
+def relative_to_action(rel: np.ndarray, obs: np.ndarray, nodes: int, caps: int, regs: int, top: int) -> np.ndarray:
+    """Absolute actions (..., A) from relative ones: capacitor 1 = switch it, regulator
+    0/1/2 = one tap down / stay / one tap up (kept in 0..top), battery entries unchanged;
+    the present states come from the observations ``obs`` (..., D)."""
+    rel = np.asarray(rel, dtype=np.int64)
+    cap_now = np.asarray(obs[..., nodes:nodes + caps]).astype(np.int64)
+    tap_now = np.rint(obs[..., nodes + caps:nodes + caps + regs]).astype(np.int64)
+    out = rel.copy()
+    out[..., :caps] = np.where(rel[..., :caps] == 1, 1 - cap_now, cap_now)
+    out[..., caps:caps + regs] = np.clip(tap_now + rel[..., caps:caps + regs] - 1, 0, top)
+    return out
+
+
+class RelativeActions(gym.Wrapper):
+    """A discrete-battery environment whose capacitor and regulator actions are changes:
+    ``MultiDiscrete([2]*caps + [3]*regs + [33]*bats)``: switch a capacitor or not, move a
+    regulator one tap down, keep it, or one tap up. Exploring then costs little control
+    penalty (one tap at most per regulator and hour)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        caps, regs, bats, levels, cbat = _layout(env)
+        if cbat:
+            raise ValueError("RelativeActions is for discrete-battery variants")
+        core = env.unwrapped.core
+        self._args = (core.num_nodes, caps, regs, levels - 1)
+        self.action_space = _relative_space(caps, regs, bats, core.counts.bat_levels)
+        self._obs = None
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._obs = obs
+        return obs, info
+
+    def step(self, action):
+        obs, r, term, trunc, info = self.env.step(relative_to_action(action, self._obs, *self._args))
+        self._obs = obs
+        return obs, r, term, trunc, info
+
+
+class VectorRelativeActions(VectorWrapper):
+    """:class:`RelativeActions` for the vector engine (any autoreset mode: the change applies
+    to the observation each environment returned last)."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        caps, regs, bats, levels, cbat = _layout(env)
+        if cbat:
+            raise ValueError("VectorRelativeActions is for discrete-battery variants")
+        u = env.unwrapped
+        nodes = u.single_observation_space.shape[0] - caps - regs - 2 * bats
+        self._args = (nodes, caps, regs, levels - 1)
+        self.single_action_space = _relative_space(caps, regs, bats, u.counts.bat_levels)
+        self.action_space = batch_space(self.single_action_space, env.num_envs)
+        self._obs = None
+
+    def reset(self, *, seed=None, options=None):
+        obs, infos = self.env.reset(seed=seed, options=options)
+        self._obs = np.array(obs, copy=True)
+        return obs, infos
+
+    def step(self, actions):
+        obs, rew, term, trunc, infos = self.env.step(relative_to_action(actions, self._obs, *self._args))
+        self._obs = np.array(obs, copy=True)
+        return obs, rew, term, trunc, infos
