@@ -30,23 +30,25 @@ def split_profiles(num_profiles: int, seed: int) -> tuple[list[int], list[int]]:
     return sorted(order[:half]), sorted(order[half:])
 
 
+def episode_return(env, policy: Policy | None, profile: int, seed: int = 0) -> float:
+    """Return of one episode on ``profile``; ``policy`` maps an observation to an action
+    (``None`` in dss mode). The reset and the environment's action space are seeded with
+    ``seed``."""
+    dss = env.unwrapped.dss_mode
+    obs, _ = env.reset(seed=seed, options={"profile": int(profile)})
+    env.action_space.seed(seed)
+    total = 0.0
+    while True:
+        obs, r, term, trunc, _ = env.step(None if dss else policy(obs))
+        total += r
+        if term or trunc:
+            return total
+
+
 def episode_returns(env, policy: Policy | None, profiles: Sequence[int], seed: int = 0) -> list[float]:
-    """Return of one episode per profile; ``policy`` maps an observation to an action
-    (``None`` in dss mode). The environment's action space is seeded with seed + profile."""
-    u = env.unwrapped
-    out = []
-    for p in profiles:
-        obs, _ = env.reset(seed=seed + int(p), options={"profile": int(p)})
-        env.action_space.seed(seed + int(p))
-        total = 0.0
-        while True:
-            action = None if u.dss_mode else policy(obs)
-            obs, r, term, trunc, _ = env.step(action)
-            total += r
-            if term or trunc:
-                break
-        out.append(total)
-    return out
+    """Return of one episode per profile (see :func:`episode_return`), each seeded with
+    seed + profile."""
+    return [episode_return(env, policy, int(p), seed + int(p)) for p in profiles]
 
 
 def fixed_action(env, tap: int | None = None, caps: int | None = None) -> np.ndarray:

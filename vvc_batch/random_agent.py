@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import vvc_batch
-from vvc_batch.evaluation import split_profiles
+from vvc_batch.evaluation import episode_return, split_profiles
 
 MODES = ("single", "parallel", "episodic", "dss")
 ALIASES = {"parallele": "parallel"}
@@ -54,14 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _episode(env, profile, rng_seed: int) -> float:
-    obs, _ = env.reset(seed=rng_seed, options={"profile": profile})
-    env.action_space.seed(rng_seed)
-    total = 0.0
-    while True:
-        obs, r, term, trunc, _ = env.step(None if env.unwrapped.dss_mode else env.action_space.sample())
-        total += r
-        if term or trunc:
-            return total
+    return episode_return(env, lambda _obs: env.action_space.sample(), profile, rng_seed)
 
 
 def run_single(args) -> None:
