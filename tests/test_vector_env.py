@@ -186,7 +186,7 @@ def test_worker_killed_raises_quickly_and_cleans_up():
     envs = vvc_batch.make_vec("13Bus", num_envs=4, num_workers=2)
     envs.reset(seed=0)
     pids = envs.worker_pids
-    assert len(_segments() - before) > 0
+    assert _segments() == before  # the names go once every worker has attached
     os.kill(pids[1], signal.SIGKILL)
     t0 = time.monotonic()
     with pytest.raises(WorkerDiedError, match=r"worker 1 .*environments 2\.\.3.*signal 9") as exc:
@@ -278,6 +278,36 @@ def test_ctrl_c_stops_workers(tmp_path):
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 3 and "interrupted" in out
     deadline = time.monotonic() + 5
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids)
+    assert _segments() == before
+
+
+@pytest.mark.parametrize("whole_group", [False, True])
+def test_parent_killed_leaves_nothing_behind(tmp_path, whole_group):
+    """SIGKILL of the parent (alone, or with every process it started, resource tracker and
+    forkserver included, as Ray kills an actor) leaves no worker and no segment."""
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent("""
+        import os, numpy as np, vvc_batch
+        os.setpgrp()
+        envs = vvc_batch.make_vec("13Bus", num_envs=4, num_workers=2)
+        envs.reset(seed=0)
+        envs.step(np.tile(np.array([1, 1, 16, 16, 16, 16]), (4, 1)))
+        print(" ".join(map(str, envs.worker_pids)), flush=True)
+        import time; time.sleep(60)
+    """))
+    before = _segments()
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2 and all(map(_alive, pids))
+    if whole_group:
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(_alive(p) for p in pids)

@@ -3,7 +3,8 @@
     python -m vvc_batch.evaluate --system 13Bus [--model PATH] [--baseline NAME]
         [--split test|all] [--split-from runs/<name>] [--seed S] [--json FILE]
 
-``--model runs/<name>`` (or its ``model.zip``) evaluates on that run's own test split;
+``--model runs/<name>`` (or its ``model.zip``; an RLlib run's folder) evaluates on that run's
+own test split;
 ``--baseline random|hold|dss|best_fixed`` evaluates a baseline (``best_fixed`` chooses its
 setting on the train split), on the split of ``--split-from runs/<name>`` or a seeded
 half/half split. Prints the mean and std; ``--json`` writes
@@ -54,7 +55,17 @@ def main(argv: list[str] | None = None) -> int:
         else:
             train, test = split_profiles(n, args.seed)
         profiles = test if args.split == "test" else list(range(n))
-        if args.model is not None:
+        if args.model is not None and cfg.get("backend") == "rllib":
+            from vvc_batch.evaluation import episode_returns
+            from vvc_batch.rllib import load_policy
+
+            env = vvc_batch.make(system)
+            try:
+                returns = episode_returns(env, load_policy(run), profiles, cfg.get("seed", args.seed))
+            finally:
+                env.close()
+            what = f"rllib model {run}"
+        elif args.model is not None:
             from stable_baselines3 import PPO, SAC
 
             from vvc_batch.train import load_normalizer, test_returns

@@ -1,7 +1,8 @@
 """The worker pool: processes that each own OpenDSS engines for a slice of the
 environments, driven in lockstep through shared memory.
 
-The parent creates (and alone unlinks) the shared arrays, starts the workers with the
+The parent creates the shared arrays (and alone unlinks them, as soon as every worker has
+attached: from then on no kill of any process can leave a segment behind), starts the workers with the
 ``forkserver`` method (never forking a process that holds OpenDSS engines or threads),
 posts each step in a shared control block (:mod:`vvc_batch.lockstep`) and, once it stops
 polling, sleeps on the workers' pipes and process sentinels together, so a worker that dies
@@ -163,6 +164,8 @@ class WorkerPool:
                 self.processes.append(proc)
                 self.conns.append(parent)
             replies = self._await_startup(start_timeout, "starting")
+            # every worker has attached: drop the names, so no kill can leave a segment behind
+            self.shm.unlink()
             self.facts = pickle.loads(replies[0])
             self._side = ParentSide(self.arrays["control"], num_workers)
             self._inbox: list[list[bytes]] = [[] for _ in range(num_workers)]

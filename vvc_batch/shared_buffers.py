@@ -3,7 +3,10 @@
 Only the parent creates and unlinks segments. Workers are started by multiprocessing and
 so share the parent's resource tracker: their attach registers names the tracker already
 holds, and they must not unregister them (that would drop the parent's registration).
-Should the parent die without closing, that tracker unlinks the segments.
+Should the parent die without closing, that tracker unlinks the segments; the pool does
+not rely on it, and unlinks the names as soon as every worker has attached
+(:meth:`SharedArrays.unlink`), so that a parent killed together with its tracker (as Ray
+kills an actor's children) leaves nothing in /dev/shm.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class SharedArrays:
             for name, (_, spec) in self.layout.items()
         }
         self._closed = False
+        self._unlinked = False
 
     @classmethod
     def create(cls, specs: Mapping[str, ArraySpec]) -> "SharedArrays":
@@ -80,6 +84,20 @@ class SharedArrays:
         """Names of the segments (as in /dev/shm)."""
         return [seg_name for seg_name, _ in self.layout.values()]
 
+    def unlink(self) -> None:
+        """Remove the segments' names (owner side) once every process has attached: the
+        memory stays mapped where it is attached and is freed with the last mapping, so
+        nothing can be left in /dev/shm however the processes end (even SIGKILL, or a
+        resource tracker killed with them). Idempotent."""
+        if not self.owner or self._unlinked:
+            return
+        self._unlinked = True
+        for seg in self._segments.values():
+            try:
+                seg.unlink()
+            except FileNotFoundError:
+                pass
+
     def close(self) -> None:
         """Drop the views and detach; the owner also unlinks the segments (idempotent)."""
         if self._closed:
@@ -91,8 +109,4 @@ class SharedArrays:
                 seg.close()
             except BufferError:  # a view escaped; the mapping goes with the process
                 pass
-            if self.owner:
-                try:
-                    seg.unlink()
-                except FileNotFoundError:
-                    pass
+        self.unlink()

@@ -1,7 +1,10 @@
-"""Train PPO or SAC (Stable-Baselines3) on the vector engine; needs the ``train`` extra.
+"""Train PPO or SAC (Stable-Baselines3) on the vector engine, or PPO with Ray RLlib; needs
+the ``train`` extra (``ray`` for RLlib).
 
     python -m vvc_batch.train --algo ppo|sac --system 13Bus --num-envs 16 --workers 2
         --total-steps N --seed S --out runs/<name> [--eval-every N] [--resume]
+    python -m vvc_batch.train --backend rllib [--address auto|HOST:PORT] --env-runners R
+        --num-envs 16 --workers 2 ...     (16 environments on 2 workers per env runner)
 
 Trains on the train half of a seeded half/half split of the load profiles (stored in the
 run folder as ``split.json``), evaluates the deterministic policy on every test profile
@@ -9,7 +12,8 @@ every ``--eval-every`` env steps, and writes into the run folder: ``log.csv`` (e
 wall time, train return, test mean and std), ``learning_curve.png``, ``model.zip`` and
 ``config.json`` (with ``--normalize`` also ``vecnormalize.pkl``: observations and rewards
 standardized with running statistics). ``--resume`` continues a run from its folder; Ctrl-C
-saves what was done.
+saves what was done. The RLlib backend (:mod:`vvc_batch.train_rllib`) writes the same files,
+with the algorithm checkpoint in ``checkpoint/`` in place of ``model.zip``.
 PPO acts on the MultiDiscrete action space; SAC (and PPO on ``_cbat`` variants) on
 ``Box(-1, 1)`` per device, see :mod:`vvc_batch.wrappers`.
 """
@@ -89,17 +93,14 @@ def _plot(log: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def train(args: argparse.Namespace) -> int:
-    from stable_baselines3 import PPO, SAC
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
-    from tqdm import tqdm
+LOG_COLUMNS = ("env_steps", "wall_s", "train_return", "test_mean", "test_std")
 
-    from vvc_batch.sb3 import SB3VecEnv
 
+def prepare_run(args: argparse.Namespace) -> tuple[dict, dict, list[dict[str, Any]]] | int:
+    """The run folder's config, split and log so far: written for a new run, read for
+    ``--resume``. Returns an exit code instead when the run cannot start."""
     out = Path(args.out)
-    cfg_path, split_path, model_path, log_path = (out / "config.json", out / "split.json", out / "model.zip",
-                                                  out / "log.csv")
+    cfg_path, split_path = out / "config.json", out / "split.json"
     if args.resume:
         if not cfg_path.is_file():
             print(f"error: nothing to resume in {out} (no config.json)", file=sys.stderr)
@@ -121,15 +122,45 @@ def train(args: argparse.Namespace) -> int:
         cfg = {"algo": args.algo, "system": args.system, "num_envs": args.num_envs, "workers": args.workers,
                "total_steps": args.total_steps, "seed": args.seed, "eval_every": args.eval_every,
                "continuous_actions": args.algo == "sac" or cbat, "normalize": args.normalize,
-               "vvc_batch": vvc_batch.__version__}
+               "backend": args.backend, "vvc_batch": vvc_batch.__version__}
+        if args.backend == "rllib":
+            cfg.update(env_runners=args.env_runners, continuous_actions=False, normalize=False)
         out.mkdir(parents=True, exist_ok=True)
         cfg_path.write_text(json.dumps(cfg, indent=2))
         split_path.write_text(json.dumps(split))
     log: list[dict[str, Any]] = []
+    log_path = out / "log.csv"
     if args.resume and log_path.is_file():
         rows = log_path.read_text().splitlines()[1:]
-        log = [dict(zip(("env_steps", "wall_s", "train_return", "test_mean", "test_std"), map(float, r.split(","))))
-               for r in rows if r]
+        log = [dict(zip(LOG_COLUMNS, map(float, r.split(",")))) for r in rows if r]
+    return cfg, split, log
+
+
+def write_log(log: list[dict[str, Any]], out: Path) -> None:
+    """``log.csv`` (one row per evaluation) and ``learning_curve.png`` of a run folder."""
+    with open(out / "log.csv", "w") as fh:
+        fh.write(",".join(LOG_COLUMNS) + "\n")
+        for r in log:
+            fh.write(f"{int(r['env_steps'])},{r['wall_s']:.3f},{r['train_return']:.6f},{r['test_mean']:.6f},"
+                     f"{r['test_std']:.6f}\n")
+    if log:
+        _plot(log, out / "learning_curve.png")
+
+
+def train(args: argparse.Namespace) -> int:
+    from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+    from tqdm import tqdm
+
+    from vvc_batch.sb3 import SB3VecEnv
+
+    out = Path(args.out)
+    model_path = out / "model.zip"
+    prepared = prepare_run(args)
+    if isinstance(prepared, int):
+        return prepared
+    cfg, split, log = prepared
     venv = VecMonitor(SB3VecEnv.make(cfg["system"], cfg["num_envs"], num_workers=cfg["workers"],
                                      continuous_actions=cfg["continuous_actions"], train_profiles=split["train"]))
     if cfg.get("normalize", False):
@@ -177,13 +208,7 @@ def train(args: argparse.Namespace) -> int:
         model.save(model_path)
         if isinstance(venv, VecNormalize):
             venv.save(str(out / "vecnormalize.pkl"))
-        with open(log_path, "w") as fh:
-            fh.write("env_steps,wall_s,train_return,test_mean,test_std\n")
-            for r in log:
-                fh.write(f"{int(r['env_steps'])},{r['wall_s']:.3f},{r['train_return']:.6f},{r['test_mean']:.6f},"
-                         f"{r['test_std']:.6f}\n")
-        if log:
-            _plot(log, out / "learning_curve.png")
+        write_log(log, out)
 
     code = 0
     try:
@@ -206,6 +231,11 @@ def train(args: argparse.Namespace) -> int:
     return code
 
 
+def _run_backend(out: str) -> str:
+    path = Path(out) / "config.json"
+    return json.loads(path.read_text()).get("backend", "sb3") if path.is_file() else "sb3"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vvc_batch.train", description=__doc__.splitlines()[0])
     p.add_argument("--algo", choices=["ppo", "sac"], default="ppo")
@@ -218,9 +248,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="run folder (default runs/<algo>_<system>_<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--normalize", action="store_true", help="standardize observations and rewards (VecNormalize)")
+    p.add_argument("--backend", choices=["sb3", "rllib"], default="sb3",
+                   help="Stable-Baselines3 in this process, or Ray RLlib env runners (PPO)")
+    p.add_argument("--address", default=None,
+                   help="rllib: the Ray cluster to join (auto or HOST:PORT; default: a local Ray instance)")
+    p.add_argument("--env-runners", type=int, default=1,
+                   help="rllib: env runners, each with --num-envs environments on --workers workers")
     args = p.parse_args(argv)
-    args.out = args.out or f"runs/{args.algo}_{args.system}_{args.seed}"
+    prefix = "rllib_" if args.backend == "rllib" else ""
+    args.out = args.out or f"runs/{prefix}{args.algo}_{args.system}_{args.seed}"
+    if args.backend == "sb3" and (args.address is not None or args.env_runners != 1):
+        p.error("--address and --env-runners apply to --backend rllib")
+    if args.workers < 1 or args.num_envs < 1 or args.env_runners < 0:
+        p.error("--num-envs and --workers must be at least 1, --env-runners at least 0")
     try:
+        if args.backend == "rllib" or (args.resume and _run_backend(args.out) == "rllib"):
+            from vvc_batch.train_rllib import train_rllib
+
+            return train_rllib(args)
         return train(args)
     except vvc_batch.VVCError as exc:
         print(f"error: {exc}", file=sys.stderr)
