@@ -227,3 +227,19 @@ def test_ppo_in_the_driver_env_runner_on_a_tuple_action_space(local_ray):
         assert r["env_runners"]["episode_len_mean"] == 24
     finally:
         algo.stop()
+
+
+def test_the_core_never_imports_ray_or_torch():
+    """Ray and torch are extras: importing vvc_batch, making and stepping environments and
+    the vector engine loads neither."""
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys, vvc_batch, vvc_batch.vector_env, vvc_batch.evaluation, vvc_batch.wrappers, vvc_batch.bench
+        env = vvc_batch.make("13Bus"); env.reset(seed=0); env.step(env.action_space.sample()); env.close()
+        envs = vvc_batch.make_vec("13Bus", num_envs=2, num_workers=1); envs.reset(seed=0); envs.close()
+        print(sorted(m for m in ("ray", "torch", "stable_baselines3") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
