@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -28,7 +30,11 @@ def local_ray():
 def test_descriptor_is_module_prefixed_id_or_creator():
     assert vr.env_descriptor("13Bus") == "vvc_batch:vvc_batch/13Bus-v0"
     assert vr.env_descriptor("34Bus_soc_s1.5") == "vvc_batch:vvc_batch/34Bus_soc_s1.5-v0"
-    creator = vr.env_descriptor("13Bus_s1.3")  # a scale gymnasium does not know up front
+    # a scale gymnasium does not know up front: a creator in Ray's env registry
+    assert vr.env_descriptor("13Bus_s1.3") == "vvc_batch/13Bus_s1.3-v0"
+    from ray.tune.registry import ENV_CREATOR, _global_registry
+
+    creator = _global_registry.get(ENV_CREATOR, "vvc_batch/13Bus_s1.3-v0")
     assert isinstance(creator, vr.VectorEngineCreator) and creator.env_name == "13Bus_s1.3"
     with pytest.raises(vvc_batch.UnknownSystemError, match="Valid names"):
         vr.env_descriptor("14Bus")
@@ -144,23 +150,24 @@ def test_env_runner_episodes_replay_exactly_on_a_single_env(local_ray):
     finally:
         algo.stop()
     assert len(episodes) >= 4
-    env = vvc_batch.make("13Bus")
-    try:
-        for ep in episodes:
-            assert len(ep["rewards"]) == 24 and ep["actions"].shape == (24, 6)
-            # one profile for the whole day, hours 0..24 (the reset info is hour 0)
-            assert len(set(ep["profiles"])) == 1 and ep["hours"] == list(range(25))
-            assert ep["truncated"] != ep["terminated"]
+    for ep in episodes:
+        assert len(ep["rewards"]) == 24 and ep["actions"].shape == (24, 6)
+        # one profile for the whole day, hours 0..24 (the reset info is hour 0)
+        assert len(set(ep["profiles"])) == 1 and ep["hours"] == list(range(25))
+        assert ep["truncated"] != ep["terminated"]
+        # each runner engine played this as its first episode: so does a new single env
+        env = vvc_batch.make("13Bus")
+        try:
             env.reset(seed=0, options={"profile": ep["profile"]})
             rewards = []
             for a in ep["actions"]:
                 _, r, term, trunc, _ = env.step(a)
                 rewards.append(r)
-            assert term or trunc
-            np.testing.assert_allclose(rewards, ep["rewards"], rtol=1e-9, atol=1e-12)
-            assert np.sum(ep["rewards"]) == pytest.approx(np.sum(rewards), rel=1e-9)
-    finally:
-        env.close()
+        finally:
+            env.close()
+        assert term or trunc
+        np.testing.assert_allclose(rewards, ep["rewards"], rtol=1e-9, atol=1e-12)
+        assert np.sum(ep["rewards"]) == pytest.approx(np.sum(rewards), rel=1e-9)
 
 
 def _alive(pid: int) -> bool:
@@ -243,3 +250,30 @@ def test_the_core_never_imports_ray_or_torch():
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_unregistered_scale_goes_through_the_creator(local_ray):
+    cfg = vr.ppo_config("13Bus_s1.3", num_env_runners=0, envs_per_runner=2, workers_per_runner=1)
+    assert cfg.env == "vvc_batch/13Bus_s1.3-v0"
+    algo = cfg.build_algo()
+    try:
+        (info,) = algo.env_runner_group.foreach_env_runner(vr.engine_info)
+        assert (info["env_name"], info["num_envs"], info["num_workers"]) == ("13Bus_s1.3", 2, 1)
+        eps = algo.env_runner.sample(num_episodes=2, random_actions=True)
+        assert [len(e) for e in eps if e.is_done] == [24, 24]
+    finally:
+        algo.stop()
+
+
+def test_a_users_feeder_on_rllib(local_ray):
+    spec = str(Path(__file__).parent / "feeders" / "tiny" / "tiny.json")
+    cfg = vr.ppo_config("TinyFeeder", num_env_runners=0, envs_per_runner=2, workers_per_runner=1, spec=spec,
+                        profiles="synthetic")
+    assert cfg.env == "vvc_batch/TinyFeeder-v0" and cfg.env_config["spec"] == spec
+    algo = cfg.build_algo()
+    try:
+        eps = algo.env_runner.sample(num_episodes=2, random_actions=True)
+        assert [len(e) for e in eps if e.is_done] == [24, 24]
+        assert algo.env_runner.env.unwrapped.env_name == "TinyFeeder"  # the spec's name
+    finally:
+        algo.stop()

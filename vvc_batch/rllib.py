@@ -16,8 +16,9 @@ with its own worker pool and shared memory, stepped in lockstep, NEXT_STEP autor
 convention RLlib's env runners follow). The env runner asks Ray for as many CPUs as its pool
 has workers. The env is named ``"vvc_batch:vvc_batch/<name>-v0"`` so that every node
 imports vvc_batch (which registers the ids) before making it; names gymnasium does not know
-up front (a load scale outside the registered ones, a user's feeder spec) go through a
-picklable creator instead, still in ``vector_entry_point`` mode.
+up front (a load scale outside the registered ones, a user's feeder spec) are registered
+with Ray's env registry as a :class:`VectorEngineCreator`, still made in
+``vector_entry_point`` mode.
 
 :func:`configure` applies the same settings to any RLlib ``AlgorithmConfig`` (APPO, IMPALA,
 DQN-family algorithms that accept a MultiDiscrete space, ...); :func:`ppo_config` returns a
@@ -66,24 +67,30 @@ def _horizon(system: str, spec: Any = None) -> int:
     return parse_env_name(system).system.horizon
 
 
-def env_descriptor(system: str, spec: Any = None) -> Any:
+def env_descriptor(system: str, spec: Any = None) -> str:
     """What to pass to ``AlgorithmConfig.environment(env=...)`` for ``system`` (an environment
     name such as ``"34Bus_soc_s1.5"``): ``"vvc_batch:vvc_batch/<name>-v0"`` when vvc_batch
-    registers that id on import, else a :class:`VectorEngineCreator` (also for a user's
-    feeder, given by ``spec``, whose name is free).
+    registers that id on import; otherwise (a load scale outside the registered ones, or a
+    user's feeder given by ``spec``, whose name is free) ``"vvc_batch/<name>-v0"`` registered
+    with Ray's env registry (shared by every node of the cluster) as a
+    :class:`VectorEngineCreator`.
 
     Raises:
         UnknownSystemError: not a valid environment name (and no spec).
     """
-    if spec is not None:
-        return VectorEngineCreator(system)
-    name = parse_env_name(system).name
-    gid = env_id(name)
-    import vvc_batch  # noqa: F401  (registers the standard ids)
+    if spec is None:
+        name = parse_env_name(system).name
+        gid = env_id(name)
+        import vvc_batch  # noqa: F401  (registers the standard ids)
 
-    if gid in registry and registry[gid].vector_entry_point is not None:
-        return f"vvc_batch:{gid}"
-    return VectorEngineCreator(name)
+        if gid in registry and registry[gid].vector_entry_point is not None:
+            return f"vvc_batch:{gid}"
+    else:
+        name, gid = system, env_id(system)
+    from ray.tune.registry import register_env
+
+    register_env(gid, VectorEngineCreator(name))
+    return gid
 
 
 def env_config(workers_per_runner: int, **env_kwargs: Any) -> dict[str, Any]:
