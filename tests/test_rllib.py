@@ -277,3 +277,4 @@ def test_a_users_feeder_on_rllib(local_ray):
         assert algo.env_runner.env.unwrapped.env_name == "TinyFeeder"  # the spec's name
     finally:
         algo.stop()
+

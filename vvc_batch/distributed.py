@@ -44,7 +44,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from collections import deque
@@ -458,13 +457,9 @@ def evaluate(
     workers = min(int(workers_per_actor), num_envs)
     n_chunks = len(names) * math.ceil(max(episodes_per_name, len(profiles)) / num_envs)
 
-    started = False
-    if not ray.is_initialized():
-        if address is None and not os.environ.get("RAY_ADDRESS"):
-            ray.init(address="local", include_dashboard=False)  # a new instance, not a running one
-        else:
-            ray.init(address=address)
-        started = True
+    from vvc_batch.ray_session import connect
+
+    started = connect(address, log_to_driver=True)
     actors: list = []
     ready: set[int] = set()
     graceful = False
@@ -556,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
                        workers_per_actor=args.workers_per_actor, seed=args.seed,
                        train_profiles=args.train_profiles, progress=not args.no_progress,
                        fresh_engines=args.fresh_engines, **extra)
-    except (vvc_batch.VVCError, ValueError, FileNotFoundError) as exc:
+    except (vvc_batch.VVCError, ValueError, FileNotFoundError, ConnectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{res['policy']} on {args.system}: {len(res['profiles'])} profiles, {res['num_actors']} actors, "

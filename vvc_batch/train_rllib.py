@@ -38,15 +38,26 @@ def train_rllib(args: argparse.Namespace) -> int:
         return 2
     from vvc_batch.rllib import module_policy, ppo_config
 
-    prepared = prepare_run(args)
+    from vvc_batch.ray_session import RayConnectionError, connect
+
+    try:
+        started = connect(args.address)
+    except RayConnectionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        prepared = prepare_run(args)
+    except BaseException:
+        if started:
+            ray.shutdown()
+        raise
     if isinstance(prepared, int):
+        if started:
+            ray.shutdown()
         return prepared
     cfg, split, log = prepared
     out = Path(args.out)
     ckpt = out / "checkpoint"
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
     algo = None
     bar = None
     code = 0
