@@ -138,6 +138,10 @@ def write_doc(results: dict, budget: dict, args) -> None:
               "Tried on 13Bus (seed 0 split, not in the table): PPO with entropy 0.01 (-5.51), learning rate "
               "1e-4 (-5.57), standardized observations (-6.51), the hour in the observation (-5.36), relative "
               "tap actions (-6.04). The best fixed setting is a strong baseline on this feeder.", "",
+              "rllib_ppo keeps RLlib's PPO defaults (learning rate 5e-5, no observation scaling) with batches of one "
+              "day of 16 environments: on 13Bus it matches SB3's PPO, on 123Bus it is still far from converged at "
+              "100k env steps (its train return still rising steeply; one seed-0 try at learning rate 3e-4 was no "
+              "better at 40k steps).", "",
               "Env steps per run: " + "; ".join(f"{k} " + " / ".join(f"{v:,}" for v in vs) for k, vs in used.items())
               + " (a run stops at the first whole rollout past its budget)",
               f"Machine: the 2-core development VM ({platform.processor() or platform.machine()}), Python "
