@@ -147,6 +147,14 @@ def write_log(log: list[dict[str, Any]], out: Path) -> None:
         _plot(log, out / "learning_curve.png")
 
 
+def print_summary(what: str, cfg: dict, split: dict, log: list[dict[str, Any]], out: Path) -> None:
+    """The last evaluation of a run, in one line."""
+    if log:
+        last = log[-1]
+        print(f"{what} on {cfg['system']}: {int(last['env_steps'])} env steps, test return "
+              f"{last['test_mean']:.3f} +- {last['test_std']:.3f} over {len(split['test'])} profiles; run in {out}")
+
+
 def train(args: argparse.Namespace) -> int:
     from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.callbacks import BaseCallback
@@ -224,10 +232,7 @@ def train(args: argparse.Namespace) -> int:
         save()
         bar.close()
         venv.close()
-    last = log[-1] if log else None
-    if last:
-        print(f"{cfg['algo']} on {cfg['system']}: {int(last['env_steps'])} env steps, test return "
-              f"{last['test_mean']:.3f} +- {last['test_std']:.3f} over {len(split['test'])} profiles; run in {out}")
+    print_summary(cfg["algo"], cfg, split, log, out)
     return code
 
 

@@ -26,7 +26,7 @@ def train_rllib(args: argparse.Namespace) -> int:
     saved)."""
     from tqdm import tqdm
 
-    from vvc_batch.train import prepare_run, write_log
+    from vvc_batch.train import prepare_run, print_summary, write_log
 
     if args.algo != "ppo":
         print("error: --backend rllib trains PPO (--algo ppo); use the sb3 backend for SAC", file=sys.stderr)
@@ -111,10 +111,7 @@ def train_rllib(args: argparse.Namespace) -> int:
             algo.stop()
         if started:
             ray.shutdown()
-    last = log[-1] if log else None
-    if last:
-        print(f"rllib ppo on {cfg['system']}: {int(last['env_steps'])} env steps, test return "
-              f"{last['test_mean']:.3f} +- {last['test_std']:.3f} over {len(split['test'])} profiles; run in {out}")
+    print_summary("rllib ppo", cfg, split, log, out)
     return code
 
 
