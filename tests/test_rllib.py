@@ -45,6 +45,8 @@ def test_config_errors_are_early_and_clear():
         vr.ppo_config("13Bus", num_envs=3)
     with pytest.raises(ValueError, match="workers_per_runner must be at least 1"):
         vr.ppo_config("13Bus", workers_per_runner=0)
+    with pytest.raises(ValueError, match="scale apply to a user's feeder.*13Bus_cbat_soc_s1.5"):
+        vr.ppo_config("13Bus", scale=2.0)
     with pytest.raises(ValueError, match="cannot exceed envs_per_runner"):
         vr.ppo_config("13Bus", envs_per_runner=2, workers_per_runner=3)
 

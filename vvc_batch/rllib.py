@@ -138,6 +138,10 @@ def configure(config, system: str, num_env_runners: int = 1, envs_per_runner: in
     if int(workers_per_runner) > int(envs_per_runner):
         raise ValueError(f"workers_per_runner ({workers_per_runner}) cannot exceed envs_per_runner "
                          f"({envs_per_runner}): a worker holds at least one environment")
+    spec_only = sorted(k for k in ("continuous_battery", "soc_penalty", "scale") if k in env_kwargs)
+    if spec_only and env_kwargs.get("spec") is None:
+        raise ValueError(f"{', '.join(spec_only)} apply to a user's feeder (spec=...); for a named system put the "
+                         f"variant in the name, e.g. '13Bus_cbat_soc_s1.5'")
     cfg = env_config(workers_per_runner, **env_kwargs)
     horizon = _horizon(system, env_kwargs.get("spec"))
     config.environment(env=env_descriptor(system, env_kwargs.get("spec")), env_config=cfg)
