@@ -280,3 +280,33 @@ def test_a_users_feeder_on_rllib(local_ray):
     finally:
         algo.stop()
 
+
+
+def test_distributed_evaluation_of_an_rllib_checkpoint(local_ray, tmp_path):
+    """A saved RLlib policy (a bare algorithm checkpoint) evaluated across Ray actors gives the
+    returns of the same policy played on new single environments, profile by profile."""
+    from vvc_batch import distributed
+    from vvc_batch.evaluation import episode_return
+
+    cfg = vr.ppo_config("13Bus", num_env_runners=0, envs_per_runner=1, workers_per_runner=1)
+    algo = cfg.debugging(seed=3).build_algo()
+    try:
+        path = algo.save_to_path(str(tmp_path / "ckpt"))
+    finally:
+        algo.stop()
+    profiles = [0, 5, 9]
+    res = distributed.evaluate(path, "13Bus", profiles, envs_per_actor=2, workers_per_actor=1, num_actors=1,
+                               fresh_engines=True, progress=False)
+    policy = vr.load_policy(path)
+    expected = []
+    for p in profiles:
+        env = vvc_batch.make("13Bus")
+        try:
+            expected.append(episode_return(env, policy, p, seed=p))
+        finally:
+            env.close()
+    np.testing.assert_allclose(res["returns"]["1"], expected, rtol=1e-12)
+    with pytest.raises(FileNotFoundError, match="has no checkpoint"):
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "config.json").write_text(json.dumps({"backend": "rllib", "system": "13Bus"}))
+        distributed.evaluate(str(tmp_path / "run"), "13Bus", profiles, progress=False)

@@ -15,8 +15,8 @@ A policy is a baseline name (``random``, ``hold``, ``dss``, ``best_fixed``; see
 :mod:`vvc_batch.evaluation`), a callable mapping a batch of observations ``(n, D)`` float32
 to a batch of flat actions ``(n, A)`` (shipped to the actors with Ray's cloudpickle), or a
 run folder of ``python -m vvc_batch.train`` (Stable-Baselines3; its deterministic policy) or
-of RLlib (a folder with ``rllib_checkpoint.json``, or whose ``config.json`` says
-``"backend": "rllib"``; loaded with ``vvc_batch.rllib.load_policy``).
+of RLlib (``python -m vvc_batch.train --backend rllib``, or an algorithm checkpoint written
+by ``algo.save_to_path``; loaded with :func:`vvc_batch.rllib.load_policy`).
 
 Episodes are the same as :func:`vvc_batch.evaluation.episode_returns`: episode ``p`` is reset
 with seed ``seed + p`` (the ``random`` baseline seeds each environment's action space with it
@@ -84,7 +84,7 @@ def _load_run_policy(spec: PolicySpec, env) -> Callable[[np.ndarray], np.ndarray
     """The batched deterministic policy of a run folder (inside an actor)."""
     run = Path(spec.payload)
     if spec.kind == "rllib":
-        from vvc_batch.rllib import load_policy  # type: ignore[attr-defined]
+        from vvc_batch.rllib import load_policy
 
         return load_policy(run)
     from stable_baselines3 import PPO, SAC
@@ -221,15 +221,20 @@ def _resolve_policy(policy: Any) -> PolicySpec:
             raise ValueError(f"unknown baseline {policy!r}; valid baselines: {', '.join(BASELINES)} "
                              "(or give a callable or a training run folder)")
         run = path.parent if path.is_file() else path
-        if (run / "rllib_checkpoint.json").is_file():
+        from vvc_batch.rllib import checkpoint_module_dir  # no Ray import
+
+        try:
+            checkpoint_module_dir(run)  # an RLlib checkpoint, or an RLlib run folder
             return PolicySpec("rllib", str(run.resolve()))
+        except FileNotFoundError:
+            pass
         cfg_path = run / "config.json"
         if not cfg_path.is_file():
             raise FileNotFoundError(f"{str(run)!r} is not a training run folder: no config.json "
-                                    "(nor rllib_checkpoint.json)")
+                                    "(nor an RLlib checkpoint)")
         cfg = json.loads(cfg_path.read_text())
         if cfg.get("backend") == "rllib":
-            return PolicySpec("rllib", str(run.resolve()))
+            raise FileNotFoundError(f"RLlib run folder {str(run)!r} has no checkpoint/")
         if not (run / "model.zip").is_file():
             raise FileNotFoundError(f"run folder {str(run)!r} has no model.zip")
         return PolicySpec("sb3", str(run.resolve()))
