@@ -17,12 +17,10 @@ ray = pytest.importorskip("ray")
 dist = pytest.importorskip("vvc_batch.distributed")
 
 from conftest import DATA  # noqa: E402
+from leftovers import shm_segments  # noqa: E402
 
 SEGMENT_PREFIXES = ("vvcb_", "psm_")
 
-
-def _segments() -> set[str]:
-    return {n for n in os.listdir("/dev/shm") if n.startswith(SEGMENT_PREFIXES)}
 
 
 def _children() -> dict[int, list[int]]:
@@ -60,7 +58,7 @@ def _assert_clean(segments: set[str], processes: set[int], grace: float = 10.0) 
     wait for what is new to disappear)."""
     deadline = time.monotonic() + grace
     while True:
-        new_seg, new_proc = _segments() - segments, _pool_processes() - processes
+        new_seg, new_proc = shm_segments(SEGMENT_PREFIXES) - segments, _pool_processes() - processes
         if not (new_seg or new_proc) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
@@ -106,7 +104,7 @@ def test_cli_starts_and_stops_its_own_ray(tmp_path, capsys):
     if ray.is_initialized():
         pytest.skip("Ray is already initialized in this process")
     out = tmp_path / "out.json"
-    seg, proc = _segments(), _pool_processes()
+    seg, proc = shm_segments(SEGMENT_PREFIXES), _pool_processes()
     code = dist.main(["--policy", "hold", "--system", "13Bus", "--scales", "1", "2", "--profiles", "0", "1",
                       "--envs-per-actor", "2", "--no-progress", "--json", str(out)])
     assert code == 0 and not ray.is_initialized()
@@ -123,7 +121,7 @@ def test_hold_at_two_scales_equals_single_env(ray_local):
     """Two actors of one worker; every episode on a new engine: the same numbers bit for bit
     as new single environments, and evaluate_baseline's up to OpenDSS's history."""
     profiles = [0, 3, 7, 11]
-    seg, proc = _segments(), _pool_processes()
+    seg, proc = shm_segments(SEGMENT_PREFIXES), _pool_processes()
     res = dist.evaluate("hold", "13Bus", profiles, scales=(1.0, 1.5), num_actors=2, envs_per_actor=4,
                         workers_per_actor=1, progress=False)
     _assert_clean(seg, proc)
@@ -239,7 +237,7 @@ def test_failing_policy_leaves_nothing(ray_local):
     def broken(obs):
         raise RuntimeError("policy failed on purpose")
 
-    seg, proc = _segments(), _pool_processes()
+    seg, proc = shm_segments(SEGMENT_PREFIXES), _pool_processes()
     with pytest.raises(RuntimeError, match="on purpose"):
         dist.evaluate(broken, "13Bus", [0, 1, 2], num_actors=2, envs_per_actor=2, progress=False)
     _assert_clean(seg, proc)

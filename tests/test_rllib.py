@@ -17,6 +17,8 @@ ray = pytest.importorskip("ray", reason="the ray extra is part of the test extra
 import vvc_batch  # noqa: E402
 from vvc_batch import rllib as vr  # noqa: E402
 
+from leftovers import alive, wait_until  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def local_ray():
@@ -91,7 +93,7 @@ def test_ppo_trains_with_an_engine_per_env_runner(local_ray, tmp_path):
         f = facts[0]
         assert f["engine"] == "vvc_batch.vector_env.VVCVectorEnv"
         assert (f["num_envs"], f["num_workers"], f["autoreset_mode"], f["env_name"]) == (4, 2, "NextStep", "13Bus")
-        assert f["pid"] != os.getpid() and len(f["worker_pids"]) == 2 and all(map(_alive, f["worker_pids"]))
+        assert f["pid"] != os.getpid() and len(f["worker_pids"]) == 2 and all(map(alive, f["worker_pids"]))
         # the pool's shared memory: mapped, names already dropped (nothing a kill could leak)
         assert f["segments"] and not any(os.path.exists(f"/dev/shm/{s}") for s in f["segments"])
         results = [algo.train() for _ in range(2)]
@@ -117,16 +119,8 @@ def test_ppo_trains_with_an_engine_per_env_runner(local_ray, tmp_path):
     finally:
         algo.stop()
     # the env runner's pool went with it
-    _wait_until(lambda: not any(map(_alive, f["worker_pids"] + [f["pid"]])))
+    wait_until(lambda: not any(map(alive, f["worker_pids"] + [f["pid"]])))
 
-
-def _wait_until(cond, timeout: float = 30.0) -> None:
-    import time
-
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not reached in time"
-        time.sleep(0.1)
 
 
 def _sample_episodes(er):
@@ -171,17 +165,6 @@ def test_env_runner_episodes_replay_exactly_on_a_single_env(local_ray):
         np.testing.assert_allclose(rewards, ep["rewards"], rtol=1e-9, atol=1e-12)
         assert np.sum(ep["rewards"]) == pytest.approx(np.sum(rewards), rel=1e-9)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_train_cli_rllib_writes_the_run_and_resumes(local_ray, tmp_path, capsys):

@@ -4,15 +4,15 @@ shared-memory segments behind."""
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 
 import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is part of the test extra")
 
 from vvc_batch import rllib as vr  # noqa: E402
+
+from leftovers import alive, shm_segments, wait_until  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -29,24 +29,7 @@ def two_nodes():
     cluster.shutdown()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ")[1][0] != "Z"
-    except (ProcessLookupError, FileNotFoundError):
-        return False
 
-
-def _wait_until(cond, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not reached in time"
-        time.sleep(0.2)
-
-
-def _segments() -> set[str]:
-    return {n for n in os.listdir("/dev/shm") if n.startswith("vvcb_")}
 
 
 def _own_actor(er):
@@ -57,7 +40,7 @@ def test_env_runners_on_two_nodes_survive_a_killed_runner(two_nodes):
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2
     cfg = vr.ppo_config("13Bus", num_env_runners=2, envs_per_runner=2, workers_per_runner=1)
     cfg.training(num_epochs=1).debugging(seed=0)
-    shm_before = _segments()
+    shm_before = shm_segments()
     algo = cfg.build_algo()
     try:
         before = [f for f in algo.env_runner_group.foreach_env_runner(vr.engine_info, local_env_runner=False)]
@@ -72,8 +55,8 @@ def test_env_runners_on_two_nodes_survive_a_killed_runner(two_nodes):
         victim_handle = [h for h, f in zip(handles, before) if f["pid"] == victim["pid"]][0]
         ray.kill(victim_handle, no_restart=False)
         # the runner's process, its pool's workers and its shared memory all go
-        _wait_until(lambda: not any(map(_alive, [victim["pid"]] + victim["worker_pids"])))
-        assert _segments() == shm_before
+        wait_until(lambda: not any(map(alive, [victim["pid"]] + victim["worker_pids"])), timeout=60)
+        assert shm_segments() == shm_before
 
         # training goes on; RLlib restarts the lost env runner
         steps = steps1
@@ -84,7 +67,7 @@ def test_env_runners_on_two_nodes_survive_a_killed_runner(two_nodes):
             if algo.env_runner_group.num_healthy_remote_env_runners() == 2 and steps >= steps1 + 2 * 2 * 24:
                 break
         assert steps > steps1
-        _wait_until(lambda: algo.env_runner_group.num_healthy_remote_env_runners() == 2 or
+        wait_until(lambda: algo.env_runner_group.num_healthy_remote_env_runners() == 2 or
                     algo.env_runner_group.probe_unhealthy_env_runners() is None, timeout=60)
         assert algo.env_runner_group.num_remote_worker_restarts() >= 1
         after = [f for f in algo.env_runner_group.foreach_env_runner(vr.engine_info, local_env_runner=False)]
@@ -95,8 +78,8 @@ def test_env_runners_on_two_nodes_survive_a_killed_runner(two_nodes):
     finally:
         algo.stop()
     everything = before + after
-    _wait_until(lambda: not any(_alive(p) for f in everything for p in [f["pid"]] + f["worker_pids"]))
-    assert _segments() == shm_before
+    wait_until(lambda: not any(alive(p) for f in everything for p in [f["pid"]] + f["worker_pids"]), timeout=60)
+    assert shm_segments() == shm_before
 
 
 def test_train_cli_joins_a_running_cluster(two_nodes, tmp_path):

@@ -16,28 +16,10 @@ from gymnasium.vector import AutoresetMode
 
 import vvc_batch
 from vvc_batch.pool import WorkerDiedError, WorkerError
+from vvc_batch.spaces import flat_action
 from vvc_batch.vector_env import VVCVectorEnv
 
-
-def _segments() -> set[str]:
-    return {n for n in os.listdir("/dev/shm") if n.startswith("vvcb_")}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is dead for our purposes
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _flat(action) -> np.ndarray:
-    return np.concatenate([np.ravel(x) for x in action]) if isinstance(action, tuple) else np.asarray(action)
+from leftovers import alive, shm_segments
 
 
 @pytest.mark.parametrize(
@@ -60,7 +42,7 @@ def test_vector_equals_single_envs(name, num_envs, workers, dss):
         needs_reset = [False] * num_envs
         for t in range(30):
             per_env = [single_space.sample() for _ in range(num_envs)]
-            batch = None if dss else np.stack([_flat(a) for a in per_env])
+            batch = None if dss else np.stack([flat_action(a) for a in per_env])
             obs, rew, term, trunc, infos = envs.step(batch)
             for i, s in enumerate(singles):
                 if needs_reset[i]:  # NEXT_STEP autoreset: this step reset the environment
@@ -102,7 +84,7 @@ def test_default_workers_and_even_spread():
         assert envs.num_workers == min(5, len(os.sched_getaffinity(0)))
         sizes = [b - a for a, b in envs.worker_slices]
         assert sum(sizes) == 5 and max(sizes) - min(sizes) <= 1
-        assert all(_alive(p) for p in envs.worker_pids)
+        assert all(alive(p) for p in envs.worker_pids)
 
 
 def test_same_step_autoreset_reports_final_obs():
@@ -182,11 +164,11 @@ def test_invalid_actions_rejected_before_workers():
 
 
 def test_worker_killed_raises_quickly_and_cleans_up():
-    before = _segments()
+    before = shm_segments()
     envs = vvc_batch.make_vec("13Bus", num_envs=4, num_workers=2)
     envs.reset(seed=0)
     pids = envs.worker_pids
-    assert _segments() == before  # the names go once every worker has attached
+    assert shm_segments() == before  # the names go once every worker has attached
     os.kill(pids[1], signal.SIGKILL)
     t0 = time.monotonic()
     with pytest.raises(WorkerDiedError, match=r"worker 1 .*environments 2\.\.3.*signal 9") as exc:
@@ -194,24 +176,24 @@ def test_worker_killed_raises_quickly_and_cleans_up():
     assert time.monotonic() - t0 < 1.0
     assert "closed" in str(exc.value)
     deadline = time.monotonic() + 3
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(p) for p in pids)
-    assert _segments() == before
+    assert not any(alive(p) for p in pids)
+    assert shm_segments() == before
     with pytest.raises(vvc_batch.ClosedError):
         envs.step(np.tile(np.array([1, 1, 16, 16, 16, 16]), (4, 1)))
     envs.close()
 
 
 def test_worker_exception_carries_traceback_and_closes():
-    before = _segments()
+    before = shm_segments()
     envs = vvc_batch.make_vec("13Bus", num_envs=2, num_workers=2)
     pids = envs.worker_pids
     with pytest.raises(WorkerError, match=r"(?s)Traceback.*ValueError.*shape \(24, 15\)"):
         envs.reset(options={"profile": [np.ones((3, 3)), None]})
     time.sleep(0.2)
-    assert not any(_alive(p) for p in pids)
-    assert _segments() == before
+    assert not any(alive(p) for p in pids)
+    assert shm_segments() == before
 
 
 def test_non_converged_flagged_others_untouched():
@@ -238,20 +220,20 @@ def test_non_converged_flagged_others_untouched():
 def test_close_idempotent_and_garbage_collected():
     import gc
 
-    before = _segments()
+    before = shm_segments()
     envs = vvc_batch.make_vec("13Bus", num_envs=2, num_workers=2)
     pids = envs.worker_pids
     envs.close()
     envs.close()
-    assert not any(_alive(p) for p in pids) and _segments() == before
+    assert not any(alive(p) for p in pids) and shm_segments() == before
     envs = vvc_batch.make_vec("13Bus", num_envs=2, num_workers=2)
     pids = envs.worker_pids
     del envs
     gc.collect()
     deadline = time.monotonic() + 3
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(p) for p in pids) and _segments() == before
+    assert not any(alive(p) for p in pids) and shm_segments() == before
 
 
 def test_ctrl_c_stops_workers(tmp_path):
@@ -270,7 +252,7 @@ def test_ctrl_c_stops_workers(tmp_path):
             print("interrupted", flush=True)
             sys.exit(3)
     """))
-    before = _segments()
+    before = shm_segments()
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     pids = [int(p) for p in proc.stdout.readline().split()]
     time.sleep(1.0)
@@ -278,10 +260,10 @@ def test_ctrl_c_stops_workers(tmp_path):
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 3 and "interrupted" in out
     deadline = time.monotonic() + 5
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(p) for p in pids)
-    assert _segments() == before
+    assert not any(alive(p) for p in pids)
+    assert shm_segments() == before
 
 
 @pytest.mark.parametrize("whole_group", [False, True])
@@ -298,20 +280,20 @@ def test_parent_killed_leaves_nothing_behind(tmp_path, whole_group):
         print(" ".join(map(str, envs.worker_pids)), flush=True)
         import time; time.sleep(60)
     """))
-    before = _segments()
+    before = shm_segments()
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     pids = [int(p) for p in proc.stdout.readline().split()]
-    assert len(pids) == 2 and all(map(_alive, pids))
+    assert len(pids) == 2 and all(map(alive, pids))
     if whole_group:
         os.killpg(proc.pid, signal.SIGKILL)
     else:
         proc.kill()
     proc.wait(timeout=10)
     deadline = time.monotonic() + 10
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(p) for p in pids)
-    assert _segments() == before
+    assert not any(alive(p) for p in pids)
+    assert shm_segments() == before
 
 
 def test_standard_vector_wrappers():

@@ -50,6 +50,7 @@ import numpy as np
 
 import vvc_batch
 from vvc_batch.registration import env_id
+from vvc_batch.spaces import flat_action
 
 CASES = ("vvc_batch", "vvc_batch_1worker", "single_loop", "sync_vector_env", "async_vector_env")
 
@@ -60,12 +61,8 @@ def _action_batches(system: str, num_envs: int, steps: int, seed: int) -> list[n
     env.close()
     space.seed(seed)
 
-    def one():
-        a = space.sample()
-        return np.concatenate([np.ravel(x) for x in a]) if isinstance(a, tuple) else a
-
     dtype = np.float64 if "_cbat" in system else np.int64
-    return [np.stack([one() for _ in range(num_envs)]).astype(dtype) for _ in range(steps)]
+    return [np.stack([flat_action(space.sample()) for _ in range(num_envs)]).astype(dtype) for _ in range(steps)]
 
 
 def _unflatten(space, row):

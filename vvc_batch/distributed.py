@@ -54,6 +54,7 @@ import numpy as np
 
 import vvc_batch
 from vvc_batch.evaluation import BASELINES, fixed_action
+from vvc_batch.spaces import flat_action
 from vvc_batch.systems import parse_env_name
 
 #: engine settings of a single environment (used on the driver to check profiles)
@@ -71,13 +72,6 @@ class PolicySpec:
 
     kind: str
     payload: Any = None
-
-
-def _flat(action: Any) -> np.ndarray:
-    """A sample of the single action space as a flat float64 action."""
-    if isinstance(action, tuple):
-        return np.concatenate([np.ravel(np.asarray(x, dtype=np.float64)) for x in action])
-    return np.asarray(action)
 
 
 def _load_run_policy(spec: PolicySpec, env) -> Callable[[np.ndarray], np.ndarray]:
@@ -153,7 +147,7 @@ class EpisodeRunner:
             spaces = [copy.deepcopy(env.single_action_space) for _ in range(n)]
             for s, sd in zip(spaces, seeds):
                 s.seed(sd)
-            act = lambda obs: np.stack([_flat(s.sample()) for s in spaces])  # noqa: E731
+            act = lambda obs: np.stack([flat_action(s.sample()) for s in spaces])  # noqa: E731
         elif kind == "callable":
             act = self.policy.payload
         elif kind in ("sb3", "rllib"):

@@ -27,6 +27,7 @@ import numpy as np
 
 import vvc_batch
 from vvc_batch.evaluation import episode_return, split_profiles
+from vvc_batch.spaces import flat_action
 
 MODES = ("single", "parallel", "episodic", "dss")
 ALIASES = {"parallele": "parallel"}
@@ -87,7 +88,7 @@ def run_parallel(args) -> None:
         done = np.zeros(w, dtype=bool)
         while not done.all():
             acts = [space.sample() for _ in range(w)]
-            flat = np.stack([np.concatenate([np.ravel(x) for x in a]) if isinstance(a, tuple) else a for a in acts])
+            flat = np.stack([flat_action(a) for a in acts])
             _, r, term, trunc, _ = envs.step(flat)
             totals += np.where(done, 0.0, r)
             done |= term | trunc

@@ -11,6 +11,7 @@ battery [state of charge (0..1), normalized power = -(kW drawn)/max_kw].
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -81,6 +82,14 @@ def observation_space(num_nodes: int, counts: DeviceCounts) -> spaces.Box:
     """float32 Box of the flat observation."""
     low, high = observation_bounds(num_nodes, counts)
     return spaces.Box(low, high, dtype=np.float32)
+
+
+def flat_action(action: Any) -> np.ndarray:
+    """One action as a flat row: a ``_cbat`` (discrete, continuous) tuple joined into one
+    float64 array, any other action as an array as it is."""
+    if isinstance(action, tuple):
+        return np.concatenate([np.ravel(np.asarray(x, dtype=np.float64)) for x in action])
+    return np.asarray(action)
 
 
 class ActionChecker:
