@@ -120,6 +120,7 @@ def test_split_is_seeded_halves():
 @pytest.mark.parametrize("algo", ["ppo", "sac"])
 def test_sb3_learns_through_the_adapter(algo):
     from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
     venv = SB3VecEnv.make("13Bus", 2, num_workers=1, continuous_actions=(algo == "sac"))
@@ -128,6 +129,7 @@ def test_sb3_learns_through_the_adapter(algo):
             model = PPO("MlpPolicy", VecNormalize(VecMonitor(venv)), n_steps=24, batch_size=48, seed=0)
         else:
             model = SAC("MlpPolicy", VecMonitor(venv), learning_starts=8, seed=0)
+        model.set_logger(Logger(folder=None, output_formats=[]))  # no SB3-<date> folder left in /tmp
         model.learn(96)
         assert model.num_timesteps >= 96
     finally:
@@ -149,11 +151,12 @@ def test_train_and_evaluate_commands(tmp_path):
     proc = subprocess.run(cmd[:-2] + ["--total-steps", "288", "--out", str(run), "--resume"], capture_output=True,
                           text=True, timeout=600, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    norm_run = tmp_path / "runs" / "n"  # with standardized observations, evaluated the same way
-    proc = subprocess.run(cmd[:-2] + ["--out", str(norm_run), "--normalize", "--total-steps", "96"],
-                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    norm_run = tmp_path / "runs" / "n"  # standardized observations, MultiDiscrete, evaluated the same way
+    proc = subprocess.run(cmd[:-2] + ["--out", str(norm_run), "--normalize", "--total-steps", "96", "--actions",
+                                      "discrete"], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (norm_run / "vecnormalize.pkl").is_file()
+    assert json.loads((norm_run / "config.json").read_text())["continuous_actions"] is False
     proc = subprocess.run([sys.executable, "-m", "vvc_batch.evaluate", "--model", str(norm_run)],
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr
@@ -167,6 +170,68 @@ def test_train_and_evaluate_commands(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "vvc_batch.evaluate", "--baseline", "hold", "--split-from", str(run)],
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0 and "baseline hold on 13Bus, test split (37 profiles)" in proc.stdout
+
+
+def test_train_and_evaluate_on_the_built_in_profiles(tmp_path):
+    """--profiles synthetic: the split, the test evaluations and `evaluate` all use the built-in
+    generator's 365 profiles; a system without load shapes says how to train on them."""
+    env = os.environ.copy()
+    proc = subprocess.run([sys.executable, "-m", "vvc_batch.train", "--system", "8500Node", "--total-steps", "10",
+                           "--out", str(tmp_path / "none")], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 2 and "--profiles synthetic" in proc.stderr, proc.stderr
+    assert not (tmp_path / "none").exists()
+    proc = subprocess.run([sys.executable, "-m", "vvc_batch.train", "--hparam", "gama=0.9", "--out",
+                           str(tmp_path / "bad")], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 2 and "'gama' is not a PPO argument" in proc.stderr and "gamma" in proc.stderr
+    assert not (tmp_path / "bad").exists()
+    proc = subprocess.run([sys.executable, "-m", "vvc_batch.train", "--algo", "sac", "--actions", "discrete",
+                           "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 2 and "SAC needs --actions box" in proc.stderr and not (tmp_path / "bad").exists()
+    run = tmp_path / "s"
+    proc = subprocess.run([sys.executable, "-m", "vvc_batch.train", "--system", "13Bus", "--num-envs", "2",
+                           "--workers", "1", "--total-steps", "96", "--eval-every", "10000", "--seed", "1",
+                           "--profiles", "synthetic", "--hparam", "gamma=0.8", "--hparam", "n_epochs=2",
+                           "--out", str(run)], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["profiles"] == "synthetic" and cfg["hparams"] == {"gamma": 0.8, "n_epochs": 2}
+    from stable_baselines3 import PPO
+
+    model = PPO.load(run / "model.zip")  # Box actions by default, narrow initial noise
+    assert (model.gamma, model.n_epochs, model.n_steps) == (0.8, 2, 48)
+    assert cfg["actions"] == "box" and model.action_space == gym.spaces.Box(-1, 1, (6,), np.float32)
+    assert model.policy.log_std.detach().numpy() == pytest.approx([-2.0] * 6, abs=0.05)
+    split = json.loads((run / "split.json").read_text())
+    assert split == dict(zip(("train", "test"), split_profiles(365, 1)), seed=1)
+    last_test_mean = float((run / "log.csv").read_text().splitlines()[-1].split(",")[3])
+    out = tmp_path / "m.json"
+    proc = subprocess.run([sys.executable, "-m", "vvc_batch.evaluate", "--model", str(run), "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())
+    assert res["episodes"] == 183 and res["mean"] == pytest.approx(last_test_mean, abs=1e-5)  # log.csv keeps 6 decimals
+    proc = subprocess.run([sys.executable, "-m", "vvc_batch.evaluate", "--baseline", "hold", "--split-from", str(run),
+                           "--json", str(out)], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    hold = json.loads(out.read_text())
+    assert hold["returns"] == evaluate_baseline("13Bus", "hold", split["test"], profiles="synthetic")
+    shared = [i for i in split["test"] if i < 73][:5]  # indices the reference load shapes also have
+    assert evaluate_baseline("13Bus", "hold", shared, profiles="synthetic") != pytest.approx(
+        evaluate_baseline("13Bus", "hold", shared), rel=1e-3)
+
+
+def test_sac_replay_buffer_holds_the_run(tmp_path):
+    """SAC's replay buffer is sized to the run (SB3's default 1M transitions of 8573 voltages
+    would need 64 GiB on 8500Node)."""
+    run = tmp_path / "sac"
+    proc = subprocess.run([sys.executable, "-m", "vvc_batch.train", "--algo", "sac", "--system", "13Bus",
+                           "--num-envs", "2", "--workers", "1", "--total-steps", "48", "--eval-every", "10000",
+                           "--out", str(run)], capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert proc.returncode == 0, proc.stderr
+    from stable_baselines3 import SAC
+
+    model = SAC.load(run / "model.zip")
+    assert model.buffer_size == 50 and model.action_space == gym.spaces.Box(-1, 1, (6,), np.float32)
 
 
 def test_relative_actions():

@@ -1,13 +1,14 @@
 """Evaluate a trained model or a baseline on a profile split.
 
     python -m vvc_batch.evaluate --system 13Bus [--model PATH] [--baseline NAME]
-        [--split test|all] [--split-from runs/<name>] [--seed S] [--json FILE]
+        [--split test|all] [--split-from runs/<name>] [--seed S] [--profiles SOURCE] [--json FILE]
 
 ``--model runs/<name>`` (or its ``model.zip``; an RLlib run's folder) evaluates on that run's
 own test split;
 ``--baseline random|hold|dss|best_fixed`` evaluates a baseline (``best_fixed`` chooses its
 setting on the train split), on the split of ``--split-from runs/<name>`` or a seeded
-half/half split. Prints the mean and std; ``--json`` writes
+half/half split. ``--profiles`` picks the load-profile source (default: the run's, else
+``auto``). Prints the mean and std; ``--json`` writes
 ``{"mean": .., "std": .., "episodes": .., "returns": [..]}``.
 """
 
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", choices=["test", "all"], default="test")
     p.add_argument("--split-from", default=None, help="a run folder whose split to use")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profiles", choices=["auto", "powergym", "synthetic"], default=None,
+                   help="load-profile source (default: the run's, else auto)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if (args.model is None) == (args.baseline is None):
@@ -45,10 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     if system is None:
         print("error: --system is needed", file=sys.stderr)
         return 2
+    source = args.profiles or cfg.get("profiles", "auto")
     try:
-        env = vvc_batch.make(system).unwrapped
+        env = vvc_batch.make(system, profiles=source).unwrapped
         n = env.num_profiles
         env.close()
+        if n == 0:
+            print(f"error: {system} has no load profiles from --profiles {source}; --profiles synthetic uses the "
+                  "built-in generator", file=sys.stderr)
+            return 2
         if run is not None and (run / "split.json").is_file():
             split = json.loads((run / "split.json").read_text())
             train, test = split["train"], split["test"]
@@ -59,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             from vvc_batch.evaluation import episode_returns
             from vvc_batch.rllib import load_policy
 
-            env = vvc_batch.make(system)
+            env = vvc_batch.make(system, profiles=source)
             try:
                 returns = episode_returns(env, load_policy(run), profiles, cfg.get("seed", args.seed))
             finally:
@@ -75,10 +83,12 @@ def main(argv: list[str] | None = None) -> int:
             cfg.setdefault("system", system)
             cfg.setdefault("seed", args.seed)
             cfg.setdefault("continuous_actions", False)
-            returns = test_returns(model, {**cfg, "system": system}, profiles, load_normalizer(path.parent))
+            returns = test_returns(model, {**cfg, "system": system, "profiles": source}, profiles,
+                                   load_normalizer(path.parent))
             what = f"model {path}"
         else:
-            returns = evaluate_baseline(system, args.baseline, profiles, train=train, seed=args.seed)
+            returns = evaluate_baseline(system, args.baseline, profiles, train=train, seed=args.seed,
+                                        profiles=source)
             what = f"baseline {args.baseline}"
     except (vvc_batch.VVCError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

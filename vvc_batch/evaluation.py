@@ -76,22 +76,24 @@ def best_fixed_setting(env, train: Sequence[int], seed: int = 0) -> tuple[np.nda
     return best, best_mean
 
 
-def evaluate_baseline(system: str, name: str, profiles: Sequence[int], train: Sequence[int] | None = None,
+def evaluate_baseline(system: str, name: str, episodes: Sequence[int], train: Sequence[int] | None = None,
                       seed: int = 0, **env_kwargs: Any) -> list[float]:
-    """Returns of baseline ``name`` on ``profiles`` (``best_fixed`` chooses on ``train``)."""
+    """Returns of baseline ``name``, one episode per profile index in ``episodes``
+    (``best_fixed`` chooses its setting on ``train``, default ``episodes``); ``env_kwargs`` go
+    to :func:`vvc_batch.make` (e.g. ``profiles="synthetic"``, the profile source)."""
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; valid baselines: {', '.join(BASELINES)}")
     env = vvc_batch.make(system, dss_mode=(name == "dss"), **env_kwargs)
     try:
         if name == "dss":
-            return episode_returns(env, None, profiles, seed)
+            return episode_returns(env, None, episodes, seed)
         if name == "random":
-            return episode_returns(env, lambda obs: env.action_space.sample(), profiles, seed)
+            return episode_returns(env, lambda obs: env.action_space.sample(), episodes, seed)
         if name == "hold":
             a = fixed_action(env)
-            return episode_returns(env, lambda obs: a, profiles, seed)
-        a, _ = best_fixed_setting(env, train if train is not None else profiles, seed)
-        return episode_returns(env, lambda obs: a, profiles, seed)
+            return episode_returns(env, lambda obs: a, episodes, seed)
+        a, _ = best_fixed_setting(env, train if train is not None else episodes, seed)
+        return episode_returns(env, lambda obs: a, episodes, seed)
     finally:
         env.close()
 

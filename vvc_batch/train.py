@@ -3,6 +3,7 @@ the ``train`` extra (``ray`` for RLlib).
 
     python -m vvc_batch.train --algo ppo|sac --system 13Bus --num-envs 16 --workers 2
         --total-steps N --seed S --out runs/<name> [--eval-every N] [--resume]
+        [--profiles auto|powergym|synthetic] [--hparam KEY=VALUE ...]
     python -m vvc_batch.train --backend rllib [--address auto|HOST:PORT] --env-runners R
         --num-envs 16 --workers 2 ...     (16 environments on 2 workers per env runner)
 
@@ -14,8 +15,16 @@ wall time, train return, test mean and std), ``learning_curve.png``, ``model.zip
 standardized with running statistics). ``--resume`` continues a run from its folder; Ctrl-C
 saves what was done. The RLlib backend (:mod:`vvc_batch.train_rllib`) writes the same files,
 with the algorithm checkpoint in ``checkpoint/`` in place of ``model.zip``.
-PPO acts on the MultiDiscrete action space; SAC (and PPO on ``_cbat`` variants) on
-``Box(-1, 1)`` per device, see :mod:`vvc_batch.wrappers`.
+PPO and SAC act on ``Box(-1, 1)`` per device (:mod:`vvc_batch.wrappers`: capacitor on above
+0, taps and battery levels in order), where a policy can climb the smooth, ordered return
+landscape of the taps; ``--actions discrete`` trains PPO on the MultiDiscrete space (33
+unordered categories per tap: PPO settles early on a fixed setting). The RLlib backend
+trains on the MultiDiscrete space.
+``--profiles synthetic`` trains on the built-in profile generator (8500Node's data has no
+load shapes of its own); the source is kept in ``config.json`` and used again by
+``--resume`` and ``vvc_batch.evaluate``.
+``--hparam gamma=0.9`` (repeatable) overrides a Stable-Baselines3 constructor argument; the
+overrides are kept in ``config.json`` too.
 """
 
 from __future__ import annotations
@@ -50,7 +59,7 @@ def _policy(model, env, continuous: bool, normalizer=None):
 def test_returns(model, cfg: dict, profiles, normalizer=None) -> list[float]:
     """Deterministic returns of ``model`` on ``profiles`` (one episode each); ``normalizer``
     is the run's VecNormalize (its observation statistics are applied, not updated)."""
-    env = vvc_batch.make(cfg["system"])
+    env = vvc_batch.make(cfg["system"], profiles=cfg.get("profiles", "auto"))
     try:
         return episode_returns(env, _policy(model, env, cfg["continuous_actions"], normalizer), profiles, cfg["seed"])
     finally:
@@ -65,7 +74,8 @@ def load_normalizer(run: Path):
     if not path.is_file():
         return None
     cfg = json.loads((run / "config.json").read_text())
-    norm = VecNormalize.load(str(path), DummyVecEnv([lambda: vvc_batch.make(cfg["system"])]))
+    norm = VecNormalize.load(str(path), DummyVecEnv([lambda: vvc_batch.make(cfg["system"],
+                                                                             profiles=cfg.get("profiles", "auto"))]))
     norm.training = False
     norm.norm_reward = False
     return norm
@@ -96,6 +106,39 @@ def _plot(log: list[dict], path: Path) -> None:
 LOG_COLUMNS = ("env_steps", "wall_s", "train_return", "test_mean", "test_std")
 
 
+HPARAM_HELP = "KEY=VALUE: a Stable-Baselines3 constructor argument (e.g. gamma=0.9, ent_coef=0.01); repeatable"
+
+
+def parse_hparams(algo: str, items: list[str]) -> dict[str, Any]:
+    """``["gamma=0.9", ...]`` as constructor arguments of the SB3 algorithm (values read as
+    JSON where they parse, e.g. numbers, else as strings).
+
+    Raises:
+        ValueError: an item without ``=``, or a key the algorithm's constructor does not take.
+    """
+    import inspect
+
+    if not items:
+        return {}
+    from stable_baselines3 import PPO, SAC
+
+    params = {k for k in inspect.signature({"ppo": PPO, "sac": SAC}[algo].__init__).parameters
+              if not k.startswith("_")} - {"self", "policy", "env"}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--hparam {item!r}: expected KEY=VALUE")
+        if key not in params or key in ("seed", "verbose"):
+            allowed = ", ".join(sorted(params - {"seed", "verbose"}))
+            raise ValueError(f"--hparam {key!r} is not a {algo.upper()} argument; allowed: {allowed}")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
 def prepare_run(args: argparse.Namespace) -> tuple[dict, dict, list[dict[str, Any]]] | int:
     """The run folder's config, split and log so far: written for a new run, read for
     ``--resume``. Returns an exit code instead when the run cannot start."""
@@ -110,18 +153,22 @@ def prepare_run(args: argparse.Namespace) -> tuple[dict, dict, list[dict[str, An
         split = json.loads(split_path.read_text())
     else:
         vvc_batch.parse_env_name(args.system)
-        probe = vvc_batch.make(args.system).unwrapped
+        probe = vvc_batch.make(args.system, profiles=args.profiles).unwrapped
         n = probe.num_profiles
         cbat = probe.core.config.continuous_battery
         probe.close()
         if n < 2:
-            print(f"error: {args.system} has {n} load profiles; training needs at least 2", file=sys.stderr)
+            hint = "; --profiles synthetic trains on the built-in profile generator" if n == 0 else ""
+            print(f"error: {args.system} has {n} load profiles (--profiles {args.profiles}); training needs at "
+                  f"least 2{hint}", file=sys.stderr)
             return 2
         train_p, test_p = split_profiles(n, args.seed)
         split = {"seed": args.seed, "train": train_p, "test": test_p}
         cfg = {"algo": args.algo, "system": args.system, "num_envs": args.num_envs, "workers": args.workers,
                "total_steps": args.total_steps, "seed": args.seed, "eval_every": args.eval_every,
-               "continuous_actions": args.algo == "sac" or cbat, "normalize": args.normalize,
+               "actions": args.actions, "continuous_actions": getattr(args, "actions", "box") == "box" or cbat,
+               "normalize": args.normalize,
+               "profiles": args.profiles, "hparams": parse_hparams(args.algo, args.hparam or []),
                "backend": args.backend, "vvc_batch": vvc_batch.__version__}
         if args.backend == "rllib":
             cfg.update(env_runners=args.env_runners, continuous_actions=False, normalize=False)
@@ -158,6 +205,7 @@ def print_summary(what: str, cfg: dict, split: dict, log: list[dict[str, Any]], 
 def train(args: argparse.Namespace) -> int:
     from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
     from tqdm import tqdm
 
@@ -170,7 +218,8 @@ def train(args: argparse.Namespace) -> int:
         return prepared
     cfg, split, log = prepared
     venv = VecMonitor(SB3VecEnv.make(cfg["system"], cfg["num_envs"], num_workers=cfg["workers"],
-                                     continuous_actions=cfg["continuous_actions"], train_profiles=split["train"]))
+                                     continuous_actions=cfg["continuous_actions"], train_profiles=split["train"],
+                                     profiles=cfg.get("profiles", "auto")))
     if cfg.get("normalize", False):
         # node voltages sit near 1.0 pu: standardized inputs may help some algorithms
         norm_path = out / "vecnormalize.pkl"
@@ -179,13 +228,26 @@ def train(args: argparse.Namespace) -> int:
     algo = {"ppo": PPO, "sac": SAC}[cfg["algo"]]
     if args.resume and model_path.is_file():
         model = algo.load(model_path, env=venv)
-    elif cfg["algo"] == "ppo":
-        # a rollout of 48 hours (two days) per environment; minibatches of two days x envs / 2
-        model = PPO("MlpPolicy", venv, seed=cfg["seed"], n_steps=48, batch_size=max(48, 24 * cfg["num_envs"]),
-                    verbose=0)
     else:
-        model = SAC("MlpPolicy", venv, seed=cfg["seed"], learning_starts=min(1000, cfg["total_steps"] // 10),
-                    verbose=0)
+        if cfg["algo"] == "ppo":
+            # a rollout of 48 hours (two days) per environment; minibatches of two days x envs / 2.
+            # gamma 0.9: an action's effect on the day's losses is immediate; only the switching
+            # cost links hours. On Box actions the exploration noise starts narrow (std e^-2,
+            # about two tap steps): with std 1 every hour's jitter costs reg_w per tap step and
+            # PPO flees to the bounds (the reset taps), where clipping leaves no gradient.
+            kwargs = {"n_steps": 48, "batch_size": max(48, 24 * cfg["num_envs"]), "gamma": 0.9}
+            if cfg["continuous_actions"]:
+                kwargs["policy_kwargs"] = {"log_std_init": -2.0}
+        else:
+            # the replay buffer holds the whole run and no more: SB3's default of 1M transitions
+            # would ask for 2 x 32 GiB of observations on 8500Node
+            kwargs = {"learning_starts": min(1000, cfg["total_steps"] // 10),
+                      "buffer_size": max(1, min(1_000_000, cfg["total_steps"] + cfg["num_envs"]))}
+        kwargs.update(cfg.get("hparams", {}))
+        model = algo("MlpPolicy", venv, seed=cfg["seed"], verbose=0, **kwargs)
+    # the run folder's log.csv is the record; SB3's default logger would leave an empty
+    # SB3-<date> folder in the temporary directory on every run
+    model.set_logger(Logger(folder=None, output_formats=[]))
     every = cfg["eval_every"] or max(cfg["num_envs"] * 24, cfg["total_steps"] // 10)
     t0 = time.perf_counter() - (log[-1]["wall_s"] if log else 0.0)
     done_steps = int(model.num_timesteps)
@@ -252,6 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-every", type=int, default=0, help="env steps between evaluations (default: a tenth)")
     p.add_argument("--out", default=None, help="run folder (default runs/<algo>_<system>_<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--profiles", choices=["auto", "powergym", "synthetic"], default="auto",
+                   help="load-profile source (synthetic: the built-in generator, for data without load shapes)")
+    p.add_argument("--actions", choices=["box", "discrete"], default=None,
+                   help="box (default for sb3): Box(-1, 1) per device, taps in order (see vvc_batch.wrappers); "
+                        "discrete: PPO on the MultiDiscrete space (the rllib backend's)")
+    p.add_argument("--hparam", action="append", default=None, metavar="KEY=VALUE", help=HPARAM_HELP)
     p.add_argument("--normalize", action="store_true", help="standardize observations and rewards (VecNormalize)")
     p.add_argument("--backend", choices=["sb3", "rllib"], default="sb3",
                    help="Stable-Baselines3 in this process, or Ray RLlib env runners (PPO)")
@@ -266,6 +334,22 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--address and --env-runners apply to --backend rllib")
     if args.workers < 1 or args.num_envs < 1 or args.env_runners < 0:
         p.error("--num-envs and --workers must be at least 1, --env-runners at least 0")
+    if args.actions is not None and args.resume:
+        p.error("--actions is fixed when a run starts (see its config.json); --resume keeps the run's")
+    if args.actions == "discrete" and args.algo == "sac":
+        p.error("SAC needs --actions box")
+    if args.actions == "box" and args.backend == "rllib":
+        p.error("the rllib backend trains on the MultiDiscrete space (--actions discrete)")
+    args.actions = args.actions or ("discrete" if args.backend == "rllib" else "box")
+    if args.hparam:
+        if args.backend == "rllib":
+            p.error("--hparam sets Stable-Baselines3 arguments; it applies to --backend sb3")
+        if args.resume:
+            p.error("--hparam is fixed when a run starts (see its config.json); --resume keeps the run's")
+        try:
+            parse_hparams(args.algo, args.hparam)
+        except ValueError as exc:
+            p.error(str(exc))
     try:
         if args.backend == "rllib" or (args.resume and _run_backend(args.out) == "rllib"):
             from vvc_batch.train_rllib import train_rllib

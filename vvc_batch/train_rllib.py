@@ -63,7 +63,8 @@ def train_rllib(args: argparse.Namespace) -> int:
     code = 0
     try:
         config = ppo_config(cfg["system"], num_env_runners=cfg.get("env_runners", 1), envs_per_runner=cfg["num_envs"],
-                            workers_per_runner=cfg["workers"], train_profiles=split["train"])
+                            workers_per_runner=cfg["workers"], train_profiles=split["train"],
+                            profiles=cfg.get("profiles", "auto"))
         config.debugging(seed=cfg["seed"])
         algo = config.build_algo()
         if args.resume and ckpt.is_dir():
@@ -75,7 +76,7 @@ def train_rllib(args: argparse.Namespace) -> int:
         bar = tqdm(total=cfg["total_steps"], initial=min(steps, cfg["total_steps"]), unit="step", file=sys.stderr,
                    desc=f"rllib ppo {cfg['system']}")
         recent = [float("nan")]
-        env = vvc_batch.make(cfg["system"])
+        env = vvc_batch.make(cfg["system"], profiles=cfg.get("profiles", "auto"))
 
         def evaluate_now() -> None:
             rets = episode_returns(env, module_policy(algo.get_module()), split["test"], cfg["seed"])
