@@ -171,8 +171,12 @@ def write_doc(results: dict, budget: dict, args) -> None:
             beaten = [b for b in ("best_fixed", "dss", "hold", "random") if b in table
                       and table[algo]["mean"] > table[b]["mean"]]
             short = [b for b in ("best_fixed", "dss", "hold", "random") if b in table and b not in beaten]
+            per_seed = ""
+            if "best_fixed" in table and len(table[algo]["seeds"]) == len(table["best_fixed"]["seeds"]):
+                wins = sum(a > b for a, b in zip(table[algo]["seeds"], table["best_fixed"]["seeds"]))
+                per_seed = f" (ahead of its own split's best_fixed on {wins} of {len(table[algo]['seeds'])} seeds)"
             verdicts.append(f"- {system}, {algo}: beats {', '.join(beaten) or 'no baseline'}"
-                            + (f"; falls short of {', '.join(short)}" if short else ""))
+                            + (f"; falls short of {', '.join(short)}" if short else "") + per_seed)
     used = {system: {a: int(table[a]["env_steps"]) for a in AGENTS if a in table} for system, table in results.items()}
     notes = [f"best_fixed on {system} chooses its setting on {t['best_fixed']['search_profiles']} train profiles (a "
              "seeded subset of the train split: all of them would take about an hour per seed) and is evaluated on "
