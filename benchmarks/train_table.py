@@ -30,6 +30,7 @@ from vvc_batch.evaluation import BASELINES, evaluate_baseline, split_profiles
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "training.json"
 DOC = ROOT / "docs" / "results.md"
+CURVES = ROOT / "docs" / "learning_curves.png"
 AGENTS = ("ppo", "sac", "rllib_ppo")
 DEFAULT_BUDGET = {"13Bus": 200_000, "34Bus": 200_000, "123Bus": 200_000, "8500Node": 20_000}
 # env steps between test evaluations (default: a tenth of the budget); 8500Node's evaluations
@@ -138,6 +139,54 @@ def main(argv=None) -> int:
     return 0
 
 
+def _read_log(path: Path) -> np.ndarray:
+    """(env_steps, test_mean) rows of a run's log.csv."""
+    rows = [r.split(",") for r in path.read_text().splitlines()[1:] if r]
+    return np.array([(float(r[0]), float(r[3])) for r in rows]).reshape(-1, 2)
+
+
+def plot_curves(results: dict, runs: Path, path: Path = CURVES) -> bool:
+    """One panel per system: every agent run's test mean return against env steps, with the
+    best_fixed and dss baselines; from the run folders in ``runs`` that exist. Returns whether
+    a figure was written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    found = {system: {a: sorted(runs.glob(f"{a}_{system}_*/log.csv")) for a in AGENTS} for system in results}
+    systems = [s for s in results if any(found[s].values())]
+    if not systems:
+        return False
+    fig, axes = plt.subplots(1, len(systems), figsize=(4.2 * len(systems), 3.4), squeeze=False)
+    colors = {"ppo": "tab:blue", "sac": "tab:orange", "rllib_ppo": "tab:purple"}
+    for ax, system in zip(axes[0], systems):
+        lows, highs = [], []
+        for algo, logs in found[system].items():
+            for i, log in enumerate(logs):
+                xy = _read_log(log)
+                ax.plot(xy[:, 0], xy[:, 1], color=colors[algo], alpha=0.8, lw=1.2, label=algo if i == 0 else None)
+                lows.append(np.min(xy[len(xy) // 2:, 1]))
+                highs.append(np.max(xy[:, 1]))
+        for name, style in (("best_fixed", "--"), ("dss", ":")):
+            if name in results[system]:
+                ax.axhline(results[system][name]["mean"], color="k", ls=style, lw=1, label=name)
+                lows.append(results[system][name]["mean"])
+                highs.append(results[system][name]["mean"])
+        top, low = max(highs), min(lows)
+        ax.set_ylim(low - 0.15 * (top - low) - 1e-3, top + 0.15 * (top - low) + 1e-3)
+        ax.legend(fontsize=7, loc="lower right")
+        ax.set_title(system)
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test mean episode return")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
 def write_doc(results: dict, budget: dict, args) -> None:
     methods = ["ppo", "sac", "best_fixed", "dss", "hold", "random"]
     if any("rllib_ppo" in t for t in results.values()):
@@ -206,8 +255,12 @@ def write_doc(results: dict, budget: dict, args) -> None:
               + " (a run stops at the first whole rollout past its budget)",
               f"Machine: the 2-core development VM ({platform.processor() or platform.machine()}), Python "
               f"{platform.python_version()}, {args.workers} pool workers, {args.num_envs} environments.", "",
-              "Learning curves: `<runs>/<algo>_<system>_<seed>/learning_curve.png` (`--runs`, default "
-              "`runs/table`; not committed)."]
+              "Learning curves: one line per run (test mean return at each evaluation), from the run folders "
+              "in `--runs` (default `runs/table`; each also has its own `learning_curve.png`). Runs whose folders "
+              "are gone are not drawn: the SAC and rllib_ppo runs on 13Bus, 34Bus and 123Bus are from an earlier "
+              "machine session.", ""]
+    if plot_curves(results, Path(args.runs)):
+        lines.append(f"![learning curves]({CURVES.name})")
     DOC.write_text("\n".join(lines) + "\n")
 
 
