@@ -226,7 +226,8 @@ def write_doc(results: dict, budget: dict, args) -> None:
                 per_seed = f" (ahead of its own split's best_fixed on {wins} of {len(table[algo]['seeds'])} seeds)"
             verdicts.append(f"- {system}, {algo}: beats {', '.join(beaten) or 'no baseline'}"
                             + (f"; falls short of {', '.join(short)}" if short else "") + per_seed)
-    used = {system: {a: int(table[a]["env_steps"]) for a in AGENTS if a in table} for system, table in results.items()}
+    used = {system: {a: f"{int(table[a]['env_steps']):,} in {table[a]['wall_s'] / 60:.1f} min"
+                     for a in AGENTS if a in table} for system, table in results.items()}
     notes = [f"best_fixed on {system} chooses its setting on {t['best_fixed']['search_profiles']} train profiles (a "
              "seeded subset of the train split: all of them would take about an hour per seed) and is evaluated on "
              "the whole test split like every other method." for system, t in results.items()
@@ -250,9 +251,10 @@ def write_doc(results: dict, budget: dict, args) -> None:
               "day of 16 environments: on 13Bus it matches SB3's PPO, on 123Bus it is still far from converged at "
               "100k env steps (its train return still rising steeply; one seed-0 try at learning rate 3e-4 was no "
               "better at 40k steps).", "",
-              "Env steps per run: " + "; ".join(f"{k} " + ", ".join(f"{a} {v:,}" for a, v in vs.items())
-                                                  for k, vs in used.items())
-              + " (a run stops at the first whole rollout past its budget)",
+              "Env steps and wall time per run (mean over seeds, evaluations included; some runs shared the "
+              "machine with others): " + "; ".join(f"{k} " + ", ".join(f"{a} {v}" for a, v in vs.items())
+                                                   for k, vs in used.items())
+              + " (a run stops at the first whole rollout past its budget).",
               f"Machine: the 2-core development VM ({platform.processor() or platform.machine()}), Python "
               f"{platform.python_version()}, {args.workers} pool workers, {args.num_envs} environments.", "",
               "Learning curves: one line per run (test mean return at each evaluation), from the run folders "
