@@ -166,7 +166,7 @@ def prepare_run(args: argparse.Namespace) -> tuple[dict, dict, list[dict[str, An
         split = {"seed": args.seed, "train": train_p, "test": test_p}
         cfg = {"algo": args.algo, "system": args.system, "num_envs": args.num_envs, "workers": args.workers,
                "total_steps": args.total_steps, "seed": args.seed, "eval_every": args.eval_every,
-               "actions": args.actions, "continuous_actions": getattr(args, "actions", "box") == "box" or cbat,
+               "actions": args.actions, "continuous_actions": args.actions == "box" or cbat,
                "normalize": args.normalize,
                "profiles": args.profiles, "hparams": parse_hparams(args.algo, args.hparam or []),
                "backend": args.backend, "vvc_batch": vvc_batch.__version__}
