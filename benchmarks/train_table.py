@@ -26,6 +26,7 @@ import numpy as np
 
 import vvc_batch
 from vvc_batch.evaluation import BASELINES, evaluate_baseline, split_profiles
+from vvc_batch.train import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "training.json"
@@ -70,8 +71,8 @@ def _profiles_note(system: str) -> str:
 
 def run_training(algo: str, system: str, seed: int, budget: int, args, profiles: str = "auto") -> dict:
     out = Path(args.runs) / f"{algo}_{system}_{seed}"
-    log = out / "log.csv"
-    done = log.is_file() and int(float(log.read_text().splitlines()[-1].split(",")[0])) >= budget
+    rows = read_log(out)
+    done = bool(rows) and rows[-1]["env_steps"] >= budget
     if not done:
         backend = ["--backend", "rllib"] if algo.startswith("rllib_") else []
         cmd = [sys.executable, "-m", "vvc_batch.train", "--algo", algo.removeprefix("rllib_"), "--system", system,
@@ -82,8 +83,8 @@ def run_training(algo: str, system: str, seed: int, budget: int, args, profiles:
         if (out / "config.json").is_file():
             cmd.append("--resume")
         subprocess.run(cmd, check=True)
-    last = log.read_text().splitlines()[-1].split(",")
-    return {"mean": float(last[3]), "env_steps": int(float(last[0])), "wall_s": float(last[1])}
+    last = read_log(out)[-1]
+    return {"mean": last["test_mean"], "env_steps": int(last["env_steps"]), "wall_s": last["wall_s"]}
 
 
 def main(argv=None) -> int:
@@ -139,12 +140,6 @@ def main(argv=None) -> int:
     return 0
 
 
-def _read_log(path: Path) -> np.ndarray:
-    """(env_steps, test_mean) rows of a run's log.csv."""
-    rows = [r.split(",") for r in path.read_text().splitlines()[1:] if r]
-    return np.array([(float(r[0]), float(r[3])) for r in rows]).reshape(-1, 2)
-
-
 def plot_curves(results: dict, runs: Path, path: Path = CURVES) -> bool:
     """One panel per system: every agent run's test mean return against env steps, with the
     best_fixed and dss baselines; from the run folders in ``runs`` that exist. Returns whether
@@ -154,7 +149,8 @@ def plot_curves(results: dict, runs: Path, path: Path = CURVES) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    found = {system: {a: sorted(runs.glob(f"{a}_{system}_*/log.csv")) for a in AGENTS} for system in results}
+    found = {system: {a: sorted(p.parent for p in runs.glob(f"{a}_{system}_*/log.csv")) for a in AGENTS}
+             for system in results}
     systems = [s for s in results if any(found[s].values())]
     if not systems:
         return False
@@ -162,9 +158,9 @@ def plot_curves(results: dict, runs: Path, path: Path = CURVES) -> bool:
     colors = {"ppo": "tab:blue", "sac": "tab:orange", "rllib_ppo": "tab:purple"}
     for ax, system in zip(axes[0], systems):
         lows, highs = [], []
-        for algo, logs in found[system].items():
-            for i, log in enumerate(logs):
-                xy = _read_log(log)
+        for algo, runs_found in found[system].items():
+            for i, run in enumerate(runs_found):
+                xy = np.array([(r["env_steps"], r["test_mean"]) for r in read_log(run)]).reshape(-1, 2)
                 ax.plot(xy[:, 0], xy[:, 1], color=colors[algo], alpha=0.8, lw=1.2, label=algo if i == 0 else None)
                 lows.append(np.min(xy[len(xy) // 2:, 1]))
                 highs.append(np.max(xy[:, 1]))

@@ -49,6 +49,7 @@ from typing import Callable
 import numpy as np
 
 import vvc_batch
+from vvc_batch.profiles import PROFILE_SOURCES
 from vvc_batch.registration import env_id
 from vvc_batch.spaces import flat_action
 
@@ -533,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dss-mode", action="store_true", help="OpenDSS's controllers act")
     p.add_argument("--solver-options", type=int, default=0, help="OpenDSS YMatrix.SolverOptions (0 or 2)")
-    p.add_argument("--profiles", default="auto", choices=["auto", "powergym", "synthetic"],
+    p.add_argument("--profiles", default="auto", choices=PROFILE_SOURCES,
                    help="load-profile source (auto: the system's load shapes, else the built-in generator)")
     p.add_argument("--json", default=None, help="write the figures to this file")
     p.add_argument("--rllib", action="store_true",

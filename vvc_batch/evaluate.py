@@ -21,6 +21,7 @@ from pathlib import Path
 
 import vvc_batch
 from vvc_batch.evaluation import BASELINES, evaluate_baseline, split_profiles, summary
+from vvc_batch.profiles import PROFILE_SOURCES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", choices=["test", "all"], default="test")
     p.add_argument("--split-from", default=None, help="a run folder whose split to use")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--profiles", choices=["auto", "powergym", "synthetic"], default=None,
+    p.add_argument("--profiles", choices=PROFILE_SOURCES, default=None,
                    help="load-profile source (default: the run's, else auto)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)

@@ -15,6 +15,11 @@ import numpy as np
 
 from vvc_batch.errors import DataNotFoundError
 
+#: the named load-profile sources (``profiles=`` also takes an array): the data directory's
+#: load shapes else the built-in generator's for the embedded model, the data directory's
+#: only, or the built-in generator's
+PROFILE_SOURCES = ("auto", "powergym", "synthetic")
+
 
 def loadshape_files(folder: Path) -> list[Path]:
     """The load-shape CSV files of a system folder, in sorted name order (may be empty)."""

@@ -40,6 +40,7 @@ import numpy as np
 
 import vvc_batch
 from vvc_batch.evaluation import episode_returns, split_profiles
+from vvc_batch.profiles import PROFILE_SOURCES
 
 
 def _policy(model, env, continuous: bool, normalizer=None):
@@ -175,12 +176,17 @@ def prepare_run(args: argparse.Namespace) -> tuple[dict, dict, list[dict[str, An
         out.mkdir(parents=True, exist_ok=True)
         cfg_path.write_text(json.dumps(cfg, indent=2))
         split_path.write_text(json.dumps(split))
-    log: list[dict[str, Any]] = []
-    log_path = out / "log.csv"
-    if args.resume and log_path.is_file():
-        rows = log_path.read_text().splitlines()[1:]
-        log = [dict(zip(LOG_COLUMNS, map(float, r.split(",")))) for r in rows if r]
+    log = read_log(out) if args.resume else []
     return cfg, split, log
+
+
+def read_log(out: Path) -> list[dict[str, float]]:
+    """The rows of a run folder's ``log.csv`` (one per evaluation; keys :data:`LOG_COLUMNS`),
+    empty when there is none yet."""
+    path = Path(out) / "log.csv"
+    if not path.is_file():
+        return []
+    return [dict(zip(LOG_COLUMNS, map(float, r.split(",")))) for r in path.read_text().splitlines()[1:] if r]
 
 
 def write_log(log: list[dict[str, Any]], out: Path) -> None:
@@ -314,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-every", type=int, default=0, help="env steps between evaluations (default: a tenth)")
     p.add_argument("--out", default=None, help="run folder (default runs/<algo>_<system>_<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--profiles", choices=["auto", "powergym", "synthetic"], default="auto",
+    p.add_argument("--profiles", choices=PROFILE_SOURCES, default="auto",
                    help="load-profile source (synthetic: the built-in generator, for data without load shapes)")
     p.add_argument("--actions", choices=["box", "discrete"], default=None,
                    help="box (default for sb3): Box(-1, 1) per device, taps in order (see vvc_batch.wrappers); "
