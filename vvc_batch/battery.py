@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
@@ -45,13 +46,13 @@ class BatteryBank:
         """Number of batteries."""
         return len(self.names)
 
-    @property
+    @cached_property
     def kw_step(self) -> tuple[float, ...]:
         """kW between two adjacent discrete levels."""
         half = self.levels // 2
         return tuple(m / half for m in self.max_kw)
 
-    @property
+    @cached_property
     def initial_soc(self) -> tuple[float, ...]:
         """State of charge at reset (0..1)."""
         return tuple(e / c for e, c in zip(self.initial_kwh, self.max_kwh))

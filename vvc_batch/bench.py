@@ -4,7 +4,9 @@
         [--repeats 3] [--dss-mode] [--solver-options 0] [--json FILE] [--rllib]
 
 Measured in one run, on the same seeded random actions (env-steps per second, medians of
-the repeats, after a warm-up):
+the repeats, after a warm-up). Every case is built first; the repeats then measure the
+cases in turn, rotating the order each round, so that all of them see the same machine
+load; ``paired_ratios`` are medians of the ratios within each round:
 
 * ``vvc_batch``: this engine, N environments on W workers;
 * ``vvc_batch_1worker``: this engine on one worker (the base of the parallel efficiency);
@@ -83,19 +85,31 @@ def _rate(step: Callable[[int], None], steps: int, env_steps_per_call: int) -> f
     return steps * env_steps_per_call / (time.perf_counter() - t0)
 
 
-def bench_vvc(system, num_envs, workers, actions, dss, warmup, repeats, env_kwargs) -> list[float]:
+class Case:
+    """A built benchmark case: ``step(i)`` plays call ``i`` (``env_steps`` env-steps each),
+    ``calls`` of them make one measured pass; ``close()`` frees it."""
+
+    def __init__(self, step: Callable[[int], None], calls: int, env_steps: int, close: Callable[[], None]) -> None:
+        self.step, self.calls, self.env_steps, self.close = step, calls, env_steps, close
+
+    def measure(self, warmup: int) -> float:
+        """Env-steps per second of one pass, after ``warmup`` unmeasured calls (caches refilled
+        after the other cases ran)."""
+        _rate(self.step, warmup, self.env_steps)
+        return _rate(self.step, self.calls, self.env_steps)
+
+
+def open_vvc(system, num_envs, workers, actions, dss, env_kwargs) -> Case:
+    """This engine: ``num_envs`` environments on ``workers`` worker processes."""
     envs = vvc_batch.make_vec(system, num_envs=num_envs, num_workers=workers, dss_mode=dss,
                               copy=False, **env_kwargs)
-    try:
-        envs.reset(seed=0)
-        step = (lambda i: envs.step(None)) if dss else (lambda i: envs.step(actions[i % len(actions)]))
-        _rate(step, warmup, num_envs)
-        return [_rate(step, len(actions), num_envs) for _ in range(repeats)]
-    finally:
-        envs.close()
+    envs.reset(seed=0)
+    step = (lambda i: envs.step(None)) if dss else (lambda i: envs.step(actions[i % len(actions)]))
+    return Case(step, len(actions), num_envs, envs.close)
 
 
-def bench_single(system, actions, dss, warmup, repeats, env_kwargs) -> list[float]:
+def open_single(system, actions, dss, env_kwargs) -> Case:
+    """One environment stepped in a loop over every row of the actions."""
     env = vvc_batch.make(system, dss_mode=dss, **env_kwargs).unwrapped
     space = env.action_space
     n = actions[0].shape[0]
@@ -107,14 +121,12 @@ def bench_single(system, actions, dss, warmup, repeats, env_kwargs) -> list[floa
         if term or trunc:
             env.reset()
 
-    try:
-        _rate(step, warmup, 1)
-        return [_rate(step, len(rows), 1) for _ in range(repeats)]
-    finally:
-        env.close()
+    return Case(step, len(rows), 1, env.close)
 
 
-def bench_gym_vector(kind, system, actions, dss, warmup, repeats, env_kwargs) -> list[float]:
+def open_gym_vector(kind, system, actions, dss, env_kwargs) -> Case:
+    """gymnasium's ``SyncVectorEnv`` (``kind="sync"``) or ``AsyncVectorEnv(shared_memory=True)``
+    over single environments."""
     import gymnasium as gym
 
     n = actions[0].shape[0]
@@ -134,11 +146,43 @@ def bench_gym_vector(kind, system, actions, dss, warmup, repeats, env_kwargs) ->
             else:
                 batches.append(a)
         envs.reset(seed=0)
-        step = lambda i: envs.step(batches[i % len(batches)])  # noqa: E731
-        _rate(step, warmup, n)
-        return [_rate(step, len(batches), n) for _ in range(repeats)]
-    finally:
+    except BaseException:
         envs.close()
+        raise
+    return Case(lambda i: envs.step(batches[i % len(batches)]), len(batches), n, envs.close)
+
+
+def measure_interleaved(builders: dict[str, Callable[[], Case]], repeats: int, warmup: int,
+                        progress=None) -> dict[str, list[float]]:
+    """Build every case, warm each up, then measure them in turn, ``repeats`` rounds with the
+    order rotated each round, so that every case sees the same machine load; every case is
+    closed at the end (also on errors and Ctrl-C). Returns env-steps/s per case and round."""
+    cases: dict[str, Case] = {}
+    rates: dict[str, list[float]] = {name: [] for name in builders}
+    order = list(builders)
+    try:
+        for name in order:
+            if progress is not None:
+                progress.set_postfix_str(f"build {name}")
+            cases[name] = builders[name]()
+            cases[name].measure(warmup)
+            if progress is not None:
+                progress.update()
+        rewarm = max(1, warmup // 4)
+        for rep in range(repeats):
+            for name in order[rep % len(order):] + order[: rep % len(order)]:
+                if progress is not None:
+                    progress.set_postfix_str(name)
+                rates[name].append(cases[name].measure(rewarm))
+                if progress is not None:
+                    progress.update()
+    finally:
+        for case in cases.values():
+            try:
+                case.close()
+            except Exception:  # pragma: no cover - closing the others matters more
+                pass
+    return rates
 
 
 def solve_seconds(env, actions: list) -> float:
@@ -188,24 +232,18 @@ def run(args) -> dict:
         probe.close()
     actions = _action_batches(args.system, args.num_envs, args.steps, args.seed)
     warmup = max(5, args.steps // 10)
-    plan = [
-        ("vvc_batch", lambda: bench_vvc(args.system, args.num_envs, args.workers, actions, args.dss_mode,
-                                        warmup, args.repeats, env_kwargs)),
-        ("vvc_batch_1worker", lambda: bench_vvc(args.system, args.num_envs, 1, actions, args.dss_mode,
-                                                warmup, args.repeats, env_kwargs)),
-        ("single_loop", lambda: bench_single(args.system, actions, args.dss_mode, warmup, args.repeats, env_kwargs)),
-        ("sync_vector_env", lambda: bench_gym_vector("sync", args.system, actions, args.dss_mode, warmup,
-                                                     args.repeats, env_kwargs)),
-        ("async_vector_env", lambda: bench_gym_vector("async", args.system, actions, args.dss_mode, warmup,
-                                                      args.repeats, env_kwargs)),
-    ]
-    results = {}
-    bar = tqdm(plan, desc="benchmark", unit="case", file=sys.stderr)
-    for name, fn in bar:
-        bar.set_postfix_str(name)
-        rates = fn()
-        results[name] = {"env_steps_per_s": statistics.median(rates), "repeats": len(rates),
-                         "all_env_steps_per_s": rates}
+    sysname, n, dss = args.system, args.num_envs, args.dss_mode
+    builders = {  # AsyncVectorEnv first: its processes start before this one holds circuits
+        "async_vector_env": lambda: open_gym_vector("async", sysname, actions, dss, env_kwargs),
+        "sync_vector_env": lambda: open_gym_vector("sync", sysname, actions, dss, env_kwargs),
+        "single_loop": lambda: open_single(sysname, actions, dss, env_kwargs),
+        "vvc_batch_1worker": lambda: open_vvc(sysname, n, 1, actions, dss, env_kwargs),
+        "vvc_batch": lambda: open_vvc(sysname, n, args.workers, actions, dss, env_kwargs),
+    }
+    with tqdm(total=len(builders) * (args.repeats + 1), desc="benchmark", unit="run", file=sys.stderr) as bar:
+        rates = measure_interleaved(builders, args.repeats, warmup, progress=bar)
+    results = {name: {"env_steps_per_s": statistics.median(rates[name]), "repeats": len(rates[name]),
+                      "all_env_steps_per_s": rates[name]} for name in CASES}
     solve = bare_solve_us(args.system, actions, args.dss_mode, env_kwargs)
     w = max(1, min(args.workers, args.num_envs))
     engine = results["vvc_batch"]["env_steps_per_s"]
@@ -225,13 +263,16 @@ def run(args) -> dict:
         "overhead_us_per_env_step": 1e6 / one - solve,
         "parallel_efficiency": engine / (w * one),
         "ratios": {name: engine / r["env_steps_per_s"] for name, r in results.items() if name != "vvc_batch"},
+        # the same from the runs of one round (next to each other in time, so under similar load)
+        "paired_ratios": {name: statistics.median(a / b for a, b in zip(rates["vvc_batch"], rates[name]))
+                          for name in CASES if name != "vvc_batch"},
     }
 
 
 def report(res: dict) -> str:
     lines = [
         f"{res['system']}: {res['num_envs']} environments, {res['workers']} workers, {res['steps']} steps x "
-        f"{res['results']['vvc_batch']['repeats']} repeats, solver options {res['solver_options']}"
+        f"{res['results']['vvc_batch']['repeats']} repeats (interleaved), solver options {res['solver_options']}"
         f"{', dss mode' if res['dss_mode'] else ''}; {res['machine']['cpus']} cpus, Python "
         f"{res['machine']['python']}",
         f"{'case':<20} {'env-steps/s':>12} {'vvc_batch is':>14}",
@@ -240,6 +281,8 @@ def report(res: dict) -> str:
         r = res["results"][name]["env_steps_per_s"]
         ratio = "" if name == "vvc_batch" else f"{res['ratios'][name]:.2f}x"
         lines.append(f"{name:<20} {r:>12,.0f} {ratio:>14}")
+    paired = ", ".join(f"{name} {r:.2f}x" for name, r in res["paired_ratios"].items())
+    lines.append(f"paired ratios (median over rounds): {paired}")
     lines.append(f"parallel efficiency {res['parallel_efficiency']:.0%}; bare OpenDSS solve "
                  f"{res['bare_solve_us_per_env_step']:.1f} us per env-step, engine overhead above it "
                  f"{res['overhead_us_per_env_step']:.1f} us (one worker)")
@@ -540,6 +583,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rllib", action="store_true",
                    help="measure RLlib's env-runner sampling (this engine, RLlib's sync and async; needs Ray)")
     args = p.parse_args(argv)
+    for flag in ("num_envs", "workers", "steps", "repeats"):
+        if getattr(args, flag) < 1:
+            print(f"error: --{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}", file=sys.stderr)
+            return 2
     try:
         vvc_batch.parse_env_name(args.system)
     except vvc_batch.UnknownSystemError as exc:

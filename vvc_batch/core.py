@@ -190,9 +190,8 @@ class VVCBatch:
         self._ratio = [[reg.ratio(tap0)] * R for _ in range(K)]  # tap ratios, pu
         self._kwh = [self._initial_kwh() for _ in range(K)]
         self.bat_kw = np.zeros((K, B))  # power drawn by each battery at the last solve, kW
-        self._v = np.zeros((K, N))
-        self._ratio_loss = np.zeros(K)
-        self._ctrl = np.zeros(K)
+        self._v = np.zeros((K, N))  # node voltage magnitudes, pu
+        self._vc = np.zeros((K, N), dtype=np.complex128)  # complex node voltages, volts
         self._initial_soc = list(bank.initial_soc)
         self._inv_max_kw = [1.0 / m for m in bank.max_kw]
         self._all = slice(None)
@@ -326,11 +325,11 @@ class VVCBatch:
             raise IndexError(f"environment indices must lie in 0..{self.num_envs - 1}, got {ids.tolist()}")
         return ids, ids.tolist()
 
-    def _obs_tail(self, k: int) -> list[float]:
+    def _obs_tail(self, caps: list, taps: list, soc: list[float], drawn: list[float]) -> list[float]:
         """Observation entries after the voltages: caps, tap numbers, [soc, power] per battery."""
-        tail = self._caps[k] + self._taps[k]
-        for e, cap, p, inv in zip(self._kwh[k], self.batteries.max_kwh, self.bat_kw[k].tolist(), self._inv_max_kw):
-            tail.append(e / cap)
+        tail = caps + taps
+        for s, p, inv in zip(soc, drawn, self._inv_max_kw):
+            tail.append(s)
             tail.append(-p * inv)
         return tail
 
@@ -386,7 +385,8 @@ class VVCBatch:
             eng.read_voltages(self._v[k])
             eng.read_battery_power(self.bat_kw[k])
             obs[k, :N] = self._v[k]
-            obs[k, N:] = self._obs_tail(k)
+            soc = [e / c for e, c in zip(self._kwh[k], self.batteries.max_kwh)]
+            obs[k, N:] = self._obs_tail(self._caps[k], self._taps[k], soc, self.bat_kw[k].tolist())
         for key in INFO_KEYS:
             info[key][sel] = 0.0
         info["hour"][sel] = 0
@@ -430,15 +430,13 @@ class VVCBatch:
             rows = actions.tolist()
         project = bank.project_continuous if self.config.continuous_battery else bank.project_discrete
         weights = self.weights
-        buf = self.buffers
-        info, obs = buf.info, buf.obs
-        conv, av_cap, av_reg = info["converged"], info["av_cap_err"], info["av_reg_err"]
-        av_dis, av_soc_err, av_soc = info["av_dis_err"], info["av_soc_err"], info["av_soc"]
-        v, bat_kw, slot, ratio_arr, ctrl_arr = self._v, self.bat_kw, self.slot, self._ratio_loss, self._ctrl
-        nC, nR, nB = C or 1, R or 1, bank.n or 1
-        N = self.num_nodes
+        engines, vc, slot = self.engines, self._vc, self.slot
+        max_kwh, initial_soc, inv_max_kw = bank.max_kwh, self._initial_soc, self._inv_max_kw
+        min_tap, tap_step = reg.min_tap, reg.tap_step
+        # per environment: plain Python numbers, written to the arrays in bulk after the loop
+        stats, tails, drawn_rows = [], [], []
         for i, k in enumerate(ids):
-            eng = self.engines[k]
+            eng = engines[k]
             prev_caps, prev_taps, kwh = self._caps[k], self._taps[k], self._kwh[k]
             if dss:
                 kw = [0.0] * bank.n
@@ -446,13 +444,13 @@ class VVCBatch:
                 row = rows[i]
                 caps, taps = row[:C], row[C : C + R]
                 kw = project(row[C + R :], kwh, hours)
-                ratios = [reg.min_tap + n * reg.tap_step for n in taps]
+                ratios = [min_tap + n * tap_step for n in taps]
                 eng.write_devices(caps, ratios, kw, bank.kvar(kw))
                 self._caps[k], self._taps[k], self._ratio[k] = caps, taps, ratios
-            last = t_list[i] + 1 >= H
-            conv[k] = eng.solve(int(slot[k]) * H + t_list[i] + 1, dss)
-            eng.read_voltages(v[k])
-            eng.read_battery_power(bat_kw[k])
+            t_k = t_list[i]
+            converged = eng.solve(int(slot[k]) * H + t_k + 1, dss)
+            eng.read_node_voltages(vc[k])
+            drawn = eng.battery_power()
             loss_kw, source_kw = eng.read_power()
             if dss:
                 caps = eng.read_capacitor_states().astype(np.float64).tolist()
@@ -460,35 +458,51 @@ class VVCBatch:
                 taps = eng.tap_numbers(np.asarray(ratios)).astype(np.float64).tolist()
                 eng.note_devices(caps, ratios)
                 self._caps[k], self._taps[k], self._ratio[k] = caps, taps, ratios
-            drawn = bat_kw[k].tolist()
             new_kwh = bank.update_energy(kwh, drawn, hours)
             self._kwh[k] = new_kwh
-            cap_change = sum(abs(a - b) for a, b in zip(caps, prev_caps))
-            tap_change = sum(abs(a - b) for a, b in zip(taps, prev_taps))
-            dis = sum(max(0.0, p) * inv for p, inv in zip(kw, self._inv_max_kw))
-            soc = [e / c for e, c in zip(new_kwh, bank.max_kwh)]
-            soc_err = sum(abs(s - s0) for s, s0 in zip(soc, self._initial_soc))
-            ratio_arr[k] = loss_ratio(loss_kw, source_kw)
-            ctrl_arr[k] = control_reward(weights, cap_change, tap_change, dis, soc_err, last)
-            av_cap[k] = cap_change / nC
-            av_reg[k] = tap_change / nR
-            av_dis[k] = dis / nB
-            av_soc_err[k] = soc_err / nB
-            av_soc[k] = sum(soc) / nB
-            obs[k, N:] = self._obs_tail(k)
+            cap_change = sum([abs(a - b) for a, b in zip(caps, prev_caps)])
+            tap_change = sum([abs(a - b) for a, b in zip(taps, prev_taps)])
+            dis = sum([p * inv for p, inv in zip(kw, inv_max_kw) if p > 0.0])
+            soc = [e / c for e, c in zip(new_kwh, max_kwh)]
+            soc_err = sum([abs(s - s0) for s, s0 in zip(soc, initial_soc)])
+            ratio = loss_ratio(loss_kw, source_kw)
+            ctrl = control_reward(weights, cap_change, tap_change, dis, soc_err, t_k + 1 >= H)
+            stats.append((converged, ratio, ctrl, cap_change, tap_change, dis, soc_err, sum(soc)))
+            tails.append(self._obs_tail(caps, taps, soc, drawn))
+            drawn_rows.append(drawn)
+        # bulk writes: one numpy call per output array
+        n = len(ids)
+        st = np.array(stats, dtype=np.float64).reshape(n, 8)
+        B = bank.n
+        self.bat_kw[sel] = np.array(drawn_rows, dtype=np.float64).reshape(n, B)
+        v = self._v
+        v_sel = v if sel is self._all else v[sel]
+        engines[0].pu_magnitudes(vc if sel is self._all else vc[sel], v_sel)
+        if sel is not self._all:
+            v[sel] = v_sel
         t_new = t + 1
         self.t[sel] = t_new
-        vol = voltage_reward(v[sel], self.layout.bus_start)
-        ratio, ctrl = ratio_arr[sel], ctrl_arr[sel]
+        vol = voltage_reward(v_sel, self.layout.bus_start)
+        ratio, ctrl = st[:, 1], st[:, 2]
+        buf = self.buffers
+        info, obs = buf.info, buf.obs
         buf.reward[sel] = total_reward(weights, ratio, vol, ctrl)
+        info["converged"][sel] = st[:, 0] != 0.0
         info["power_loss_ratio"][sel] = ratio
         info["vol_reward"][sel] = vol
         info["ctrl_reward"][sel] = ctrl
+        info["av_cap_err"][sel] = st[:, 3] / (C or 1)
+        info["av_reg_err"][sel] = st[:, 4] / (R or 1)
+        info["av_dis_err"][sel] = st[:, 5] / (B or 1)
+        info["av_soc_err"][sel] = st[:, 6] / (B or 1)
+        info["av_soc"][sel] = st[:, 7] / (B or 1)
         info["hour"][sel] = t_new
         info["profile"][sel] = self.profile_id[sel]
         buf.terminated[sel] = False
         buf.truncated[sel] = t_new >= H
-        obs[sel, :N] = v[sel]
+        N = self.num_nodes
+        obs[sel, :N] = v_sel
+        obs[sel, N:] = np.array(tails, dtype=np.float64).reshape(n, self.obs_dim - N)
         return buf
 
     # ------------------------------------------------------------------ misc

@@ -252,7 +252,7 @@ class DssEngine:
                 refs.append(y_index[name])
                 bases.append(base_v)
         self._node_refs = np.asarray(refs, dtype=np.intp)
-        self._vmag = np.zeros(len(refs))
+        self._vnode = np.zeros(len(refs), dtype=np.complex128)
         bases_arr = np.asarray(bases, dtype=np.float64)
         self._inv_base = np.divide(1.0, bases_arr, out=np.zeros_like(bases_arr), where=bases_arr > 0)
         self._base = np.where(bases_arr > 0, bases_arr, 1.0)
@@ -482,8 +482,18 @@ class DssEngine:
 
     def read_voltages(self, out: np.ndarray) -> None:
         """Node voltage magnitudes in pu, in :attr:`CircuitLayout.node_names` order, into ``out``."""
-        v = self._voltage_vector().take(self._node_refs)
-        np.divide(np.abs(v, out=self._vmag), self._base, out=out)
+        self.read_node_voltages(self._vnode)
+        self.pu_magnitudes(self._vnode, out)
+
+    def read_node_voltages(self, out: np.ndarray) -> None:
+        """Complex node voltages in volts, in :attr:`CircuitLayout.node_names` order, into
+        ``out`` (complex128); ``pu_magnitudes`` turns rows of them into pu magnitudes."""
+        self._voltage_vector().take(self._node_refs, out=out, mode="clip")
+
+    def pu_magnitudes(self, volts: np.ndarray, out: np.ndarray) -> None:
+        """Magnitudes in pu (``out``, float64) of complex node voltages (volts, rows of
+        :meth:`read_node_voltages`); the same arithmetic as :meth:`read_voltages`."""
+        np.divide(np.abs(volts, out=out), self._base, out=out)
 
     def read_power(self) -> tuple[float, float]:
         """(total losses kW, power delivered by the source kW, positive when delivering)."""
@@ -497,6 +507,12 @@ class DssEngine:
         """Real power drawn by each battery generator (kW; negative = discharging) into ``out``."""
         if self._gen_ptrs is None:
             return
+        out[:] = self.battery_power()
+
+    def battery_power(self) -> list[float]:
+        """Real power drawn by each battery generator (kW; negative = discharging)."""
+        if self._gen_ptrs is None:
+            return []
         self._lib.Alt_CEBatch_Get_TotalPowers(
             self._pw_ptr, self._pw_dims, self._gen_ptrs, len(self._gen_idx)
         )
@@ -505,7 +521,7 @@ class DssEngine:
         if addr != self._pw_addr:
             self._pw_view = np.frombuffer(self._ffi.buffer(self._pw_ptr[0], 8 * 2 * n), dtype=np.float64)[0::2]
             self._pw_addr = addr
-        out[:] = self._pw_view
+        return self._pw_view.tolist()
 
     # ------------------------------------------------------------------ pictures
     def topology(self) -> dict[str, Any]:
