@@ -28,6 +28,9 @@ from vvc_batch.systems import EnvConfig, circuit_source, parse_env_name
 
 #: info entries of every step, besides the reward components in ``INFO_KEYS``
 STEP_INFO_KEYS = INFO_KEYS + ("converged", "hour", "profile")
+# the per-environment values a step computes in Python, in the order it collects them
+_STATS_KEYS = ("converged", "power_loss_ratio", "ctrl_reward", "av_cap_err", "av_reg_err", "av_dis_err",
+               "av_soc_err", "av_soc")
 
 
 @dataclass
@@ -433,6 +436,7 @@ class VVCBatch:
         engines, vc, slot = self.engines, self._vc, self.slot
         max_kwh, initial_soc, inv_max_kw = bank.max_kwh, self._initial_soc, self._inv_max_kw
         min_tap, tap_step = reg.min_tap, reg.tap_step
+        nC, nR, nB = C or 1, R or 1, bank.n or 1
         # per environment: plain Python numbers, written to the arrays in bulk after the loop
         stats, tails, drawn_rows = [], [], []
         for i, k in enumerate(ids):
@@ -467,14 +471,15 @@ class VVCBatch:
             soc_err = sum([abs(s - s0) for s, s0 in zip(soc, initial_soc)])
             ratio = loss_ratio(loss_kw, source_kw)
             ctrl = control_reward(weights, cap_change, tap_change, dis, soc_err, t_k + 1 >= H)
-            stats.append((converged, ratio, ctrl, cap_change, tap_change, dis, soc_err, sum(soc)))
+            # in STATS_KEYS order; averages over the devices of each kind
+            stats.append((converged, ratio, ctrl, cap_change / nC, tap_change / nR, dis / nB, soc_err / nB,
+                          sum(soc) / nB))
             tails.append(self._obs_tail(caps, taps, soc, drawn))
             drawn_rows.append(drawn)
         # bulk writes: one numpy call per output array
         n = len(ids)
-        st = np.array(stats, dtype=np.float64).reshape(n, 8)
-        B = bank.n
-        self.bat_kw[sel] = np.array(drawn_rows, dtype=np.float64).reshape(n, B)
+        st = np.array(stats, dtype=np.float64).reshape(n, len(_STATS_KEYS))
+        self.bat_kw[sel] = np.array(drawn_rows, dtype=np.float64).reshape(n, bank.n)
         v = self._v
         v_sel = v if sel is self._all else v[sel]
         engines[0].pu_magnitudes(vc if sel is self._all else vc[sel], v_sel)
@@ -483,19 +488,12 @@ class VVCBatch:
         t_new = t + 1
         self.t[sel] = t_new
         vol = voltage_reward(v_sel, self.layout.bus_start)
-        ratio, ctrl = st[:, 1], st[:, 2]
         buf = self.buffers
         info, obs = buf.info, buf.obs
-        buf.reward[sel] = total_reward(weights, ratio, vol, ctrl)
-        info["converged"][sel] = st[:, 0] != 0.0
-        info["power_loss_ratio"][sel] = ratio
+        for j, key in enumerate(_STATS_KEYS):
+            info[key][sel] = st[:, j]
         info["vol_reward"][sel] = vol
-        info["ctrl_reward"][sel] = ctrl
-        info["av_cap_err"][sel] = st[:, 3] / (C or 1)
-        info["av_reg_err"][sel] = st[:, 4] / (R or 1)
-        info["av_dis_err"][sel] = st[:, 5] / (B or 1)
-        info["av_soc_err"][sel] = st[:, 6] / (B or 1)
-        info["av_soc"][sel] = st[:, 7] / (B or 1)
+        buf.reward[sel] = total_reward(weights, st[:, 1], vol, st[:, 2])
         info["hour"][sel] = t_new
         info["profile"][sel] = self.profile_id[sel]
         buf.terminated[sel] = False

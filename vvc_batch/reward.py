@@ -30,16 +30,11 @@ INFO_KEYS = (
 def voltage_reward(v_pu: np.ndarray, bus_start: np.ndarray) -> np.ndarray:
     """Voltage-violation term (K,) from node voltages (K, N) grouped by bus (pu, <= 0):
     the sum over buses of min(0, 1.05 - max V_bus) + min(0, min V_bus - 0.95)."""
-    out = np.zeros(v_pu.shape[0])
-    if v_pu.max() > V_MAX_PU:  # the per-bus maxima are only needed when some node is over
-        over = np.maximum.reduceat(v_pu, bus_start, axis=1)
-        over -= V_MAX_PU
-        out -= np.maximum(over, 0.0, out=over).sum(axis=1)
-    if v_pu.min() < V_MIN_PU:
-        under = np.minimum.reduceat(v_pu, bus_start, axis=1)
-        under -= V_MIN_PU
-        out += np.minimum(under, 0.0, out=under).sum(axis=1)
-    return out
+    over = np.maximum.reduceat(v_pu, bus_start, axis=1)
+    under = np.minimum.reduceat(v_pu, bus_start, axis=1)
+    np.subtract(V_MAX_PU, over, out=over)
+    np.subtract(under, V_MIN_PU, out=under)
+    return np.minimum(over, 0.0, out=over).sum(axis=1) + np.minimum(under, 0.0, out=under).sum(axis=1)
 
 
 def loss_ratio(loss_kw: float, source_kw: float) -> float:

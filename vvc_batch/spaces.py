@@ -115,6 +115,7 @@ class ActionChecker:
             hi += [c.bat_levels - 1] * c.batteries
         self._low = np.asarray(lo, dtype=np.float64)
         self._high = np.asarray(hi, dtype=np.float64)
+        self._low_list, self._high_list = self._low.tolist(), self._high.tolist()
         self._n_disc = c.capacitors + c.regulators + (0 if continuous_battery else c.batteries)
         self._size = c.action_size
         self._names = (
@@ -197,7 +198,11 @@ class ActionChecker:
                     f"{self._describe(k, i, batch)} is {flat[k, i]:g}; allowed are the integers "
                     f"0..{int(self._high[i])}"
                 )
-        if (flat < self._low).any() or (flat > self._high).any():
+        if batch is None and self._size <= 64:  # one small action: Python compares faster than numpy
+            in_range = all(lo <= x <= hi for x, lo, hi in zip(flat[0].tolist(), self._low_list, self._high_list))
+        else:
+            in_range = not ((flat < self._low) | (flat > self._high)).any()
+        if not in_range:
             k, i = np.argwhere((flat < self._low) | (flat > self._high))[0]
             allowed = (
                 "a value in [-1, 1]" if i >= self._n_disc else f"the integers 0..{int(self._high[i])}"
