@@ -103,9 +103,18 @@ def open_vvc(system, num_envs, workers, actions, dss, env_kwargs) -> Case:
     """This engine: ``num_envs`` environments on ``workers`` worker processes."""
     envs = vvc_batch.make_vec(system, num_envs=num_envs, num_workers=workers, dss_mode=dss,
                               copy=False, **env_kwargs)
-    envs.reset(seed=0)
+    _reset_or_close(envs)
     step = (lambda i: envs.step(None)) if dss else (lambda i: envs.step(actions[i % len(actions)]))
     return Case(step, len(actions), num_envs, envs.close)
+
+
+def _reset_or_close(env) -> None:
+    """First reset of a freshly built case; the case is closed if it fails."""
+    try:
+        env.reset(seed=0)
+    except BaseException:
+        env.close()
+        raise
 
 
 def open_single(system, actions, dss, env_kwargs) -> Case:
@@ -114,7 +123,7 @@ def open_single(system, actions, dss, env_kwargs) -> Case:
     space = env.action_space
     n = actions[0].shape[0]
     rows = [_unflatten(space, a[k]) for a in actions for k in range(n)]
-    env.reset(seed=0)
+    _reset_or_close(env)
 
     def step(i):
         _, _, term, trunc, _ = env.step(None if dss else rows[i % len(rows)])
@@ -136,19 +145,15 @@ def open_gym_vector(kind, system, actions, dss, env_kwargs) -> Case:
         envs = gym.vector.SyncVectorEnv(fns)
     else:
         envs = gym.vector.AsyncVectorEnv(fns, shared_memory=True, context="forkserver")
-    try:
-        space = envs.single_action_space
-        batches = []
-        for a in actions:
-            if isinstance(space, gym.spaces.Tuple):
-                m = space[0].shape[0]
-                batches.append((a[:, :m].astype(np.int64), a[:, m:].astype(np.float32)))
-            else:
-                batches.append(a)
-        envs.reset(seed=0)
-    except BaseException:
-        envs.close()
-        raise
+    space = envs.single_action_space
+    batches = []
+    for a in actions:
+        if isinstance(space, gym.spaces.Tuple):
+            m = space[0].shape[0]
+            batches.append((a[:, :m].astype(np.int64), a[:, m:].astype(np.float32)))
+        else:
+            batches.append(a)
+    _reset_or_close(envs)
     return Case(lambda i: envs.step(batches[i % len(batches)]), len(batches), n, envs.close)
 
 

@@ -471,7 +471,7 @@ class VVCBatch:
             soc_err = sum([abs(s - s0) for s, s0 in zip(soc, initial_soc)])
             ratio = loss_ratio(loss_kw, source_kw)
             ctrl = control_reward(weights, cap_change, tap_change, dis, soc_err, t_k + 1 >= H)
-            # in STATS_KEYS order; averages over the devices of each kind
+            # in _STATS_KEYS order; averages over the devices of each kind
             stats.append((converged, ratio, ctrl, cap_change / nC, tap_change / nR, dis / nB, soc_err / nB,
                           sum(soc) / nB))
             tails.append(self._obs_tail(caps, taps, soc, drawn))
@@ -482,6 +482,7 @@ class VVCBatch:
         self.bat_kw[sel] = np.array(drawn_rows, dtype=np.float64).reshape(n, bank.n)
         v = self._v
         v_sel = v if sel is self._all else v[sel]
+        # every engine of a system has the same node bases: one call converts all rows
         engines[0].pu_magnitudes(vc if sel is self._all else vc[sel], v_sel)
         if sel is not self._all:
             v[sel] = v_sel
@@ -493,7 +494,7 @@ class VVCBatch:
         for j, key in enumerate(_STATS_KEYS):
             info[key][sel] = st[:, j]
         info["vol_reward"][sel] = vol
-        buf.reward[sel] = total_reward(weights, st[:, 1], vol, st[:, 2])
+        buf.reward[sel] = total_reward(weights, st[:, 1], vol, st[:, 2])  # loss ratio, control term
         info["hour"][sel] = t_new
         info["profile"][sel] = self.profile_id[sel]
         buf.terminated[sel] = False

@@ -254,7 +254,6 @@ class DssEngine:
         self._node_refs = np.asarray(refs, dtype=np.intp)
         self._vnode = np.zeros(len(refs), dtype=np.complex128)
         bases_arr = np.asarray(bases, dtype=np.float64)
-        self._inv_base = np.divide(1.0, bases_arr, out=np.zeros_like(bases_arr), where=bases_arr > 0)
         self._base = np.where(bases_arr > 0, bases_arr, 1.0)
         self._num_nodes = int(c.NumNodes)
 
