@@ -226,15 +226,22 @@ def bare_solve_us(system, actions, dss, env_kwargs) -> float:
         env.close()
 
 
+def bench_profiles(args) -> str:
+    """The profile source the benchmark plays: ``--profiles``, except that ``auto`` on a data
+    directory without load shapes (no episodes to draw) becomes the built-in generator."""
+    if args.profiles != "auto":
+        return args.profiles
+    probe = vvc_batch.make(args.system).unwrapped
+    try:
+        return "synthetic" if probe.num_profiles == 0 else "auto"
+    finally:
+        probe.close()
+
+
 def run(args) -> dict:
     from tqdm import tqdm
 
-    env_kwargs = {"solver_options": args.solver_options, "profiles": args.profiles}
-    if args.profiles == "auto":  # a data directory without load shapes: use the generator
-        probe = vvc_batch.make(args.system).unwrapped
-        if probe.num_profiles == 0:
-            env_kwargs["profiles"] = "synthetic"
-        probe.close()
+    env_kwargs = {"solver_options": args.solver_options, "profiles": bench_profiles(args)}
     actions = _action_batches(args.system, args.num_envs, args.steps, args.seed)
     warmup = max(5, args.steps // 10)
     sysname, n, dss = args.system, args.num_envs, args.dss_mode
@@ -468,12 +475,7 @@ def run_rllib(args) -> dict:
 
     _rllib_imports()  # a clear error before anything is built
     logging.getLogger("ray.rllib").setLevel(logging.ERROR)  # RLlib's deprecation notices
-    env_kwargs = {"solver_options": args.solver_options, "profiles": args.profiles, "dss_mode": args.dss_mode}
-    if args.profiles == "auto":
-        probe = vvc_batch.make(args.system).unwrapped
-        if probe.num_profiles == 0:
-            env_kwargs["profiles"] = "synthetic"
-        probe.close()
+    env_kwargs = {"solver_options": args.solver_options, "profiles": bench_profiles(args), "dss_mode": args.dss_mode}
     horizon = vvc_batch.parse_env_name(args.system).system.horizon
     configs = rllib_configs(args.system, args.num_envs, args.workers, args.seed, env_kwargs)
     # async first: its processes fork from this one before the others hold pools or circuits

@@ -22,6 +22,7 @@ from pathlib import Path
 import vvc_batch
 from vvc_batch.evaluation import BASELINES, evaluate_baseline, split_profiles, summary
 from vvc_batch.profiles import PROFILE_SOURCES
+from vvc_batch.train import run_profiles
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if system is None:
         print("error: --system is needed", file=sys.stderr)
         return 2
-    source = args.profiles or cfg.get("profiles", "auto")
+    source = args.profiles or run_profiles(cfg)
     try:
         env = vvc_batch.make(system, profiles=source).unwrapped
         n = env.num_profiles

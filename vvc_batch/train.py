@@ -57,10 +57,20 @@ def _policy(model, env, continuous: bool, normalizer=None):
     return act
 
 
+def run_profiles(cfg: dict) -> str:
+    """A run's load-profile source (``config.json``; runs from before ``--profiles``: auto)."""
+    return cfg.get("profiles", "auto")
+
+
+def run_env(cfg: dict):
+    """A single environment of a run's system and profile source."""
+    return vvc_batch.make(cfg["system"], profiles=run_profiles(cfg))
+
+
 def test_returns(model, cfg: dict, profiles, normalizer=None) -> list[float]:
     """Deterministic returns of ``model`` on ``profiles`` (one episode each); ``normalizer``
     is the run's VecNormalize (its observation statistics are applied, not updated)."""
-    env = vvc_batch.make(cfg["system"], profiles=cfg.get("profiles", "auto"))
+    env = run_env(cfg)
     try:
         return episode_returns(env, _policy(model, env, cfg["continuous_actions"], normalizer), profiles, cfg["seed"])
     finally:
@@ -75,8 +85,7 @@ def load_normalizer(run: Path):
     if not path.is_file():
         return None
     cfg = json.loads((run / "config.json").read_text())
-    norm = VecNormalize.load(str(path), DummyVecEnv([lambda: vvc_batch.make(cfg["system"],
-                                                                             profiles=cfg.get("profiles", "auto"))]))
+    norm = VecNormalize.load(str(path), DummyVecEnv([lambda: run_env(cfg)]))
     norm.training = False
     norm.norm_reward = False
     return norm
@@ -225,7 +234,7 @@ def train(args: argparse.Namespace) -> int:
     cfg, split, log = prepared
     venv = VecMonitor(SB3VecEnv.make(cfg["system"], cfg["num_envs"], num_workers=cfg["workers"],
                                      continuous_actions=cfg["continuous_actions"], train_profiles=split["train"],
-                                     profiles=cfg.get("profiles", "auto")))
+                                     profiles=run_profiles(cfg)))
     if cfg.get("normalize", False):
         # node voltages sit near 1.0 pu: standardized inputs may help some algorithms
         norm_path = out / "vecnormalize.pkl"

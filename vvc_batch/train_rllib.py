@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-import vvc_batch
 from vvc_batch.evaluation import episode_returns
 
 
@@ -26,7 +25,7 @@ def train_rllib(args: argparse.Namespace) -> int:
     saved)."""
     from tqdm import tqdm
 
-    from vvc_batch.train import prepare_run, print_summary, write_log
+    from vvc_batch.train import prepare_run, print_summary, run_env, run_profiles, write_log
 
     if args.algo != "ppo":
         print("error: --backend rllib trains PPO (--algo ppo); use the sb3 backend for SAC", file=sys.stderr)
@@ -64,7 +63,7 @@ def train_rllib(args: argparse.Namespace) -> int:
     try:
         config = ppo_config(cfg["system"], num_env_runners=cfg.get("env_runners", 1), envs_per_runner=cfg["num_envs"],
                             workers_per_runner=cfg["workers"], train_profiles=split["train"],
-                            profiles=cfg.get("profiles", "auto"))
+                            profiles=run_profiles(cfg))
         config.debugging(seed=cfg["seed"])
         algo = config.build_algo()
         if args.resume and ckpt.is_dir():
@@ -76,7 +75,7 @@ def train_rllib(args: argparse.Namespace) -> int:
         bar = tqdm(total=cfg["total_steps"], initial=min(steps, cfg["total_steps"]), unit="step", file=sys.stderr,
                    desc=f"rllib ppo {cfg['system']}")
         recent = [float("nan")]
-        env = vvc_batch.make(cfg["system"], profiles=cfg.get("profiles", "auto"))
+        env = run_env(cfg)
 
         def evaluate_now() -> None:
             rets = episode_returns(env, module_policy(algo.get_module()), split["test"], cfg["seed"])
