@@ -185,15 +185,33 @@ def test_worker_killed_raises_quickly_and_cleans_up():
     envs.close()
 
 
+def _break_the_worker(inputs):
+    """A reward function that sabotages its worker's engine: the next solve there fails (a
+    worker fault, unlike a failing reward function, which the pool survives)."""
+    import gc
+
+    from vvc_batch.core import VVCBatch
+
+    for obj in gc.get_objects():
+        if isinstance(obj, VVCBatch):
+            obj.engines[0].solve = None
+    return inputs.reward
+
+
 def test_worker_exception_carries_traceback_and_closes():
     before = shm_segments()
-    envs = vvc_batch.make_vec("13Bus", num_envs=2, num_workers=2)
+    envs = vvc_batch.make_vec("13Bus", num_envs=2, num_workers=2, reward_fn=_break_the_worker)
     pids = envs.worker_pids
-    with pytest.raises(WorkerError, match=r"(?s)Traceback.*ValueError.*shape \(24, 15\)"):
-        envs.reset(options={"profile": [np.ones((3, 3)), None]})
+    envs.reset(seed=0)
+    act = np.tile(np.array([1, 1, 16, 16, 16, 16]), (2, 1))
+    envs.step(act)
+    with pytest.raises(WorkerError, match=r"(?s)Traceback.*TypeError.*'NoneType' object is not callable"):
+        envs.step(act)
     time.sleep(0.2)
     assert not any(alive(p) for p in pids)
     assert shm_segments() == before
+    with pytest.raises(vvc_batch.ClosedError):
+        envs.step(act)
 
 
 def test_non_converged_flagged_others_untouched():

@@ -595,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}", file=sys.stderr)
             return 2
     try:
-        vvc_batch.parse_env_name(args.system)
+        args.system = vvc_batch.parse_env_name(args.system).name  # a full id works too
     except vvc_batch.UnknownSystemError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -13,21 +13,38 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from vvc_batch.battery import BatteryBank
 from vvc_batch.engine import DssEngine
-from vvc_batch.errors import ClosedError, DataNotFoundError, EpisodeEndedError, InvalidActionError, ResetNeededError
-from vvc_batch.profiles import read_episode_profiles
-from vvc_batch.reward import INFO_KEYS, control_reward, loss_ratio, total_reward, voltage_reward
-from vvc_batch.spaces import ActionChecker, DeviceCounts, action_space, observation_space
-from vvc_batch.synthetic_profiles import synthetic_profiles
+from vvc_batch.errors import (
+    ClosedError,
+    DataNotFoundError,
+    EpisodeEndedError,
+    InvalidActionError,
+    ResetNeededError,
+    RewardFunctionError,
+)
+from vvc_batch.profiles import select_profiles
+from vvc_batch.reset_options import check_drawable, profile_entry
+from vvc_batch.reward import (
+    INFO_KEYS,
+    RewardInputs,
+    apply_reward_fn,
+    control_reward,
+    loss_ratio,
+    total_reward,
+    voltage_reward,
+)
+from vvc_batch.spaces import ActionChecker, DeviceCounts, ObservationLayout, action_space
 from vvc_batch.systems import EnvConfig, circuit_source, parse_env_name
 
 #: info entries of every step, besides the reward components in ``INFO_KEYS``
 STEP_INFO_KEYS = INFO_KEYS + ("converged", "hour", "profile")
+# the step counter of an environment whose last step failed in the user's reward_fn
+_FAILED = -2
 # the per-environment values a step computes in Python, in the order it collects them
 _STATS_KEYS = ("converged", "power_loss_ratio", "ctrl_reward", "av_cap_err", "av_reg_err", "av_dis_err",
                "av_soc_err", "av_soc")
@@ -80,6 +97,10 @@ class VVCBatch:
         profile_pool: the episode indices a reset without a profile draws from (a train
             split; default: all).
         buffers: output arrays to write into (default: newly allocated).
+        reward_fn: a user's reward, ``reward_fn(RewardInputs) -> (K,)`` (see
+            :class:`~vvc_batch.reward.RewardInputs`); None: PowerGym's.
+        env_offset: index of environment 0 in the vector env (for ``RewardInputs.env_ids``
+            and messages).
 
     Raises:
         UnknownSystemError: unknown environment name.
@@ -100,12 +121,18 @@ class VVCBatch:
         profile_pool: Sequence[int] | None = None,
         profile_seed: int = 0,
         buffers: StepBuffers | None = None,
+        reward_fn: Callable[[RewardInputs], Any] | None = None,
+        env_offset: int = 0,
     ) -> None:
         self.config = cfg = parse_env_name(env) if isinstance(env, str) else env
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
         self.num_envs = K = int(num_envs)
         self.dss_mode = bool(dss_mode)
+        if reward_fn is not None and not callable(reward_fn):
+            raise TypeError(f"reward_fn must be callable, got {type(reward_fn).__name__}")
+        self.reward_fn = reward_fn
+        self.env_offset = int(env_offset)
         spec = cfg.system
         self.horizon = H = spec.horizon
         self.step_hours = spec.step_hours
@@ -145,7 +172,10 @@ class VVCBatch:
             reg_levels=spec.regulator.num_taps + 1,
             bat_levels=spec.battery_levels,
         )
-        self.profiles, self.profile_source = self._load_profiles(profiles, profile_seed, len(lay.load_names))
+        self.profiles, self.profile_source = select_profiles(
+            profiles, load_names=lay.load_names, horizon=H, scale=cfg.scale, loadshape_dir=src.loadshape_dir,
+            spec_default=spec.profiles, seed=profile_seed,
+        )
         self.num_profiles = E = self.profiles.shape[0]
         pool = np.arange(E) if profile_pool is None else np.asarray(profile_pool, dtype=np.int64).reshape(-1)
         if profile_pool is not None and (pool.size == 0 or pool.min() < 0 or pool.max() >= E):
@@ -161,18 +191,17 @@ class VVCBatch:
         # the circuit's own capacitor states are the reset states
         self._cap_reset = eng.read_capacitor_states().astype(np.float64)
 
-        self.node_names = lay.node_names
-        self.num_nodes = N = len(lay.node_names)
-        C, R, B = self.counts.capacitors, self.counts.regulators, bank.n
-        self.obs_names = (
-            list(lay.node_names)
-            + [f"cap.{n}" for n in lay.capacitor_names]
-            + [f"reg.{n}.tap" for n in lay.regulator_names]
-            + [f"bat.{n}.{q}" for n in bank.names for q in ("soc", "power")]
+        self.obs_layout = obs = ObservationLayout(
+            node_names=lay.node_names, capacitor_names=lay.capacitor_names, regulator_names=lay.regulator_names,
+            battery_names=bank.names, reg_levels=self.counts.reg_levels, bat_levels=self.counts.bat_levels,
         )
-        self.obs_dim = D = N + C + R + 2 * B
+        self.node_names = lay.node_names
+        self.num_nodes = N = obs.num_nodes
+        C, R, B = self.counts.capacitors, self.counts.regulators, bank.n
+        self.obs_names = obs.names
+        self.obs_dim = D = obs.dim
         self.single_action_space = action_space(self.counts, cfg.continuous_battery)
-        self.single_observation_space = observation_space(N, self.counts)
+        self.single_observation_space = obs.space()
         self.checker = ActionChecker(self.counts, cfg.continuous_battery)
         self.weights = cfg.weights
         self.buffers = buffers if buffers is not None else StepBuffers.allocate(K, D)
@@ -201,47 +230,6 @@ class VVCBatch:
         self._closed = False
 
     # ------------------------------------------------------------------ helpers
-    def _load_profiles(self, profiles, seed: int, n_loads: int) -> tuple[np.ndarray, str]:
-        """(episodes array (E, horizon, n_loads), source name) for the ``profiles`` choice."""
-        H, scale = self.horizon, self.config.scale
-        if isinstance(profiles, str) and profiles == "auto" and self.config.system.profiles != "auto":
-            profiles = self.config.system.profiles  # the spec's default source
-        if profiles is None or (isinstance(profiles, str) and profiles in ("auto", "powergym")):
-            files = self.source.loadshape_dir
-            arr = (read_episode_profiles(files, n_loads, H, scale) if files is not None
-                   else np.zeros((0, H, n_loads)))
-            if arr.shape[0]:
-                return arr, "powergym"
-            if profiles == "powergym":
-                where = str(files) if files is not None else "the embedded model (it has none)"
-                raise DataNotFoundError(
-                    f"profiles='powergym' needs the system's load-shape files, none found in "
-                    f"{where}; use profiles='synthetic' or fetch the PowerGym data"
-                )
-            if files is not None:
-                # a data directory without load shapes (PowerGym's 8500-Node copy in some
-                # distributions): no built-in episodes; resets take a profile
-                return arr, "none"
-            profiles = "synthetic"
-        if isinstance(profiles, str):
-            if profiles != "synthetic":
-                raise ValueError(
-                    f"profiles={profiles!r} is not a profile source; use 'auto', 'powergym', "
-                    f"'synthetic' or an array (episodes, {H}, {n_loads})"
-                )
-            return synthetic_profiles(self.layout.load_names, seed=seed, horizon=H) * scale, "synthetic"
-        arr = np.asarray(profiles, dtype=np.float64)
-        if arr.ndim == 2:
-            arr = arr[None]
-        if arr.ndim != 3 or arr.shape[1:] != (H, n_loads) or arr.shape[0] < 1:
-            raise ValueError(
-                f"profiles must have shape (episodes, {H}, {n_loads}) (hours x loads, columns "
-                f"in load_names order), got {np.shape(profiles)}"
-            )
-        if not np.isfinite(arr).all():
-            raise ValueError("profiles contain NaN or inf")
-        return np.ascontiguousarray(arr), "array"
-
     @property
     def load_names(self) -> tuple[str, ...]:
         """Lower-case OpenDSS load names: the column order of a profile array."""
@@ -275,48 +263,23 @@ class VVCBatch:
         bank = self.batteries
         return [s * c for s, c in zip(bank.initial_soc, bank.max_kwh)]
 
-    def _check_profile_array(self, profile: Any, env_index: int) -> np.ndarray:
-        arr = np.asarray(profile, dtype=np.float64)
-        L = len(self.layout.load_names)
-        if arr.shape != (self.horizon, L):
-            raise ValueError(
-                f"profile for environment {env_index} must have shape ({self.horizon}, {L}) "
-                f"(hours x loads, columns in load_names order), got {arr.shape}"
-            )
-        if not np.isfinite(arr).all():
-            raise ValueError(f"profile for environment {env_index} contains NaN or inf")
-        return arr
-
     def _resolve_profile(self, k: int, profile: Any, rng: np.random.Generator | None) -> tuple[int, int, np.ndarray | None]:
-        """(slot, profile id, array to write or None) for environment ``k``."""
-        E = self.num_profiles
+        """(slot, profile id, array to write or None) for environment ``k``. Without a
+        profile one is drawn from the profile pool; a system without episodes replays the
+        environment's own last profile array (an autoreset)."""
+        E, H, L = self.num_profiles, self.horizon, len(self.layout.load_names)
         if profile is None:
             if E == 0:
-                raise DataNotFoundError(
-                    f"system {self.config.system.name!r} has no load-shape files in "
-                    f"{str(self.source.loadshape_dir)!r}; pass a profile array to "
-                    f"reset(options={{'profile': P}}) with P of shape ({self.horizon}, "
-                    f"{len(self.layout.load_names)}), or make the environment with "
-                    f"profiles='synthetic'"
-                )
+                if self.slot[k] == E + k and self.t[k] != -1:
+                    return E + k, -1, None
+                check_drawable([None], 0, self.config.system.name, H, L, [k])
             pool = self.profile_pool
             idx = int(pool[rng.integers(len(pool))]) if rng is not None else int(pool[0])
             return idx, idx, None
-        if isinstance(profile, (int, np.integer)) and not isinstance(profile, bool):
-            idx = int(profile)
-            if not 0 <= idx < E:
-                if E == 0:
-                    raise ValueError(
-                        f"profile index {idx} for environment {k}: this system has no built-in "
-                        f"profiles; pass a ({self.horizon}, {len(self.layout.load_names)}) array"
-                    )
-                raise ValueError(
-                    f"profile index {idx} for environment {k} is out of range; this system has "
-                    f"{E} profiles (0..{E - 1})"
-                )
-            return idx, idx, None
-        arr = self._check_profile_array(profile, k)
-        return E + k, -1, arr
+        entry = profile_entry(profile, E, H, L, k if self.num_envs > 1 else None)
+        if isinstance(entry, int):
+            return entry, entry, None
+        return E + k, -1, entry
 
     def _selection(self, env_ids) -> tuple[Any, list[int]]:
         if self._closed:
@@ -419,6 +382,9 @@ class VVCBatch:
         H = self.horizon
         if min(t_list) < 0 or max(t_list) >= H:
             i = next(i for i, x in enumerate(t_list) if x < 0 or x >= H)
+            if t_list[i] == _FAILED:
+                raise ResetNeededError(
+                    f"environment {ids[i]}'s last step failed in its reward_fn; reset it before stepping again")
             if t_list[i] < 0:
                 raise ResetNeededError(f"environment {ids[i]} must be reset before step")
             raise EpisodeEndedError(
@@ -439,6 +405,8 @@ class VVCBatch:
         nC, nR, nB = C or 1, R or 1, bank.n or 1
         # per environment: plain Python numbers, written to the arrays in bulk after the loop
         stats, tails, drawn_rows = [], [], []
+        user = self.reward_fn is not None
+        extra: list[tuple] = []  # what a user's reward_fn sees beyond the stats
         for i, k in enumerate(ids):
             eng = engines[k]
             prev_caps, prev_taps, kwh = self._caps[k], self._taps[k], self._kwh[k]
@@ -476,6 +444,9 @@ class VVCBatch:
                           sum(soc) / nB))
             tails.append(self._obs_tail(caps, taps, soc, drawn))
             drawn_rows.append(drawn)
+            if user:
+                extra.append((loss_kw, source_kw, [abs(a - b) for a, b in zip(caps, prev_caps)],
+                              [abs(a - b) for a, b in zip(taps, prev_taps)], kw, soc))
         # bulk writes: one numpy call per output array
         n = len(ids)
         st = np.array(stats, dtype=np.float64).reshape(n, len(_STATS_KEYS))
@@ -489,12 +460,19 @@ class VVCBatch:
         t_new = t + 1
         self.t[sel] = t_new
         vol = voltage_reward(v_sel, self.layout.bus_start)
+        reward = total_reward(weights, st[:, 1], vol, st[:, 2])  # loss ratio, control term
+        if user:
+            try:
+                reward = self._user_reward(ids, v_sel, st[:, 1], extra, t_new, reward)
+            except RewardFunctionError:
+                self.t[sel] = _FAILED
+                raise
         buf = self.buffers
         info, obs = buf.info, buf.obs
         for j, key in enumerate(_STATS_KEYS):
             info[key][sel] = st[:, j]
         info["vol_reward"][sel] = vol
-        buf.reward[sel] = total_reward(weights, st[:, 1], vol, st[:, 2])  # loss ratio, control term
+        buf.reward[sel] = reward
         info["hour"][sel] = t_new
         info["profile"][sel] = self.profile_id[sel]
         buf.terminated[sel] = False
@@ -503,6 +481,29 @@ class VVCBatch:
         obs[sel, :N] = v_sel
         obs[sel, N:] = np.array(tails, dtype=np.float64).reshape(n, self.obs_dim - N)
         return buf
+
+    def _user_reward(self, ids: list[int], v: np.ndarray, ratio: np.ndarray, extra: list[tuple],
+                     hour: np.ndarray, reward: np.ndarray) -> np.ndarray:
+        """The user's reward_fn on this step's rows (see :class:`~vvc_batch.reward.RewardInputs`)."""
+        n, C, R, B = len(ids), self.counts.capacitors, self.counts.regulators, self.batteries.n
+        cols = list(zip(*extra))
+        inputs = RewardInputs(
+            env_ids=np.asarray(ids, dtype=np.int64) + self.env_offset,
+            voltages=v.copy(),
+            bus_start=np.asarray(self.layout.bus_start),
+            power_loss_ratio=ratio.copy(),
+            loss_kw=np.asarray(cols[0], dtype=np.float64),
+            source_kw=np.asarray(cols[1], dtype=np.float64),
+            cap_change=np.asarray(cols[2], dtype=np.float64).reshape(n, C),
+            tap_change=np.asarray(cols[3], dtype=np.float64).reshape(n, R),
+            battery_kw=np.asarray(cols[4], dtype=np.float64).reshape(n, B),
+            soc=np.asarray(cols[5], dtype=np.float64).reshape(n, B),
+            initial_soc=np.asarray(self._initial_soc, dtype=np.float64),
+            hour=np.asarray(hour, dtype=np.int64).copy(),
+            last_step=np.asarray(hour) >= self.horizon,
+            reward=np.asarray(reward, dtype=np.float64).copy(),
+        )
+        return apply_reward_fn(self.reward_fn, inputs)
 
     # ------------------------------------------------------------------ misc
     def info_of(self, k: int) -> dict[str, Any]:

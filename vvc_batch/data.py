@@ -28,15 +28,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from vvc_batch.errors import VVCError
+from vvc_batch.errors import FetchError
 from vvc_batch.systems import DATA_ENV_VAR, default_cache_dir, load_system, system_names
 
 RAW_BASE = "https://raw.githubusercontent.com/{repository}/{commit}"
 CHUNK = 1 << 16
-
-
-class FetchError(VVCError, RuntimeError):
-    """A download failed: network or HTTP error, or a checksum mismatch."""
 
 
 @dataclass(frozen=True)

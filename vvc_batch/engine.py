@@ -457,9 +457,18 @@ class DssEngine:
 
     # ------------------------------------------------------------------ solving
     def reinitialize(self) -> None:
-        """Make the next solve start from OpenDSS's no-load initial guess, as after a compile."""
+        """Make the next solve independent of everything this engine solved before.
+
+        Setting the mode makes OpenDSS start the next solve from a direct solution of Y (its
+        initial guess). Loads and generators recompute their primitive admittances at every
+        whole-Y rebuild, from the load multipliers of the hour being solved, and OpenDSS
+        rebuilds Y only when a device changed: without a forced rebuild, a reset whose
+        devices already held their reset settings would keep the admittances (and so the
+        initial guess, and at the default tolerance the solution) of some earlier day. The
+        rebuild costs one Y factorization per episode."""
         self._ctx.Text.Command = "Set mode=Daily number=1 hour=0 stepsize=3600 sec=0"
         self._set_control_mode(CONTROL_OFF)
+        self._lib.ctx_YMatrix_Set_SystemYChanged(self._cp, 1)
 
     def solve(self, hour: int, controls: bool = False) -> bool:
         """Solve the power flow at ``hour`` (Daily mode); returns OpenDSS's convergence flag.

@@ -33,12 +33,31 @@ system     caps  regs  bats  nodes
 from __future__ import annotations
 
 import os
-from typing import Any, SupportsFloat
+import sys
+from typing import Any, Callable, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 
 from vvc_batch.core import VVCBatch
+from vvc_batch.reset_options import SINGLE_OPTIONS, check_drawable, check_options, check_seed, profile_entry
+from vvc_batch.reward import RewardInputs
+from vvc_batch.systems import check_episode_steps, parse_env_name
+
+
+def _episode_steps_asked() -> Any:
+    """The ``max_episode_steps`` given to the ``gymnasium.make`` call that is building this
+    environment, if any. gymnasium consumes that argument (it becomes a ``TimeLimit``
+    wrapper applied after the environment is built) and offers no hook to see it, so it is
+    read from the ``make`` frame on the call stack."""
+    from gymnasium.envs import registration
+
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code is registration.make.__code__:
+            return frame.f_locals.get("max_episode_steps")
+        frame = frame.f_back
+    return None
 
 
 class VVCEnv(gym.Env):
@@ -65,6 +84,9 @@ class VVCEnv(gym.Env):
         render_mode: ``"rgb_array"`` (``render()`` returns a frame) or ``"human"`` (a window
             updated every step); see :mod:`vvc_batch.render`.
         node_bound: a bus's colour shows the ``"minimum"`` or ``"maximum"`` phase voltage.
+        reward_fn: a reward of your own, ``reward_fn(inputs) -> array (1,)`` with
+            :class:`~vvc_batch.reward.RewardInputs` holding the step's arrays (one row);
+            PowerGym's reward (the default) and its components stay in ``info``.
 
     Raises:
         UnknownSystemError: unknown ``env_name`` (the message lists the valid names).
@@ -90,6 +112,7 @@ class VVCEnv(gym.Env):
         profile_seed: int = 0,
         render_mode: str | None = None,
         node_bound: str = "minimum",
+        reward_fn: Callable[[RewardInputs], Any] | None = None,
     ) -> None:
         super().__init__()
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -103,7 +126,8 @@ class VVCEnv(gym.Env):
 
             config = spec_config(spec, continuous_battery=continuous_battery, soc_penalty=soc_penalty, scale=scale)
         else:
-            config = env_name
+            config = parse_env_name(env_name)
+        check_episode_steps(_episode_steps_asked(), config)
         self._core = VVCBatch(
             config,
             1,
@@ -114,6 +138,7 @@ class VVCEnv(gym.Env):
             max_iterations=max_iterations,
             profiles=profiles,
             profile_seed=profile_seed,
+            reward_fn=reward_fn,
         )
         core = self._core
         self.env_name = core.config.name
@@ -188,13 +213,13 @@ class VVCEnv(gym.Env):
         ``load_names`` order, used as given). Without a profile, one is drawn with the
         environment's seeded generator.
         """
+        seed = check_seed(seed)
+        options = check_options(options, SINGLE_OPTIONS)
+        core = self._core
+        profile = profile_entry(options.get("profile"), core.num_profiles, core.horizon, len(core.load_names))
+        check_drawable([profile], core.num_profiles, core.config.system.name, core.horizon, len(core.load_names))
         super().reset(seed=seed)
-        options = options or {}
-        unknown = set(options) - {"profile"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: 'profile'")
-        profile = options.get("profile")
-        obs = self._core.reset([0], [profile], [self.np_random])
+        obs = core.reset([0], [profile], [self.np_random])
         self._last_action = None
         if self.render_mode == "human":
             self.render()

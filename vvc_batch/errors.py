@@ -37,3 +37,36 @@ class ClosedError(VVCError, RuntimeError):
 
 class SpecError(VVCError, ValueError):
     """A feeder spec entry that is malformed or does not fit the circuit."""
+
+
+class WorkerError(VVCError, RuntimeError):
+    """A worker process of the vector engine raised an exception (its traceback is in the
+    message) or died; the pool has been closed."""
+
+
+class WorkerDiedError(WorkerError):
+    """A worker process ended unexpectedly (killed, crashed, out of memory)."""
+
+
+class RewardFunctionError(VVCError, RuntimeError):
+    """A user's ``reward_fn`` raised or returned something other than one finite reward per
+    environment. The environments of that step need a reset; the others go on.
+
+    Attributes:
+        env_ids: the environments (vector indices) whose step it failed on.
+    """
+
+    def __init__(self, message: str, env_ids: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.env_ids = tuple(int(i) for i in env_ids)
+
+    def __reduce__(self):
+        return type(self), (self.args[0], self.env_ids)
+
+
+class FetchError(VVCError, RuntimeError):
+    """A download failed: network or HTTP error, or a checksum mismatch."""
+
+
+class RayConnectionError(VVCError, ConnectionError):
+    """The Ray cluster named by an address cannot be reached (or the address is malformed)."""

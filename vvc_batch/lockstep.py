@@ -24,7 +24,7 @@ from collections import deque
 
 import numpy as np
 
-STEP, RESET, CLOSE = 1, 2, 3
+STEP, RESET, CLOSE, QUERY = 1, 2, 3, 4
 WAKE = b"w"  # parent -> worker: a command is posted
 DONE = b"d"  # worker -> parent: a command is finished
 

@@ -22,18 +22,10 @@ from contextlib import contextmanager
 from multiprocessing.connection import wait
 from typing import Any, Sequence
 
-from vvc_batch.errors import ClosedError, VVCError
-from vvc_batch.lockstep import CLOSE, DONE, RESET, STEP, ParentSide, control_size
+from vvc_batch.errors import ClosedError, RewardFunctionError, WorkerDiedError, WorkerError
+from vvc_batch.lockstep import CLOSE, DONE, QUERY, RESET, STEP, ParentSide, control_size
 from vvc_batch.shared_buffers import ArraySpec, SharedArrays
 from vvc_batch.worker import WorkerSpec, probe_main, worker_main
-
-
-class WorkerError(VVCError, RuntimeError):
-    """A worker raised an exception (its traceback is in the message) or died."""
-
-
-class WorkerDiedError(WorkerError):
-    """A worker process ended unexpectedly (killed, crashed, out of memory)."""
 
 
 def split_evenly(num_envs: int, num_workers: int) -> list[tuple[int, int]]:
@@ -120,6 +112,8 @@ class WorkerPool:
         profile_pool: episode indices drawn at resets without a profile.
         timeout: seconds to wait for a step or reset before giving up (``None``: forever).
         start_timeout: seconds to wait for the workers to compile their circuits.
+        seeds: initial seed of each environment's generator (global order; default random).
+        reward_fn: a cloudpickled user reward function, run in the workers.
     """
 
     def __init__(
@@ -134,6 +128,8 @@ class WorkerPool:
         profile_pool: Sequence[int] | None = None,
         timeout: float | None = 600.0,
         start_timeout: float = 600.0,
+        seeds: Sequence[int] | None = None,
+        reward_fn: bytes | None = None,
     ) -> None:
         self.num_envs = num_envs
         self.num_workers = num_workers = max(1, min(int(num_workers), num_envs))
@@ -154,6 +150,8 @@ class WorkerPool:
                     index=w, env_name=env_name, start=start, stop=stop, layout=self.shm.layout,
                     env_kwargs=dict(env_kwargs or {}), autoreset_mode=autoreset_mode,
                     profile_pool=None if profile_pool is None else tuple(int(i) for i in profile_pool),
+                    seeds=() if seeds is None else tuple(int(x) for x in seeds[start:stop]),
+                    reward_fn=reward_fn,
                 )
                 parent, child = ctx.Pipe(duplex=True)
                 proc = ctx.Process(target=worker_main, args=(spec, child), name=f"vvc_batch-worker-{w}",
@@ -270,17 +268,31 @@ class WorkerPool:
             if not side.spin_until_done(seq):
                 self._sleep_until_done(seq, what, timeout)
             failed = [w for w in range(self.num_workers) if side.failed(w)]
-            if failed:
-                w = failed[0]
-                while not any(m[:1] == b"e" for m in self._inbox[w]):
-                    self._drain(w)
-                    if not any(m[:1] == b"e" for m in self._inbox[w]):
-                        self.conns[w].poll(0.1)
-                msg = next(m for m in self._inbox[w] if m[:1] == b"e")
-                raise WorkerError(f"{self._describe(w)} failed while {what}:\n{pickle.loads(msg[1:])}")
+            reports = [(w, self._message(w, (b"e", b"u"))) for w in failed]
+            for w, msg in reports:
+                if msg[:1] == b"e":
+                    raise WorkerError(f"{self._describe(w)} failed while {what}:\n{pickle.loads(msg[1:])}")
         except BaseException:  # errors and Ctrl-C alike: stop everything, re-raise
             self.close()
             raise
+        if reports:  # only users' reward functions failed: their environments need a reset
+            errors = [pickle.loads(msg[1:]) for _, msg in reports]
+            ids = tuple(i for e in errors for i in e.env_ids)
+            text = errors[0].args[0] if len(errors) == 1 else "\n".join(e.args[0] for e in errors)
+            raise RewardFunctionError(text, ids)
+
+    def _message(self, w: int, kinds: tuple[bytes, ...]) -> bytes:
+        """The next message of worker ``w`` whose first byte is one of ``kinds`` (waiting
+        for it; the worker sends it before reporting its command finished)."""
+        inbox = self._inbox[w]
+        while True:
+            for m in inbox:
+                if m[:1] in kinds:
+                    inbox.remove(m)
+                    return m
+            self._drain(w)
+            if not any(m[:1] in kinds for m in inbox):
+                self.conns[w].poll(0.1)
 
     def _sleep_until_done(self, seq: int, what: str, timeout: float | None) -> None:
         side = self._side
@@ -320,18 +332,36 @@ class WorkerPool:
         """Wait for command ``seq`` (``timeout=-1``: the pool's own)."""
         self._await(seq, what, self.timeout if timeout == -1.0 else timeout)
 
-    def reset(self, seeds: Sequence[int | None], profiles: Sequence[Any]) -> None:
-        """Reset every environment (per-environment seeds and profiles, global order)."""
+    def _send(self, payloads: Sequence[bytes]) -> None:
+        """One command payload to each worker, through its pipe."""
         self._check_open()
-        for w, (start, stop) in enumerate(self.slices):
-            payload = pickle.dumps((list(seeds[start:stop]), list(profiles[start:stop])))
+        for w, payload in enumerate(payloads):
             try:
                 self.conns[w].send_bytes(payload)
             except (OSError, ValueError):
                 err = self._death_error(w)
                 self.close()
                 raise err from None
+
+    def reset(self, seeds: Sequence[int | None], profiles: Sequence[Any], mask: Any = None) -> None:
+        """Reset the environments of ``mask`` (None: all) with per-environment seeds and
+        profiles (global order, already checked)."""
+        self._send([
+            pickle.dumps((None if mask is None else mask[start:stop], list(seeds[start:stop]),
+                          list(profiles[start:stop])))
+            for start, stop in self.slices
+        ])
         self._await(self._post(RESET), "resetting", self.timeout)
+
+    def query(self, name: str) -> list[Any]:
+        """Every worker's answer to ``name`` (see :meth:`~vvc_batch.worker._WorkerLoop.query`)."""
+        self._send([pickle.dumps(name)] * self.num_workers)
+        self._await(self._post(QUERY), f"answering {name!r}", self.timeout)
+        try:
+            return [pickle.loads(self._message(w, (b"q",))[1:]) for w in range(self.num_workers)]
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Stop the workers and free the shared memory (idempotent)."""

@@ -158,7 +158,7 @@ def main(argv=None) -> int:
         print(f"error: unknown mode {args.mode!r}; valid modes: {', '.join(MODES)} (or 'parallele')", file=sys.stderr)
         return 2
     try:
-        vvc_batch.parse_env_name(args.env_name)
+        args.env_name = vvc_batch.parse_env_name(args.env_name).name  # a full id works too
     except vvc_batch.UnknownSystemError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

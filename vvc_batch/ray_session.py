@@ -12,9 +12,7 @@ from __future__ import annotations
 import os
 import socket
 
-
-class RayConnectionError(ConnectionError):
-    """The Ray cluster named by an address cannot be reached."""
+from vvc_batch.errors import RayConnectionError
 
 
 def _check_reachable(address: str, timeout: float) -> None:

@@ -12,11 +12,12 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.envs.registration import registry
 
-from vvc_batch.systems import parse_env_name, valid_env_names
+from vvc_batch.systems import NAMESPACE, parse_env_name, strip_env_id, valid_env_names
 
-NAMESPACE = "vvc_batch"
 ENTRY_POINT = "vvc_batch.env:VVCEnv"
 VECTOR_ENTRY_POINT = "vvc_batch.vector_env:VVCVectorEnv"
+
+
 #: load scales registered up front (any other scale is registered by :func:`make`)
 REGISTERED_SCALES = tuple(x / 4 for x in range(2, 13) if x != 4)
 
@@ -50,27 +51,48 @@ def register_all() -> list[str]:
     return ids
 
 
+def gym_id(name: str) -> str:
+    """The registered gymnasium id of an environment name or id: a registered id as it is
+    (``"vvc_batch/MyFeeder-v0"``), else the id of the parsed name (registered now; any
+    load scale).
+
+    Raises:
+        UnknownSystemError: neither a registered id nor a valid name.
+    """
+    if isinstance(name, str):
+        if name in registry:
+            return name
+        stripped = strip_env_id(name)
+        if env_id(stripped) in registry:
+            return env_id(stripped)
+    return _register(name)
+
+
 def make_vec(name: str, num_envs: int = 1, num_workers: int | None = None, dss_mode: bool = False,
              **kwargs: Any):
     """The vector engine: ``num_envs`` environments on ``num_workers`` processes (default: one
     per core), the same as ``gymnasium.make_vec("vvc_batch/<name>-v0", num_envs, ...)``.
+    ``name`` is an environment name or a full id (a registered user feeder too).
     See :class:`vvc_batch.vector_env.VVCVectorEnv` for the keyword arguments."""
     from vvc_batch.vector_env import VVCVectorEnv
 
-    _register(name)
-    return VVCVectorEnv(parse_env_name(name).name, num_envs, num_workers=num_workers, dss_mode=dss_mode, **kwargs)
+    registered = dict(registry[gym_id(name)].kwargs)
+    registered.update(kwargs)
+    return VVCVectorEnv(num_envs=num_envs, num_workers=num_workers, dss_mode=dss_mode, **registered)
 
 
 def make(name: str, **kwargs: Any) -> gym.Env:
-    """``gymnasium.make("vvc_batch/<name>-v0", **kwargs)`` for any valid name (any scale).
+    """``gymnasium.make("vvc_batch/<name>-v0", **kwargs)`` for any valid name (any scale) or
+    full id (``"vvc_batch/13Bus-v0"``, a registered user feeder too).
 
     Keyword arguments go to :class:`vvc_batch.env.VVCEnv` (``data_dir``, ``dss_mode``,
-    ``solver_tolerance``, ``solver_options``, ``max_iterations``) or to gymnasium.make.
+    ``solver_tolerance``, ``solver_options``, ``max_iterations``, ``reward_fn``) or to
+    gymnasium.make.
 
     Raises:
         UnknownSystemError: the name is not valid; the message lists the valid names.
     """
-    return gym.make(_register(name), **kwargs)
+    return gym.make(gym_id(name), **kwargs)
 
 
 def make_from_spec(spec: Any, *, continuous_battery: bool = False, soc_penalty: bool = False, scale: float = 1.0,

@@ -13,6 +13,7 @@ or maximum voltage of its phases.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -55,16 +56,38 @@ def _positions(bus_names: Sequence[str], xy: np.ndarray, edges: list) -> np.ndar
     return pos
 
 
+@dataclass(frozen=True)
+class FeederDrawing:
+    """What a picture of a feeder needs, read once from OpenDSS (picklable, so the vector
+    engine's parent draws without an engine of its own).
+
+    Attributes:
+        bus_names: buses in observation order.
+        bus_start: index of each bus's first node in the voltage vector.
+        topology: :meth:`vvc_batch.engine.DssEngine.topology` (coordinates, edges, device buses).
+    """
+
+    bus_names: tuple[str, ...]
+    bus_start: np.ndarray
+    topology: dict
+
+
+def feeder_drawing(core) -> FeederDrawing:
+    """The drawing data of a :class:`~vvc_batch.core.VVCBatch`'s circuit."""
+    lay = core.layout
+    return FeederDrawing(tuple(lay.bus_names), np.asarray(lay.bus_start), core.engines[0].topology())
+
+
 class FeederRenderer:
-    """Draws one environment's feeder; :meth:`frame` returns an RGB array.
+    """Draws one feeder; :meth:`draw` returns an RGB array.
 
     Args:
-        core: the environment's :class:`~vvc_batch.core.VVCBatch`.
+        drawing: the feeder (:func:`feeder_drawing`), or a :class:`~vvc_batch.core.VVCBatch`.
         node_bound: ``"minimum"`` or ``"maximum"`` voltage of a bus's phases.
         figsize: inches.
     """
 
-    def __init__(self, core, node_bound: str = "minimum", figsize: tuple[float, float] = (8, 6), dpi: int = 80,
+    def __init__(self, drawing, node_bound: str = "minimum", figsize: tuple[float, float] = (8, 6), dpi: int = 80,
                  interactive: bool = False):
         if node_bound not in ("minimum", "maximum"):
             raise ValueError(f"node_bound must be 'minimum' or 'maximum', got {node_bound!r}")
@@ -76,11 +99,11 @@ class FeederRenderer:
         from matplotlib.collections import LineCollection
         from matplotlib.colors import TwoSlopeNorm
 
-        self.core = core
+        if not isinstance(drawing, FeederDrawing):
+            drawing = feeder_drawing(drawing)
         self.node_bound = node_bound
-        lay = core.layout
-        top = core.engines[0].topology()
-        self.bus_names = list(lay.bus_names)
+        top = drawing.topology
+        self.bus_names = list(drawing.bus_names)
         self.pos = _positions(self.bus_names, top["bus_xy"], top["edges"])
         index = {b: i for i, b in enumerate(self.bus_names)}
         self.fig = fig = plt.figure(figsize=figsize, dpi=dpi)
@@ -128,7 +151,7 @@ class FeederRenderer:
         ax.autoscale_view()
         ax.set_aspect("equal", adjustable="datalim")
         self.title = ax.set_title("", fontsize=9)
-        self._starts = lay.bus_start
+        self._starts = np.asarray(drawing.bus_start)
 
     # ------------------------------------------------------------------ drawing
     def bus_values(self, v_nodes: np.ndarray) -> np.ndarray:
@@ -165,16 +188,24 @@ class FeederRenderer:
         plt.close(self.fig)
 
 
-def env_frame(env, renderer: FeederRenderer, last_action: Any = None) -> np.ndarray:
-    """A frame of a single environment's present state."""
-    core = env.core
-    N, C, R = core.num_nodes, core.counts.capacitors, core.counts.regulators
-    obs = core.buffers.obs[0]
-    socs = obs[N + C + R::2] if core.batteries.n else []
-    hour = int(core.t[0])
+def observation_frame(renderer: FeederRenderer, layout, obs: np.ndarray, title: str) -> np.ndarray:
+    """A frame of one observation vector (an :class:`~vvc_batch.spaces.ObservationLayout`
+    says where the voltages and device states are)."""
+    return renderer.draw(obs[layout.voltages], obs[layout.capacitors], obs[layout.regulators], obs[layout.soc],
+                         title)
+
+
+def frame_title(env_name: str, hour: int, last_action: Any = None) -> str:
+    """The title of a frame: environment, hour and the last action."""
     act = ""
     if last_action is not None:
         a = np.asarray(last_action).ravel()
         act = f"; last action {a.round(2).tolist()}" if a.size <= 12 else f"; last action ({a.size} settings)"
-    title = f"{core.config.name} hour {hour}{act}"
-    return renderer.draw(obs[:N], obs[N:N + C], obs[N + C:N + C + R], socs, title)
+    return f"{env_name} hour {hour}{act}"
+
+
+def env_frame(env, renderer: FeederRenderer, last_action: Any = None) -> np.ndarray:
+    """A frame of a single environment's present state."""
+    core = env.core
+    return observation_frame(renderer, core.obs_layout, core.buffers.obs[0],
+                             frame_title(core.config.name, int(core.t[0]), last_action))

@@ -8,8 +8,12 @@ reward = - power_w * clip(losses kW / source kW, 0, 1)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import numpy as np
 
+from vvc_batch.errors import RewardFunctionError
 from vvc_batch.systems import RewardWeights
 
 V_MIN_PU = 0.95
@@ -73,3 +77,90 @@ def control_reward(
 def total_reward(weights: RewardWeights, ratio, vol, ctrl):
     """reward = -power_w * loss ratio + voltage term + control term (scalars or arrays)."""
     return -ratio * weights.power_w + vol + ctrl
+
+
+@dataclass(frozen=True)
+class RewardInputs:
+    """What a user's ``reward_fn`` sees of one step: one row per environment stepped.
+
+    ``reward_fn(inputs) -> array-like (K,)`` gives one reward per row; it replaces the
+    PowerGym reward (``inputs.reward``), whose components stay in ``info``. In the vector
+    engine it runs in the worker processes (shipped with cloudpickle), on each worker's
+    share of the environments.
+
+    Attributes:
+        env_ids: (K,) the environments of the rows (vector indices in the vector engine).
+        voltages: (K, N) node voltage magnitudes, pu, in ``node_names`` order.
+        bus_start: (num_buses,) index of each bus's first node in ``voltages``.
+        power_loss_ratio: (K,) losses / power delivered by the source, clipped to [0, 1].
+        loss_kw: (K,) total losses, kW.
+        source_kw: (K,) power delivered by the source, kW.
+        cap_change: (K, C) |change| of each capacitor state (0 or 1).
+        tap_change: (K, R) |change| of each regulator's tap number.
+        battery_kw: (K, B) battery power set this hour, kW (positive discharging).
+        soc: (K, B) battery state of charge after the hour (0..1).
+        initial_soc: (B,) state of charge at reset.
+        hour: (K,) hours completed in the episode after this step (1..horizon).
+        last_step: (K,) whether this step ends the day.
+        reward: (K,) the PowerGym reward of the step.
+    """
+
+    env_ids: np.ndarray
+    voltages: np.ndarray
+    bus_start: np.ndarray
+    power_loss_ratio: np.ndarray
+    loss_kw: np.ndarray
+    source_kw: np.ndarray
+    cap_change: np.ndarray
+    tap_change: np.ndarray
+    battery_kw: np.ndarray
+    soc: np.ndarray
+    initial_soc: np.ndarray
+    hour: np.ndarray
+    last_step: np.ndarray
+    reward: np.ndarray
+
+
+def callable_name(fn: Any) -> str:
+    """A readable name of a callable for error messages."""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    return f"reward_fn {name!r}"
+
+
+def apply_reward_fn(fn: Callable[[RewardInputs], Any], inputs: RewardInputs) -> np.ndarray:
+    """Call a user's reward function and check its answer: one finite float per row.
+
+    Raises:
+        RewardFunctionError: ``fn`` raised, or returned another shape or a NaN/inf; the
+            message names ``fn`` and the environments (``inputs.env_ids``).
+    """
+    ids = tuple(int(i) for i in inputs.env_ids)
+    K = len(ids)
+    where = f"environment{'s' if K > 1 else ''} {', '.join(map(str, ids))}"
+    try:
+        out = fn(inputs)
+    except Exception as exc:
+        raise RewardFunctionError(
+            f"{callable_name(fn)} raised {type(exc).__name__}: {exc} (on {where}); those environments "
+            f"need a reset", ids,
+        ) from exc
+    try:
+        arr = np.asarray(out, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise RewardFunctionError(
+            f"{callable_name(fn)} returned {type(out).__name__}, not numbers ({exc}), on {where}; "
+            f"it must return one reward per environment, shape ({K},); those environments need a reset", ids,
+        ) from None
+    if arr.shape != (K,):
+        raise RewardFunctionError(
+            f"{callable_name(fn)} returned shape {arr.shape} on {where}; it must return one reward per "
+            f"environment, shape ({K},); those environments need a reset", ids,
+        )
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise RewardFunctionError(
+            f"{callable_name(fn)} returned {arr[i]} for environment {ids[i]}; rewards must be finite; "
+            f"the environments of this step ({where}) need a reset", ids,
+        )
+    return arr

@@ -40,6 +40,91 @@ class DeviceCounts:
         return self.capacitors + self.regulators + self.batteries
 
 
+@dataclass(frozen=True)
+class ObservationLayout:
+    """Where everything sits in the flat observation, and its names and bounds.
+
+    Order: node voltages (pu, ``node_names``), capacitor states (0/1), regulator tap
+    numbers, then per battery [state of charge, -(kW drawn)/max_kw]. One object per
+    system, shared by the core, the vector engine, the wrappers and the pictures.
+    """
+
+    node_names: tuple[str, ...]
+    capacitor_names: tuple[str, ...]
+    regulator_names: tuple[str, ...]
+    battery_names: tuple[str, ...]
+    reg_levels: int = 33
+    bat_levels: int = 33
+
+    @property
+    def counts(self) -> DeviceCounts:
+        """Device counts and discrete choices."""
+        return DeviceCounts(len(self.capacitor_names), len(self.regulator_names), len(self.battery_names),
+                            self.reg_levels, self.bat_levels)
+
+    @property
+    def num_nodes(self) -> int:
+        """Number of voltage entries."""
+        return len(self.node_names)
+
+    @property
+    def dim(self) -> int:
+        """Length of the observation vector."""
+        return self.num_nodes + len(self.capacitor_names) + len(self.regulator_names) + 2 * len(self.battery_names)
+
+    @property
+    def voltages(self) -> slice:
+        """Node voltage magnitudes, pu."""
+        return slice(0, self.num_nodes)
+
+    @property
+    def capacitors(self) -> slice:
+        """Capacitor states, 0 open / 1 closed."""
+        start = self.num_nodes
+        return slice(start, start + len(self.capacitor_names))
+
+    @property
+    def regulators(self) -> slice:
+        """Regulator tap numbers 0..reg_levels-1."""
+        start = self.capacitors.stop
+        return slice(start, start + len(self.regulator_names))
+
+    @property
+    def batteries(self) -> slice:
+        """Per battery [soc, normalized power] pairs."""
+        return slice(self.regulators.stop, self.dim)
+
+    @property
+    def soc(self) -> slice:
+        """Battery states of charge (0..1)."""
+        return slice(self.regulators.stop, self.dim, 2)
+
+    @property
+    def battery_power(self) -> slice:
+        """Battery power, -(kW drawn)/max_kw (positive discharging)."""
+        return slice(self.regulators.stop + 1, self.dim, 2)
+
+    @property
+    def names(self) -> list[str]:
+        """One name per entry: ``bus.node``, ``cap.<name>``, ``reg.<name>.tap``, ``bat.<name>.soc|power``."""
+        return (
+            list(self.node_names)
+            + [f"cap.{n}" for n in self.capacitor_names]
+            + [f"reg.{n}.tap" for n in self.regulator_names]
+            + [f"bat.{n}.{q}" for n in self.battery_names for q in ("soc", "power")]
+        )
+
+    @property
+    def device_names(self) -> list[str]:
+        """One label per action entry: ``capacitor <name>``, ``regulator <name>``, ``battery <name>``."""
+        return ([f"capacitor {n}" for n in self.capacitor_names] + [f"regulator {n}" for n in self.regulator_names]
+                + [f"battery {n}" for n in self.battery_names])
+
+    def space(self) -> spaces.Box:
+        """The observation space (see :func:`observation_bounds`)."""
+        return observation_space(self.num_nodes, self.counts)
+
+
 def action_space(counts: DeviceCounts, continuous_battery: bool) -> spaces.Space:
     """``MultiDiscrete([2]*C + [33]*R + [33]*B)``, or with ``_cbat``
     ``Tuple((MultiDiscrete([2]*C + [33]*R), Box(-1, 1, (B,))))``."""

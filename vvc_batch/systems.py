@@ -26,6 +26,9 @@ from vvc_batch.errors import DataNotFoundError, UnknownSystemError
 
 #: Environment variable that names the directory holding the system folders.
 DATA_ENV_VAR = "VVC_BATCH_DATA"
+#: gymnasium namespace of the environment ids (``vvc_batch/<name>-v0``)
+NAMESPACE = "vvc_batch"
+_ID_RE = re.compile(rf"^(?:{NAMESPACE}/)?(?P<name>.+?)(?:-v0)?$")
 
 _VARIANTS = ("", "_cbat", "_soc", "_cbat_soc")
 _NAME_RE = re.compile(
@@ -209,8 +212,16 @@ def valid_env_names() -> list[str]:
     return [s + v for s in system_names() for v in _VARIANTS]
 
 
+def strip_env_id(name: str) -> str:
+    """The environment name of a gymnasium id: ``"vvc_batch/13Bus_soc-v0"`` -> ``"13Bus_soc"``
+    (a plain name is returned as it is)."""
+    m = _ID_RE.match(name.strip())
+    return m.group("name") if m else name
+
+
 def parse_env_name(name: str) -> EnvConfig:
-    """Parse ``<system>[_cbat][_soc][_s<scale>]`` into an :class:`EnvConfig`.
+    """Parse ``<system>[_cbat][_soc][_s<scale>]`` (or its gymnasium id
+    ``vvc_batch/<name>-v0``) into an :class:`EnvConfig`.
 
     Raises:
         UnknownSystemError: the name does not follow the grammar, names an unknown system,
@@ -218,7 +229,7 @@ def parse_env_name(name: str) -> EnvConfig:
     """
     if not isinstance(name, str):
         raise UnknownSystemError(f"environment name must be a string, got {type(name).__name__}")
-    m = _NAME_RE.match(name.strip())
+    m = _NAME_RE.match(strip_env_id(name))
     valid = ", ".join(valid_env_names())
     if m is None or m.group("system") not in _spec_files():
         raise UnknownSystemError(
@@ -364,3 +375,20 @@ def system_dir(spec: SystemSpec, data_dir: str | os.PathLike[str] | None = None)
             f"{spec.master!r} (pass data_dir=... or set {DATA_ENV_VAR})"
         )
     return folder
+
+
+def check_episode_steps(max_episode_steps: Any, config: EnvConfig) -> None:
+    """Refuse an episode length other than the day's (``max_episode_steps=48``); ``None``,
+    the horizon and gymnasium's ``-1`` (no TimeLimit wrapper: the day still ends the
+    episode) pass.
+
+    Raises:
+        ValueError: any other ``max_episode_steps``.
+    """
+    horizon = config.system.horizon
+    if max_episode_steps is None or max_episode_steps in (horizon, -1):
+        return
+    raise ValueError(
+        f"max_episode_steps={max_episode_steps} is not supported: an episode of {config.name} is one day of "
+        f"{horizon} hourly steps and ends there (truncated=True); leave max_episode_steps unset (or {horizon})"
+    )

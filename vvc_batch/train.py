@@ -343,6 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env-runners", type=int, default=1,
                    help="rllib: env runners, each with --num-envs environments on --workers workers")
     args = p.parse_args(argv)
+    try:
+        args.system = vvc_batch.parse_env_name(args.system).name  # a full id names the same run
+    except vvc_batch.UnknownSystemError:
+        pass  # reported by prepare_run
     prefix = "rllib_" if args.backend == "rllib" else ""
     args.out = args.out or f"runs/{prefix}{args.algo}_{args.system}_{args.seed}"
     if args.backend == "sb3" and (args.address is not None or args.env_runners != 1):

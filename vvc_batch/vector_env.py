@@ -9,32 +9,66 @@ pool of worker processes through shared memory.
 Autoreset follows gymnasium 1.x (``metadata["autoreset_mode"]``): NEXT_STEP by default (the
 step after an episode ends resets that environment and returns its first observation with
 reward 0), SAME_STEP on request (the reset happens in the same step; the last observation
-and info are in ``infos["final_obs"]`` / ``infos["final_info"]``), or DISABLED.
+and info are in ``infos["final_obs"]`` / ``infos["final_info"]``), or DISABLED (reset
+finished environments yourself, with ``reset(options={"reset_mask": mask})``).
+
+Every argument is checked here, in the parent, before any worker is touched: a bad action,
+seed, profile or option raises a clear error naming the environment, and the engine stays
+usable. Only a worker fault (a crash, an OpenDSS error, a timeout) closes the pool.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from vvc_batch.core import STEP_INFO_KEYS
+from vvc_batch.errors import EpisodeEndedError, ResetNeededError, RewardFunctionError
 from vvc_batch.pool import WorkerPool, default_num_workers, probe_layout
+from vvc_batch.reset_options import (
+    VECTOR_OPTIONS,
+    check_drawable,
+    check_options,
+    check_reset_mask,
+    profiles_for,
+    seeds_for,
+)
+from vvc_batch.reward import RewardInputs, callable_name
 from vvc_batch.shared_buffers import ArraySpec
 from vvc_batch.spaces import ActionChecker, DeviceCounts, action_space, observation_space
-from vvc_batch.systems import parse_env_name
+from vvc_batch.systems import check_episode_steps, circuit_source, parse_env_name
 
 _INFO_DTYPES = {"converged": "bool", "hour": "int64", "profile": "int64"}
+RENDER_MODES = ("rgb_array",)
+
+
+def _ship(reward_fn: Callable | None) -> bytes | None:
+    """A user's reward function as bytes for the workers (cloudpickle: lambdas and closures
+    from a notebook travel too)."""
+    if reward_fn is None:
+        return None
+    if not callable(reward_fn):
+        raise TypeError(f"reward_fn must be callable, got {type(reward_fn).__name__}")
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(reward_fn)
+    except Exception as exc:
+        raise ValueError(
+            f"{callable_name(reward_fn)} cannot be sent to the worker processes (cloudpickle failed: "
+            f"{type(exc).__name__}: {exc}); it must not hold open files, locks or engines"
+        ) from exc
 
 
 class VVCVectorEnv(VectorEnv):
     """N Volt-Var control environments on a pool of worker processes.
 
     Args:
-        env_name: ``<system>[_cbat][_soc][_s<scale>]``.
+        env_name: ``<system>[_cbat][_soc][_s<scale>]`` (or its id ``vvc_batch/<name>-v0``).
         num_envs: number of environments N.
         num_workers: worker processes (default: one per available core; at most N).
             Environments are spread evenly.
@@ -45,11 +79,19 @@ class VVCVectorEnv(VectorEnv):
         train_profiles: episode indices that resets without a profile draw from (a train
             split); default all.
         timeout: seconds a step or reset may take before the pool is closed with an error.
-        data_dir, solver_tolerance, solver_options, max_iterations, profiles, profile_seed: as
-            for :class:`~vvc_batch.env.VVCEnv`.
+        render_mode: ``"rgb_array"``: ``render()`` returns one frame per environment, drawn
+            here from the shared buffers (the workers never plot).
+        reward_fn: a reward of your own, ``reward_fn(inputs) -> (K,)`` on
+            :class:`~vvc_batch.reward.RewardInputs` (one row per environment of a worker); it
+            runs in the workers, sent there with cloudpickle.
+        data_dir, solver_tolerance, solver_options, max_iterations, profiles, profile_seed,
+        node_bound: as for :class:`~vvc_batch.env.VVCEnv`.
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": list(RENDER_MODES), "render_fps": 4}
+    # set before __init__ runs, so that a constructor failing early leaves nothing to close
+    _pool: WorkerPool | None = None
+    _renderer = None
 
     def __init__(
         self,
@@ -73,6 +115,9 @@ class VVCVectorEnv(VectorEnv):
         profiles: str | np.ndarray = "auto",
         profile_seed: int = 0,
         max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+        node_bound: str = "minimum",
+        reward_fn: Callable[[RewardInputs], Any] | None = None,
     ) -> None:
         if spec is not None:
             from vvc_batch.feeder_spec import spec_config
@@ -80,20 +125,30 @@ class VVCVectorEnv(VectorEnv):
             cfg = spec_config(spec, continuous_battery=continuous_battery, soc_penalty=soc_penalty, scale=scale)
         else:
             cfg = parse_env_name(env_name)
-        if int(num_envs) < 1:
-            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
-        if max_episode_steps is not None and int(max_episode_steps) != cfg.system.horizon:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer of at least 1, got {num_envs!r}")
+        horizon = cfg.system.horizon
+        check_episode_steps(max_episode_steps, cfg)
+        if render_mode is not None and render_mode not in RENDER_MODES:
             raise ValueError(
-                f"episodes of {cfg.name} last {cfg.system.horizon} steps; max_episode_steps="
-                f"{max_episode_steps} is not supported"
+                f"render_mode must be None or one of {list(RENDER_MODES)} for the vector engine, got "
+                f"{render_mode!r} (for a window, wrap it in gymnasium.wrappers.vector.HumanRendering)"
             )
+        if node_bound not in ("minimum", "maximum"):
+            raise ValueError(f"node_bound must be 'minimum' or 'maximum', got {node_bound!r}")
+        workers = default_num_workers() if num_workers is None else num_workers
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+            raise ValueError(f"num_workers must be an integer of at least 1 (or None), got {num_workers!r}")
         self.autoreset_mode = AutoresetMode(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.env_name = cfg.name
         self.num_envs = N = int(num_envs)
         self.dss_mode = bool(dss_mode)
         self.copy = bool(copy)
-        self.render_mode = None
+        self.render_mode = render_mode
+        self.node_bound = node_bound
+        blob = _ship(reward_fn)
+        circuit_source(cfg.system, data_dir)  # a missing data directory or file, said here
         env_kwargs = dict(data_dir=None if data_dir is None else str(data_dir), dss_mode=dss_mode,
                           solver_tolerance=solver_tolerance, solver_options=solver_options,
                           max_iterations=max_iterations, profiles=profiles, profile_seed=profile_seed)
@@ -116,7 +171,7 @@ class VVCVectorEnv(VectorEnv):
         self._checker = ActionChecker(counts, cfg.continuous_battery)
         self.counts = counts
         self.continuous_battery = cfg.continuous_battery
-        self._horizon = cfg.system.horizon
+        self.horizon = horizon  # steps (hours) per episode
         D, A = self.single_observation_space.shape[0], counts.action_size
 
         specs = {
@@ -133,12 +188,12 @@ class VVCVectorEnv(VectorEnv):
             specs["final.mask"] = ArraySpec((N,), "bool")
             for k in STEP_INFO_KEYS:
                 specs[f"final.info.{k}"] = ArraySpec((N,), _INFO_DTYPES.get(k, "float64"))
-        workers = default_num_workers() if num_workers is None else int(num_workers)
-        if workers < 1:
-            raise ValueError(f"num_workers must be at least 1, got {num_workers}")
+        # each environment's generator seed, as gymnasium draws one for an unseeded env
+        self._seeds = [int(np.random.SeedSequence().entropy) for _ in range(N)]
         self._pool = WorkerPool(
-            cfg if spec is not None else cfg.name, N, workers, specs, env_kwargs=env_kwargs,
+            cfg if spec is not None else cfg.name, N, int(workers), specs, env_kwargs=env_kwargs,
             autoreset_mode=self.autoreset_mode.value, profile_pool=train_profiles, timeout=timeout,
+            seeds=self._seeds, reward_fn=blob,
         )
         facts = self._pool.facts
         if facts["obs_dim"] != D or facts["counts"] != counts:
@@ -147,11 +202,17 @@ class VVCVectorEnv(VectorEnv):
                 f"the circuit of {cfg.name} does not match its spec: {facts['counts']} with "
                 f"{facts['obs_dim']} observations, spec says {counts} and {D}"
             )
+        self.obs_layout = facts["obs_layout"]
         self.obs_names: list[str] = facts["obs_names"]
         self.load_names: list[str] = facts["load_names"]
         self.num_profiles: int = facts["num_profiles"]
         self._a = self._pool.arrays
         self._pending = False
+        # what the parent knows of each environment, to refuse a step before any worker sees it
+        self._never_reset = np.ones(N, dtype=bool)
+        self._ended = np.zeros(N, dtype=bool)  # finished a day (DISABLED mode: needs a reset)
+        self._failed = np.zeros(N, dtype=bool)  # its last step failed in reward_fn
+        self._last_actions: np.ndarray | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -169,93 +230,182 @@ class VVCVectorEnv(VectorEnv):
         """(first, last + 1) environment index of each worker."""
         return list(self._pool.slices)
 
+    @property
+    def np_random_seed(self) -> tuple[int, ...]:
+        """Each environment's generator seed, as ``SyncVectorEnv`` gives them: ``reset(seed=s)``
+        makes them ``(s, s + 1, ...)``; an environment never seeded has a random one."""
+        return tuple(self._seeds)
+
+    @property
+    def np_random(self) -> tuple[np.random.Generator, ...]:
+        """Copies of each environment's generator (it lives in a worker; drawing from a copy
+        does not change what the environment draws)."""
+        states = [s for part in self._pool.query("rng_states") for s in part]
+        out = []
+        for st in states:
+            g = np.random.default_rng()
+            g.bit_generator.state = st
+            out.append(g)
+        return tuple(out)
+
     # ------------------------------------------------------------------ results
     def _out(self, arr: np.ndarray) -> np.ndarray:
         return arr.copy() if self.copy else arr
 
-    def _infos(self) -> dict[str, Any]:
+    def _infos(self, mask: np.ndarray | None = None, final: bool = False) -> dict[str, Any]:
+        """The info dict with gymnasium's ``_key`` masks: every environment, or those of
+        ``mask`` (a partial reset: the others' entries are zero, as ``SyncVectorEnv`` gives)."""
         a, N = self._a, self.num_envs
         infos: dict[str, Any] = {}
-        everyone = np.ones(N, dtype=bool)
+        present = np.ones(N, dtype=bool) if mask is None else mask
         for k in STEP_INFO_KEYS:
-            infos[k] = self._out(a[f"info.{k}"])
-            infos[f"_{k}"] = everyone.copy()
-        if self.autoreset_mode == AutoresetMode.SAME_STEP:
-            mask = a["final.mask"]
-            if mask.any():
+            arr = a[f"info.{k}"]
+            infos[k] = self._out(arr) if mask is None else np.where(mask, arr, np.zeros_like(arr))
+            infos[f"_{k}"] = present.copy()
+        if final and self.autoreset_mode == AutoresetMode.SAME_STEP:
+            ended = a["final.mask"]
+            if ended.any():
                 final_obs = np.full(N, None, dtype=object)
-                for i in np.flatnonzero(mask):
+                for i in np.flatnonzero(ended):
                     final_obs[i] = a["final.obs"][i].copy()
                 infos["final_obs"] = final_obs
-                infos["_final_obs"] = mask.copy()
+                infos["_final_obs"] = ended.copy()
                 final_info: dict[str, Any] = {}
                 for k in STEP_INFO_KEYS:
-                    final_info[k] = np.where(mask, a[f"final.info.{k}"], np.zeros_like(a[f"final.info.{k}"]))
-                    final_info[f"_{k}"] = mask.copy()
+                    final_info[k] = np.where(ended, a[f"final.info.{k}"], np.zeros_like(a[f"final.info.{k}"]))
+                    final_info[f"_{k}"] = ended.copy()
                 infos["final_info"] = final_info
-                infos["_final_info"] = mask.copy()
+                infos["_final_info"] = ended.copy()
         return infos
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None):
-        """Reset every environment.
+        """Reset every environment, or those of ``options["reset_mask"]``.
 
-        ``seed``: an int (environment i gets ``seed + i``), a list of per-environment seeds,
-        or ``None``. ``options={"profile": [...]}``: per environment an episode index, a
-        (24, n_loads) array, or ``None`` (drawn with that environment's generator).
+        ``seed``: an int (environment i gets ``seed + i``), one entry per environment (None
+        or an int >= 0), or ``None``. ``options``:
+
+        * ``"profile"``: an episode index or a (24, n_loads) array for every environment,
+          or one entry per environment (an index, an array or ``None``: drawn with that
+          environment's generator);
+        * ``"reset_mask"``: a bool array (N,): reset only these environments (gymnasium's
+          partial reset, in every autoreset mode); seeds and profiles of the others are
+          ignored, and their infos are masked out.
+
+        Everything is checked before any worker is touched.
         """
         if self._pending:
             raise RuntimeError("reset called while a step_async is pending; call step_wait first")
+        self._pool._check_open()
         N = self.num_envs
-        if seed is None:
-            seeds: list[int | None] = [None] * N
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(N)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != N:
-                raise ValueError(f"reset got {len(seeds)} seeds for {N} environments")
-        options = dict(options or {})
-        unknown = set(options) - {"profile"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: 'profile'")
-        profiles = options.get("profile")
-        profiles = [None] * N if profiles is None else list(profiles)
-        if len(profiles) != N:
-            raise ValueError(f"options['profile'] must have one entry per environment ({N}), got {len(profiles)}")
-        self._pool.reset(seeds, profiles)
-        return self._out(self._a["obs"]), self._infos()
+        seeds = seeds_for(seed, N)
+        opts = check_options(options, VECTOR_OPTIONS)
+        mask = None if opts.get("reset_mask") is None else check_reset_mask(opts["reset_mask"], N)
+        L = len(self.load_names)
+        profiles = profiles_for(opts.get("profile"), N, self.num_profiles, self.horizon, L)
+        chosen = np.arange(N) if mask is None else np.flatnonzero(mask)
+        check_drawable([profiles[i] for i in chosen], self.num_profiles, self.env_name, self.horizon, L,
+                       chosen.tolist())
+        if mask is not None:  # the others' entries are not used: send nothing for them
+            seeds = [s if m else None for s, m in zip(seeds, mask)]
+            profiles = [p if m else None for p, m in zip(profiles, mask)]
+        self._pool.reset(seeds, profiles, mask)
+        for i in chosen:
+            if seeds[i] is not None:
+                self._seeds[i] = seeds[i]
+        self._never_reset[chosen] = False
+        self._ended[chosen] = False
+        self._failed[chosen] = False
+        self._last_actions = None
+        return self._out(self._a["obs"]), self._infos(mask)
+
+    def _check_steppable(self) -> None:
+        """Refuse a step that some environment cannot take, naming it."""
+        if self._never_reset.any():
+            i = int(np.flatnonzero(self._never_reset)[0])
+            raise ResetNeededError(f"environment {i} must be reset before step; call reset first")
+        if self._failed.any():
+            ids = np.flatnonzero(self._failed).tolist()
+            raise ResetNeededError(
+                f"environment{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))} failed in reward_fn at the "
+                f"last step; reset {'them' if len(ids) > 1 else 'it'} (reset(options={{'reset_mask': mask}}) "
+                f"keeps the others going)"
+            )
+        if self.autoreset_mode == AutoresetMode.DISABLED and self._ended.any():
+            i = int(np.flatnonzero(self._ended)[0])
+            raise EpisodeEndedError(
+                f"environment {i} finished its {self.horizon}-step episode (truncated=True was returned); "
+                f"with autoreset_mode=DISABLED reset it (reset(options={{'reset_mask': mask}})) before stepping "
+                f"again"
+            )
 
     def step_async(self, actions) -> None:
-        """Validate ``actions`` (before any worker is touched) and start a step."""
+        """Validate ``actions`` and the environments' states (before any worker is touched)
+        and start a step."""
         if self._pending:
             raise RuntimeError("step_async called twice; call step_wait first")
         self._pool._check_open()
+        self._check_steppable()
         if not (self.dss_mode and actions is None):
             flat = self._checker.check(actions, batch=self.num_envs)
             self._a["actions"][:] = flat
+            if self.render_mode is not None:
+                self._last_actions = np.array(flat, copy=True)
         self._seq = self._pool.step_async()
         self._pending = True
 
     def step_wait(self, timeout: float | None = None):
         """Wait for the step started by :meth:`step_async`; returns
-        (observations, rewards, terminations, truncations, infos)."""
+        (observations, rewards, terminations, truncations, infos).
+
+        Raises:
+            RewardFunctionError: the user's reward function failed on some environments;
+                they need a reset (the others stepped and go on).
+        """
         if not self._pending:
             raise RuntimeError("step_wait called without step_async")
         self._pending = False
-        self._pool.wait(self._seq, "stepping", self._pool.timeout if timeout is None else timeout)
+        try:
+            self._pool.wait(self._seq, "stepping", self._pool.timeout if timeout is None else timeout)
+        except RewardFunctionError as exc:
+            self._failed[list(exc.env_ids)] = True
+            raise
         a = self._a
+        self._ended = a["terminated"] | a["truncated"]
         return (self._out(a["obs"]), self._out(a["reward"]), self._out(a["terminated"]),
-                self._out(a["truncated"]), self._infos())
+                self._out(a["truncated"]), self._infos(final=True))
 
     def step(self, actions):
         """Step every environment; see :meth:`step_async`."""
         self.step_async(actions)
         return self.step_wait()
 
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """One RGB frame (H, W, 3) per environment of its present state (``render_mode=
+        "rgb_array"``), drawn here from the shared buffers; ``None`` without a render mode."""
+        if self.render_mode is None:
+            return None
+        self._pool._check_open()
+        from vvc_batch.render import FeederRenderer, frame_title, observation_frame
+
+        if self._renderer is None:
+            drawing = self._pool.query("drawing")[0]
+            self._renderer = FeederRenderer(drawing, self.node_bound)
+        obs, hours = self._a["obs"], self._a["info.hour"]
+        acts = self._last_actions
+        return tuple(
+            observation_frame(self._renderer, self.obs_layout, obs[i],
+                              frame_title(f"{self.env_name} [{i}]", int(hours[i]), None if acts is None else acts[i]))
+            for i in range(self.num_envs)
+        )
+
     def close_extras(self, **kwargs: Any) -> None:
         """Stop the workers and free the shared memory (also runs at exit and on GC)."""
-        self._pool.close()
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        if self._pool is not None:
+            self._pool.close()
 
     def __enter__(self) -> "VVCVectorEnv":
         return self

@@ -3,8 +3,10 @@ the environments, reading actions from and writing results to shared memory.
 
 Commands come through the control block of :mod:`vvc_batch.lockstep` (nothing is pickled
 per step). The pipe carries the start-up report (``b"k" + pickle(layout facts)`` or
-``b"e" + pickle(traceback)``), reset payloads (``pickle((seeds, profiles))``), error
-reports (``b"e" + pickle(traceback text)``) and wake-up bytes.
+``b"e" + pickle(traceback)``), reset payloads (``pickle((mask, seeds, profiles))``), query
+names and their answers (``b"q" + pickle(answer)``), error reports (``b"e" +
+pickle(traceback text)`` for faults that close the pool, ``b"u" + pickle(exception)`` for a
+user's reward function failing, which leaves the pool working) and wake-up bytes.
 
 The worker ignores SIGINT (the parent handles Ctrl-C and stops it) and exits when the
 parent's end of the pipe closes.
@@ -38,6 +40,8 @@ class WorkerSpec:
     env_kwargs: dict = field(default_factory=dict)
     autoreset_mode: str = NEXT_STEP
     profile_pool: tuple[int, ...] | None = None
+    seeds: tuple[int, ...] = ()  # initial seed of each environment's generator
+    reward_fn: bytes | None = None  # cloudpickled user reward function
 
 
 def _buffers(arrays: dict[str, np.ndarray], sl: slice):
@@ -62,11 +66,13 @@ class _WorkerLoop:
         sl = slice(spec.start, spec.stop)
         self.K = spec.stop - spec.start
         self.actions = arrays["actions"][sl]
+        reward_fn = None if spec.reward_fn is None else pickle.loads(spec.reward_fn)
         self.core = VVCBatch(
-            spec.env_name, self.K, buffers=_buffers(arrays, sl),
-            profile_pool=spec.profile_pool, **spec.env_kwargs
+            spec.env_name, self.K, buffers=_buffers(arrays, sl), profile_pool=spec.profile_pool,
+            reward_fn=reward_fn, env_offset=spec.start, **spec.env_kwargs
         )
-        self.rngs = [np.random.default_rng() for _ in range(self.K)]
+        seeds = spec.seeds or (None,) * self.K
+        self.rngs = [np.random.default_rng(s) for s in seeds]
         self.needs_reset = np.zeros(self.K, dtype=bool)
         self.mode = spec.autoreset_mode
         if self.mode == SAME_STEP:
@@ -78,14 +84,31 @@ class _WorkerLoop:
         return layout_facts(self.core)
 
     def reset(self, payload: bytes) -> None:
-        seeds, profiles = pickle.loads(payload)
-        for i, s in enumerate(seeds):
-            if s is not None:
-                self.rngs[i] = np.random.default_rng(s)
-        self.core.reset(None, profiles, self.rngs)
-        self.needs_reset[:] = False
+        """Reset the environments of ``mask`` (None: all) with the parent's checked seeds and
+        profiles (one entry per environment of this worker)."""
+        mask, seeds, profiles = pickle.loads(payload)
+        ids = np.arange(self.K) if mask is None else np.flatnonzero(mask)
+        if not len(ids):
+            return
+        for i in ids:
+            if seeds[i] is not None:
+                self.rngs[i] = np.random.default_rng(seeds[i])
+        self.core.reset(ids, [profiles[i] for i in ids], [self.rngs[i] for i in ids])
+        self.needs_reset[ids] = False
         if self.mode == SAME_STEP:
-            self.final_mask[:] = False
+            self.final_mask[ids] = False
+
+    def query(self, payload: bytes) -> Any:
+        """Answers for the parent: ``"rng_states"`` (each environment's generator state) or
+        ``"drawing"`` (what a picture of the feeder needs)."""
+        name = pickle.loads(payload)
+        if name == "rng_states":
+            return [g.bit_generator.state for g in self.rngs]
+        if name == "drawing":
+            from vvc_batch.render import feeder_drawing
+
+            return feeder_drawing(self.core)
+        raise ValueError(f"unknown query {name!r}")
 
     def step(self) -> None:
         core, buf = self.core, self.core.buffers
@@ -93,11 +116,12 @@ class _WorkerLoop:
         if self.mode == NEXT_STEP and self.needs_reset.any():
             stepping = np.flatnonzero(~self.needs_reset)
             resetting = np.flatnonzero(self.needs_reset)
+            # the autoresets first: a failing reward_fn in the step below then leaves them done
+            core.reset(resetting, None, [self.rngs[i] for i in resetting])
+            self.needs_reset[resetting] = False
             if len(stepping):
                 core.step(None if acts is None else acts[stepping], env_ids=stepping)
-            core.reset(resetting, None, [self.rngs[i] for i in resetting])
-            self.needs_reset[:] = False
-            self.needs_reset[stepping] = buf.terminated[stepping] | buf.truncated[stepping]
+                self.needs_reset[stepping] = buf.terminated[stepping] | buf.truncated[stepping]
             return
         core.step(acts)
         done = buf.terminated | buf.truncated
@@ -118,8 +142,10 @@ class _WorkerLoop:
 
 
 def layout_facts(core) -> dict[str, Any]:
-    """What the parent needs to know about a circuit to size buffers and spaces."""
+    """What the parent needs to know about a circuit to size buffers and spaces and to
+    check reset arguments."""
     return {
+        "obs_layout": core.obs_layout,
         "obs_names": list(core.obs_names),
         "load_names": list(core.load_names),
         "num_profiles": core.num_profiles,
@@ -127,6 +153,7 @@ def layout_facts(core) -> dict[str, Any]:
         "num_nodes": core.num_nodes,
         "counts": core.counts,
         "profile_source": core.profile_source,
+        "horizon": core.horizon,
     }
 
 
@@ -149,7 +176,8 @@ def probe_main(env, env_kwargs: dict, conn) -> None:
 def worker_main(spec: WorkerSpec, conn) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from vvc_batch.lockstep import CLOSE, RESET, STEP, WorkerSide
+    from vvc_batch.errors import RewardFunctionError
+    from vvc_batch.lockstep import CLOSE, QUERY, RESET, STEP, WorkerSide
     from vvc_batch.shared_buffers import SharedArrays
 
     shm = None
@@ -175,9 +203,14 @@ def worker_main(spec: WorkerSpec, conn) -> None:
                     loop.step()
                 elif code == RESET:
                     loop.reset(side.next_message(conn))
+                elif code == QUERY:
+                    conn.send_bytes(b"q" + pickle.dumps(loop.query(side.next_message(conn))))
                 else:
                     raise RuntimeError(f"unknown command {code}")
                 side.finish(conn)
+            except RewardFunctionError as exc:  # the user's function failed: the pool goes on
+                conn.send_bytes(b"u" + pickle.dumps(exc))
+                side.finish(conn, failed=True)
             except Exception:
                 conn.send_bytes(b"e" + pickle.dumps(traceback.format_exc()))
                 side.finish(conn, failed=True)

@@ -23,19 +23,46 @@ import numpy as np
 from gymnasium.vector import VectorActionWrapper, VectorWrapper
 from gymnasium.vector.utils import batch_space
 
+from vvc_batch.errors import InvalidActionError
+
+
+def _obs_layout(env):
+    """The :class:`~vvc_batch.spaces.ObservationLayout` of a single environment or of the
+    vector engine."""
+    u = env.unwrapped
+    return u.core.obs_layout if hasattr(u, "core") else u.obs_layout
+
 
 def _layout(env) -> tuple[int, int, int, int, bool]:
     """(capacitors, regulators, batteries, regulator levels, continuous battery) of a single
     environment or of the vector engine."""
     u = env.unwrapped
-    counts, cbat = (u.core.counts, u.core.config.continuous_battery) if hasattr(u, "core") else \
-        (u.counts, u.continuous_battery)
+    counts = _obs_layout(env).counts
+    cbat = u.core.config.continuous_battery if hasattr(u, "core") else u.continuous_battery
     return counts.capacitors, counts.regulators, counts.batteries, counts.reg_levels, cbat
+
+
+def check_finite(x, device_names: list[str], batch: bool) -> np.ndarray:
+    """``x`` as float64, refusing NaN and +-inf with the entry, its device and (for a
+    batch) the environment named."""
+    arr = np.asarray(x, dtype=np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        i = where[-1]
+        env = f" for environment {where[0]}" if batch and len(where) > 1 else ""
+        device = device_names[i] if i < len(device_names) else "unknown device"
+        raise InvalidActionError(
+            f"continuous action entry {i} ({device}){env} is {arr[where]}; actions must be finite numbers "
+            f"in [-1, 1] (values beyond are clipped)"
+        )
+    return arr
 
 
 def continuous_to_action(x: np.ndarray, caps: int, regs: int, bats: int, levels: int, cbat: bool) -> np.ndarray:
     """Map Box(-1, 1) entries (..., A) to the environment's flat action (see the module
-    docstring); returns an int64 array for discrete variants, float64 for ``_cbat``."""
+    docstring); returns an int64 array for discrete variants, float64 for ``_cbat``. Finite
+    values beyond [-1, 1] are clipped (check NaN/inf first, see :func:`check_finite`)."""
     x = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0)
     top = levels - 1
     out = np.empty_like(x)
@@ -54,11 +81,12 @@ class ContinuousActions(gym.ActionWrapper):
     def __init__(self, env: gym.Env):
         super().__init__(env)
         self._layout = _layout(env)
+        self._devices = _obs_layout(env).device_names
         caps, regs, bats, _, _ = self._layout
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(caps + regs + bats,), dtype=np.float32)
 
     def action(self, action):
-        return continuous_to_action(action, *self._layout)
+        return continuous_to_action(check_finite(action, self._devices, False), *self._layout)
 
 
 class VectorContinuousActions(VectorActionWrapper):
@@ -67,12 +95,13 @@ class VectorContinuousActions(VectorActionWrapper):
     def __init__(self, env):
         super().__init__(env)
         self._layout = _layout(env)
+        self._devices = _obs_layout(env).device_names
         caps, regs, bats, _, _ = self._layout
         self.single_action_space = gym.spaces.Box(-1.0, 1.0, shape=(caps + regs + bats,), dtype=np.float32)
         self.action_space = batch_space(self.single_action_space, env.num_envs)
 
     def actions(self, actions):
-        return continuous_to_action(actions, *self._layout)
+        return continuous_to_action(check_finite(actions, self._devices, True), *self._layout)
 
 
 def _hour_box(space: gym.spaces.Box) -> gym.spaces.Box:
@@ -102,7 +131,7 @@ class VectorObserveHour(VectorWrapper):
         super().__init__(env)
         self.single_observation_space = _hour_box(env.single_observation_space)
         self.observation_space = batch_space(self.single_observation_space, env.num_envs)
-        self._horizon = env.unwrapped._horizon if hasattr(env.unwrapped, "_horizon") else 24
+        self._horizon = env.unwrapped.horizon
         self._hours = np.zeros(env.num_envs)
 
     def reset(self, *, seed=None, options=None):
@@ -154,9 +183,9 @@ class RelativeActions(gym.Wrapper):
         caps, regs, bats, levels, cbat = _layout(env)
         if cbat:
             raise ValueError("RelativeActions is for discrete-battery variants")
-        core = env.unwrapped.core
-        self._args = (core.num_nodes, caps, regs, levels - 1)
-        self.action_space = _relative_space(caps, regs, bats, core.counts.bat_levels)
+        lay = _obs_layout(env)
+        self._args = (lay.num_nodes, caps, regs, levels - 1)
+        self.action_space = _relative_space(caps, regs, bats, lay.bat_levels)
         self._obs = None
 
     def reset(self, **kwargs):
@@ -179,10 +208,9 @@ class VectorRelativeActions(VectorWrapper):
         caps, regs, bats, levels, cbat = _layout(env)
         if cbat:
             raise ValueError("VectorRelativeActions is for discrete-battery variants")
-        u = env.unwrapped
-        nodes = u.single_observation_space.shape[0] - caps - regs - 2 * bats
-        self._args = (nodes, caps, regs, levels - 1)
-        self.single_action_space = _relative_space(caps, regs, bats, u.counts.bat_levels)
+        lay = _obs_layout(env)
+        self._args = (lay.num_nodes, caps, regs, levels - 1)
+        self.single_action_space = _relative_space(caps, regs, bats, lay.bat_levels)
         self.action_space = batch_space(self.single_action_space, env.num_envs)
         self._obs = None
 
