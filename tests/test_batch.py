@@ -34,7 +34,7 @@ def test_batch_equals_singles(name, dss, data_dir):
         for k in range(K):
             one = singles[k].step(None if dss else acts[k:k + 1])
             np.testing.assert_array_equal(buf.obs[k], one.obs[0])
-            np.testing.assert_array_equal(batch._v[k], singles[k]._v[0])  # float64 voltages
+            np.testing.assert_array_equal(batch.v[k], singles[k].v[0])  # float64 voltages
             assert buf.reward[k] == one.reward[0]
             for key, arr in buf.info.items():
                 assert arr[k] == one.info[key][0], key

@@ -22,7 +22,7 @@ def test_units_on_13bus(data_dir):
     for bus in c.AllBusNames:
         c.SetActiveBus(bus)
         ref.extend(c.ActiveBus.puVmagAngle[0::2])
-    np.testing.assert_allclose(b._v[0], ref, rtol=1e-14)
+    np.testing.assert_allclose(b.v[0], ref, rtol=1e-14)
     # battery power: drawn kW, negative when discharging (100 kW set)
     c.SetActiveElement("Generator.batt1")
     assert b.bat_kw[0, 0] == c.ActiveCktElement.TotalPowers[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vvc_batch.reward import control_reward, loss_ratio, total_reward, voltage_reward
+from vvc_batch.reward import control_rewards, loss_ratios, total_reward, voltage_reward
 from vvc_batch.systems import RewardWeights
 
 W = RewardWeights(power_w=10, cap_w=1 / 33, reg_w=1 / 33, dis_w=6 / 33, soc_w=20 / 33)
@@ -19,14 +19,15 @@ def test_voltage_reward_per_bus():
 
 
 def test_loss_ratio_clipped():
-    assert [loss_ratio(10.0, 100.0), loss_ratio(5.0, -50.0), loss_ratio(3.0, 0.0), loss_ratio(0.0, 0.0),
-            loss_ratio(300.0, 100.0)] == [0.1, 0.0, 1.0, 0.0, 1.0]
+    got = loss_ratios(np.array([10.0, 5.0, 3.0, 0.0, 300.0]), np.array([100.0, -50.0, 0.0, 0.0, 100.0]))
+    assert got.tolist() == [0.1, 0.0, 1.0, 0.0, 1.0]
 
 
 def test_control_reward_soc_on_last_step_only():
     base = -(1 + 3) / 33 - 0.5 * 6 / 33
-    assert control_reward(W, 1.0, 3.0, 0.5, 0.2, False) == pytest.approx(base)
-    assert control_reward(W, 1.0, 3.0, 0.5, 0.2, True) == pytest.approx(base - 0.2 * 20 / 33)
+    one = [np.array([x]) for x in (1.0, 3.0, 0.5, 0.2)]
+    assert control_rewards(W, *one, np.array([False]))[0] == pytest.approx(base)
+    assert control_rewards(W, *one, np.array([True]))[0] == pytest.approx(base - 0.2 * 20 / 33)
 
 
 def test_total_reward():

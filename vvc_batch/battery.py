@@ -3,19 +3,16 @@ energy allows, and the energy update after a solve.
 
 A battery is an OpenDSS Generator whose power the agent sets each step. Power is in kW
 (positive = discharging, i.e. delivered to the grid), energy in kWh, the step in hours.
-The functions work on one environment's batteries as plain lists: a system has at most a
-few batteries, and list arithmetic costs less than numpy calls at that size.
+The methods work on arrays of environments x batteries at once, with the reference's
+arithmetic operation for operation (its results bit for bit).
 """
 
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
-
 import numpy as np
 
 from vvc_batch.errors import DataNotFoundError
@@ -101,39 +98,50 @@ class BatteryBank:
             levels=levels,
         )
 
+    @cached_property
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        """(kw_step, max_kwh, max_kw, pf) as float64 arrays (B,)."""
+        return tuple(np.asarray(x, dtype=np.float64) for x in (self.kw_step, self.max_kwh, self.max_kw, self.pf))
+
     # ------------------------------------------------------------------ actions
-    def project_discrete(self, levels: Sequence[float], kwh: Sequence[float], hours: float) -> list[float]:
-        """kW of one environment's discrete levels, moved toward idle by whole levels until
-        the stored energy ``kwh`` allows them over ``hours``.
+    def project_discrete(self, levels, kwh, hours: float) -> np.ndarray:
+        """kW of discrete battery levels (rows of environments x batteries, or one row),
+        moved toward idle by whole levels until the stored energy ``kwh`` allows them over
+        ``hours``.
 
         The reference lowers a discharging level by ``ceil((kW - allowed)/step - 1e-8)``
         levels; that lands on ``floor(allowed/step + 1e-8)`` steps, computed here directly
         (and likewise for charging), giving the same kW bit for bit.
         """
-        mid = self.levels // 2
-        out = []
-        for level, e, cap, step in zip(levels, kwh, self.max_kwh, self.kw_step):
-            kw = (level - mid) * step
-            most = math.floor(e / hours / step + 1e-8) * step  # discharge limit
-            least = math.ceil((e - cap) / hours / step - 1e-8) * step  # charge limit
-            out.append(most if kw > most else least if kw < least else kw)
-        return out
+        step, cap, _, _ = self._arrays
+        kwh = np.asarray(kwh, dtype=np.float64)
+        kw = (np.asarray(levels, dtype=np.float64) - self.levels // 2) * step
+        most = np.floor(kwh / hours / step + 1e-8) * step  # discharge limit
+        least = np.ceil((kwh - cap) / hours / step - 1e-8) * step  # charge limit
+        return np.where(kw > most, most, np.where(kw < least, least, kw))
 
-    def project_continuous(self, values: Sequence[float], kwh: Sequence[float], hours: float) -> list[float]:
-        """kW of one environment's normalized powers in [-1, 1] (taken at float32 precision,
-        as the reference does), limited to what ``kwh`` allows over ``hours``."""
-        out = []
-        for v, e, cap, mx in zip(values, kwh, self.max_kwh, self.max_kw):
-            kw = min(1.0, max(-1.0, float(np.float32(v)))) * mx
-            out.append(min(e / hours, kw) if kw > 0 else max((e - cap) / hours, kw))
-        return out
+    def project_continuous(self, values, kwh, hours: float) -> np.ndarray:
+        """kW of normalized powers in [-1, 1] (rows of environments x batteries, or one row;
+        taken at float32 precision, as the reference does), limited to what ``kwh`` allows
+        over ``hours``."""
+        _, cap, max_kw, _ = self._arrays
+        kwh = np.asarray(kwh, dtype=np.float64)
+        v = np.asarray(values, dtype=np.float64).astype(np.float32).astype(np.float64)
+        v = np.where(v > -1.0, v, -1.0)
+        kw = np.where(v < 1.0, v, 1.0) * max_kw
+        up, down = kwh / hours, (kwh - cap) / hours
+        # Python's min(a, b) / max(a, b) as the reference evaluates them: the first unless the second wins
+        return np.where(kw > 0, np.where(kw < up, kw, up), np.where(kw > down, kw, down))
 
-    def kvar(self, kw: Sequence[float]) -> list[float]:
+    def kvar(self, kw) -> np.ndarray:
         """Reactive power set with ``kw``: kW / pf (the reference's rule)."""
-        return [p / f for p, f in zip(kw, self.pf)]
+        return np.asarray(kw, dtype=np.float64) / self._arrays[3]
 
     # ------------------------------------------------------------------ energy
-    def update_energy(self, kwh: Sequence[float], drawn_kw: Sequence[float], hours: float) -> list[float]:
+    def update_energy(self, kwh, drawn_kw, hours: float) -> np.ndarray:
         """Energy after a step: kwh + drawn power * hours, clipped to [0, max_kwh] and
         rounded to whole kWh (half to even, as Python's round)."""
-        return [float(round(min(cap, max(0.0, e + p * hours)))) for e, p, cap in zip(kwh, drawn_kw, self.max_kwh)]
+        cap = self._arrays[1]
+        x = np.asarray(kwh, dtype=np.float64) + np.asarray(drawn_kw, dtype=np.float64) * hours
+        x = np.where(x > 0.0, x, 0.0)
+        return np.rint(np.where(x < cap, x, cap))

@@ -40,6 +40,7 @@ import gymnasium as gym
 import numpy as np
 
 from vvc_batch.core import VVCBatch
+from vvc_batch.power_flow import SolverSettings
 from vvc_batch.reset_options import SINGLE_OPTIONS, check_drawable, check_options, check_seed, profile_entry
 from vvc_batch.reward import RewardInputs
 from vvc_batch.systems import check_episode_steps, parse_env_name
@@ -71,12 +72,19 @@ class VVCEnv(gym.Env):
         data_dir: folder holding the system folders (default: ``$VVC_BATCH_DATA``).
         dss_mode: OpenDSS's RegControls and CapControls act; the action is ignored
             (``step(None)`` is allowed), batteries stay idle.
-        solver_tolerance: OpenDSS power-flow tolerance (default: OpenDSS's 1e-4).
-        solver_options: OpenDSS ``YMatrix.SolverOptions``; 0 (default) factorizes as OpenDSS
-            does and reproduces the reference bit for bit, 2 reuses the symbolic
+        backend: ``"opendss"`` (default: OpenDSS solves every step, exact to the
+            reference) or ``"batched"`` (vvc_batch's own solver of OpenDSS's model of the
+            circuit, converged to a tight tolerance; see ``docs/batched-solver.md``).
+        solver: a :class:`~vvc_batch.power_flow.SolverSettings` (or a dict of its fields):
+            tolerance (pu), max_iterations, solver_options.
+        solver_tolerance, max_iterations, solver_options: shorthand for the same fields.
+            ``solver_tolerance``: largest voltage change of the last iteration (pu;
+            default: OpenDSS's 1e-4 on ``"opendss"``, 1e-9 on ``"batched"``).
+            ``solver_options``: OpenDSS ``YMatrix.SolverOptions``; 0 (default) factorizes as
+            OpenDSS does and reproduces the reference bit for bit, 2 reuses the symbolic
             factorization (faster; last-digit differences can round a battery's whole kWh
-            differently at exact ties).
-        max_iterations: OpenDSS ``MaxIterations`` (default 50, or 1000 with a tolerance).
+            differently at exact ties). ``max_iterations``: OpenDSS ``MaxIterations``
+            (default 50, or 1000 with a tolerance).
         profiles: ``"auto"`` (the data directory's load shapes, or the built-in generator
             for the embedded model), ``"powergym"``, ``"synthetic"``, or an array
             (episodes, 24, n_loads) of load multipliers in ``load_names`` column order.
@@ -105,6 +113,8 @@ class VVCEnv(gym.Env):
         scale: float = 1.0,
         data_dir: str | os.PathLike[str] | None = None,
         dss_mode: bool = False,
+        backend: str = "opendss",
+        solver: SolverSettings | dict | None = None,
         solver_tolerance: float | None = None,
         solver_options: int = 0,
         max_iterations: int | None = None,
@@ -133,9 +143,9 @@ class VVCEnv(gym.Env):
             1,
             data_dir=data_dir,
             dss_mode=dss_mode,
-            solver_tolerance=solver_tolerance,
-            solver_options=solver_options,
-            max_iterations=max_iterations,
+            backend=backend,
+            solver=SolverSettings.of(solver, solver_tolerance=solver_tolerance, max_iterations=max_iterations,
+                                     solver_options=solver_options),
             profiles=profiles,
             profile_seed=profile_seed,
             reward_fn=reward_fn,

@@ -56,7 +56,7 @@ def fixed_action(env, tap: int | None = None, caps: int | None = None) -> np.nda
     every regulator at ``tap`` (default: the reset tap), batteries idle."""
     core = env.unwrapped.core
     c = core.counts
-    cap_part = [int(x) for x in core._cap_reset] if caps is None else [caps] * c.capacitors
+    cap_part = [int(x) for x in core.reset_capacitors] if caps is None else [caps] * c.capacitors
     tap = core.config.system.regulator.reset_tap_number if tap is None else tap
     idle = [0.0] * c.batteries if core.config.continuous_battery else [c.bat_levels // 2] * c.batteries
     dtype = np.float64 if core.config.continuous_battery else np.int64

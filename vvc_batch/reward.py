@@ -41,37 +41,32 @@ def voltage_reward(v_pu: np.ndarray, bus_start: np.ndarray) -> np.ndarray:
     return np.minimum(over, 0.0, out=over).sum(axis=1) + np.minimum(under, 0.0, out=under).sum(axis=1)
 
 
-def loss_ratio(loss_kw: float, source_kw: float) -> float:
-    """Losses over delivered power, clipped to [0, 1] (1 where nothing is delivered but
+def loss_ratios(loss_kw: np.ndarray, source_kw: np.ndarray) -> np.ndarray:
+    """Losses over delivered power (K,), clipped to [0, 1] (1 where nothing is delivered but
     something is lost, 0 where both are zero)."""
-    if source_kw == 0.0:
-        return 1.0 if loss_kw > 0.0 else 0.0
-    return min(1.0, max(0.0, loss_kw / source_kw))
+    loss_kw, source_kw = np.asarray(loss_kw, dtype=np.float64), np.asarray(source_kw, dtype=np.float64)
+    safe = np.where(source_kw == 0.0, 1.0, source_kw)
+    r = loss_kw / safe
+    r = np.where(r > 0.0, r, 0.0)  # max(0, r) as the reference takes it
+    r = np.where(r < 1.0, r, 1.0)
+    return np.where(source_kw == 0.0, np.where(loss_kw > 0.0, 1.0, 0.0), r)
 
 
-def control_reward(
-    weights: RewardWeights,
-    cap_change: float,
-    tap_change: float,
-    discharge_err: float,
-    soc_err: float,
-    last_step: bool,
-) -> float:
-    """The (non-positive) control term of one environment.
+def control_rewards(weights: RewardWeights, cap_change: np.ndarray, tap_change: np.ndarray,
+                    discharge_err: np.ndarray, soc_err: np.ndarray, last_step: np.ndarray) -> np.ndarray:
+    """The (non-positive) control term (K,).
 
     Args:
         cap_change: sum of |state change| over capacitors.
         tap_change: sum of |tap-number change| over regulators.
         discharge_err: sum over batteries of max(0, kW)/max_kw.
         soc_err: sum over batteries of |soc - initial soc|; counted on the last step only.
+        last_step: whether the step ends the day.
     """
     # same order of terms as the reference: capacitors, regulators, soc, discharge
-    return -(
-        weights.cap_w * cap_change
-        + weights.reg_w * tap_change
-        + (weights.soc_w * soc_err if last_step else 0.0)
-        + weights.dis_w * discharge_err
-    )
+    w = weights
+    return -(w.cap_w * cap_change + w.reg_w * tap_change + np.where(last_step, w.soc_w * soc_err, 0.0)
+             + w.dis_w * discharge_err)
 
 
 def total_reward(weights: RewardWeights, ratio, vol, ctrl):

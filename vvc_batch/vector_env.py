@@ -29,6 +29,7 @@ from gymnasium.vector.utils import batch_space
 from vvc_batch.core import STEP_INFO_KEYS
 from vvc_batch.errors import EpisodeEndedError, ResetNeededError, RewardFunctionError
 from vvc_batch.pool import WorkerPool, default_num_workers, probe_layout
+from vvc_batch.power_flow import SolverSettings, check_backend
 from vvc_batch.reset_options import (
     VECTOR_OPTIONS,
     check_drawable,
@@ -84,8 +85,9 @@ class VVCVectorEnv(VectorEnv):
         reward_fn: a reward of your own, ``reward_fn(inputs) -> (K,)`` on
             :class:`~vvc_batch.reward.RewardInputs` (one row per environment of a worker); it
             runs in the workers, sent there with cloudpickle.
-        data_dir, solver_tolerance, solver_options, max_iterations, profiles, profile_seed,
-        node_bound: as for :class:`~vvc_batch.env.VVCEnv`.
+        data_dir, backend, solver, solver_tolerance, solver_options, max_iterations, profiles,
+        profile_seed, node_bound: as for :class:`~vvc_batch.env.VVCEnv`. With
+            ``backend="batched"`` each worker holds one solver for all of its environments.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": list(RENDER_MODES), "render_fps": 4}
@@ -109,6 +111,8 @@ class VVCVectorEnv(VectorEnv):
         train_profiles: Sequence[int] | None = None,
         timeout: float | None = 600.0,
         data_dir: str | os.PathLike[str] | None = None,
+        backend: str = "opendss",
+        solver: SolverSettings | dict | None = None,
         solver_tolerance: float | None = None,
         solver_options: int = 0,
         max_iterations: int | None = None,
@@ -149,9 +153,11 @@ class VVCVectorEnv(VectorEnv):
         self.node_bound = node_bound
         blob = _ship(reward_fn)
         circuit_source(cfg.system, data_dir)  # a missing data directory or file, said here
+        settings = SolverSettings.of(solver, solver_tolerance=solver_tolerance, max_iterations=max_iterations,
+                                     solver_options=solver_options)
+        self.backend = check_backend(backend, bool(dss_mode))
         env_kwargs = dict(data_dir=None if data_dir is None else str(data_dir), dss_mode=dss_mode,
-                          solver_tolerance=solver_tolerance, solver_options=solver_options,
-                          max_iterations=max_iterations, profiles=profiles, profile_seed=profile_seed)
+                          backend=backend, solver=settings, profiles=profiles, profile_seed=profile_seed)
         # spaces from the system spec (a user's feeder is read once in a throw-away process):
         # no OpenDSS in this process
         c = dict(cfg.system.counts)
