@@ -1,7 +1,8 @@
 """Throughput benchmark of the vector engine against the usual ways of running N environments.
 
-    python -m vvc_batch.bench --system 13Bus --num-envs 16 --workers 2 [--steps 200]
-        [--repeats 3] [--dss-mode] [--solver-options 0] [--json FILE] [--rllib]
+    python -m vvc_batch.bench --system 13Bus --num-envs 16 [64 ...] --workers 2 [--steps 200]
+        [--repeats 3] [--backend opendss|batched] [--dss-mode] [--solver-options 0]
+        [--json FILE] [--rllib] [--plot FILE]
 
 Measured in one run, on the same seeded random actions (env-steps per second, medians of
 the repeats, after a warm-up). Every case is built first; the repeats then measure the
@@ -17,6 +18,17 @@ load; ``paired_ratios`` are medians of the ratios within each round:
 
 It also times OpenDSS's solve within the same steps played by one environment and reports
 the engine's overhead per env-step above it.
+
+``--backend batched`` adds the batched power-flow backend (:mod:`vvc_batch.batched`) to the
+interleaved cases: ``batched`` (N environments on W workers, one solver per worker) and
+``batched_1worker``. With several ``--num-envs`` both backends' engines are measured at every
+size (``vvc_batch_n64``, ``batched_n64``: the baselines run at the first size), and each
+backend is reported by its best size: env-steps/s, the ratio to ``AsyncVectorEnv``, the
+share of the step its solver takes, and the workers' resident memory per environment
+(and per added environment, between the smallest and the largest size).
+
+``--plot FILE`` instead sweeps environments per worker (1 to 256) for both backends on one
+system and draws env-steps/s against it (see :mod:`vvc_batch.bench_scaling`).
 
 ``--rllib`` (needs Ray RLlib) measures RLlib's env-runner sampling instead: a
 ``SingleAgentEnvRunner`` (PPO's torch config, built in this process, no Ray cluster) samples
@@ -91,6 +103,8 @@ class Case:
 
     def __init__(self, step: Callable[[int], None], calls: int, env_steps: int, close: Callable[[], None]) -> None:
         self.step, self.calls, self.env_steps, self.close = step, calls, env_steps, close
+        self.pids: list[int] = []  # processes whose memory the case reports (its workers)
+        self.rss_mib = 0.0
 
     def measure(self, warmup: int) -> float:
         """Env-steps per second of one pass, after ``warmup`` unmeasured calls (caches refilled
@@ -100,12 +114,32 @@ class Case:
 
 
 def open_vvc(system, num_envs, workers, actions, dss, env_kwargs) -> Case:
-    """This engine: ``num_envs`` environments on ``workers`` worker processes."""
+    """This engine: ``num_envs`` environments on ``workers`` worker processes (the first
+    ``num_envs`` columns of ``actions``). The case's ``rss_mib`` is the workers' resident
+    memory once warmed up."""
     envs = vvc_batch.make_vec(system, num_envs=num_envs, num_workers=workers, dss_mode=dss,
                               copy=False, **env_kwargs)
     _reset_or_close(envs)
-    step = (lambda i: envs.step(None)) if dss else (lambda i: envs.step(actions[i % len(actions)]))
-    return Case(step, len(actions), num_envs, envs.close)
+    acts = [a[:num_envs] for a in actions]
+    step = (lambda i: envs.step(None)) if dss else (lambda i: envs.step(acts[i % len(acts)]))
+    case = Case(step, len(acts), num_envs, envs.close)
+    case.pids = list(envs.worker_pids)
+    return case
+
+
+def rss_mib(pids: list[int]) -> float:
+    """Resident memory of the processes ``pids`` together, MiB (from /proc; 0 without it)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])  # kB
+                        break
+        except OSError:
+            pass
+    return total / 1024.0
 
 
 def _reset_or_close(env) -> None:
@@ -158,10 +192,11 @@ def open_gym_vector(kind, system, actions, dss, env_kwargs) -> Case:
 
 
 def measure_interleaved(builders: dict[str, Callable[[], Case]], repeats: int, warmup: int,
-                        progress=None) -> dict[str, list[float]]:
+                        progress=None, memory: dict | None = None) -> dict[str, list[float]]:
     """Build every case, warm each up, then measure them in turn, ``repeats`` rounds with the
     order rotated each round, so that every case sees the same machine load; every case is
-    closed at the end (also on errors and Ctrl-C). Returns env-steps/s per case and round."""
+    closed at the end (also on errors and Ctrl-C). Returns env-steps/s per case and round;
+    ``memory`` (a dict) receives each case's workers' resident MiB after its warm-up."""
     cases: dict[str, Case] = {}
     rates: dict[str, list[float]] = {name: [] for name in builders}
     order = list(builders)
@@ -171,6 +206,7 @@ def measure_interleaved(builders: dict[str, Callable[[], Case]], repeats: int, w
                 progress.set_postfix_str(f"build {name}")
             cases[name] = builders[name]()
             cases[name].measure(warmup)
+            cases[name].rss_mib = rss_mib(cases[name].pids)
             if progress is not None:
                 progress.update()
         rewarm = max(1, warmup // 4)
@@ -187,14 +223,36 @@ def measure_interleaved(builders: dict[str, Callable[[], Case]], repeats: int, w
                 case.close()
             except Exception:  # pragma: no cover - closing the others matters more
                 pass
+    if memory is not None:
+        memory.update({name: case.rss_mib for name, case in cases.items()})
     return rates
 
 
+def _solver_of(core):
+    """(object, attribute) of the call that solves the power flow in ``core``'s backend:
+    OpenDSS's solve of the first engine, or the batched solver."""
+    if core.backend_name == "batched":
+        return core.backend.solver, "solve"
+    return core.engines[0], "solve"
+
+
 def solve_seconds(env, actions: list) -> float:
-    """Mean seconds per step spent in OpenDSS's solve while ``env`` (unwrapped, one
+    """Mean seconds per step spent in the power-flow solve while ``env`` (unwrapped, one
     environment) plays ``actions``: the bare solve of exactly these steps."""
-    eng = env.core.engines[0]
-    solve = eng.solve
+    core = env.core
+    return core_solve_seconds(core, [np.asarray([_flat_row(core, a)]) if a is not None else None for a in actions],
+                              env_steps=1)
+
+
+def _flat_row(core, action):
+    return core.checker.check(action)[0]
+
+
+def core_solve_seconds(core, batches: list, env_steps: int) -> float:
+    """Mean seconds per env-step spent in the backend's solver while ``core`` (all of its
+    environments) plays ``batches`` ((K, A) rows, or None in dss mode), resets included."""
+    target, attr = _solver_of(core)
+    solve = getattr(target, attr)
     spent = [0.0]
 
     def timed(*args, **kwargs):
@@ -204,26 +262,39 @@ def solve_seconds(env, actions: list) -> float:
         finally:
             spent[0] += time.perf_counter() - t0
 
-    env.reset(seed=0)
-    eng.solve = timed
+    rng = np.random.default_rng(0)
+    core.reset(None, None, [rng] * core.num_envs)
+    setattr(target, attr, timed)
     try:
-        for a in actions:
-            _, _, term, trunc, _ = env.step(a)
-            if term or trunc:
-                env.reset()  # its solve counts too, as resets count in the step rates
+        for a in batches:
+            buf = core.step(a)
+            if buf.truncated.any():
+                # its solve counts too, as resets count in the step rates
+                core.reset(np.flatnonzero(buf.truncated), None, [rng] * int(buf.truncated.sum()))
     finally:
-        del eng.solve
-    return spent[0] / len(actions)
+        delattr(target, attr)
+    return spent[0] / (len(batches) * env_steps)
 
 
-def bare_solve_us(system, actions, dss, env_kwargs) -> float:
-    """Microseconds of OpenDSS solve per env-step for the benchmark's actions."""
-    env = vvc_batch.make(system, dss_mode=dss, **env_kwargs).unwrapped
-    rows = [None if dss else _unflatten(env.action_space, a[k]) for a in actions for k in range(a.shape[0])]
+def bare_solve_us(system, actions, dss, env_kwargs, num_envs: int = 1) -> float:
+    """Microseconds of power-flow solve per env-step for the benchmark's actions, with
+    ``num_envs`` environments in one process (one worker's share)."""
+    from vvc_batch.core import VVCBatch
+    from vvc_batch.power_flow import SolverSettings
+
+    kwargs = dict(env_kwargs)
+    solver = SolverSettings.of(kwargs.pop("solver", None), solver_options=kwargs.pop("solver_options", 0))
+    core = VVCBatch(system, num_envs, dss_mode=dss, solver=solver, **kwargs)
+    checker = core.checker
+    width = actions[0].shape[0]
+    batches = []
+    for a in actions:  # every action row once, num_envs at a time
+        for k in range(0, width - num_envs + 1, num_envs):
+            batches.append(None if dss else checker.check(a[k:k + num_envs], batch=num_envs))
     try:
-        return solve_seconds(env, rows) * 1e6
+        return core_solve_seconds(core, batches, num_envs) * 1e6
     finally:
-        env.close()
+        core.close()
 
 
 def bench_profiles(args) -> str:
@@ -238,32 +309,82 @@ def bench_profiles(args) -> str:
         probe.close()
 
 
+def _engine_cases(sizes: list[int], workers: int, backends: list[str]) -> dict[str, tuple[str, int, int]]:
+    """Engine case names -> (backend, environments, workers): at the first size both the W-worker
+    and the one-worker case, at the others the W-worker case."""
+    out = {}
+    for b in backends:
+        prefix = "vvc_batch" if b == "opendss" else b
+        out[f"{prefix}_1worker"] = (b, sizes[0], 1)
+        for i, n in enumerate(sizes):
+            out[prefix if i == 0 else f"{prefix}_n{n}"] = (b, n, workers)
+    return out
+
+
 def run(args) -> dict:
     from tqdm import tqdm
 
+    sizes = list(args.num_envs)
+    backends = ["opendss"] + (["batched"] if args.backend == "batched" else [])
     env_kwargs = {"solver_options": args.solver_options, "profiles": bench_profiles(args)}
-    actions = _action_batches(args.system, args.num_envs, args.steps, args.seed)
+    actions = _action_batches(args.system, max(sizes), args.steps, args.seed)
     warmup = max(5, args.steps // 10)
-    sysname, n, dss = args.system, args.num_envs, args.dss_mode
+    sysname, n, dss, W = args.system, sizes[0], args.dss_mode, args.workers
+    first = [a[:n] for a in actions]
     builders = {  # AsyncVectorEnv first: its processes start before this one holds circuits
-        "async_vector_env": lambda: open_gym_vector("async", sysname, actions, dss, env_kwargs),
-        "sync_vector_env": lambda: open_gym_vector("sync", sysname, actions, dss, env_kwargs),
-        "single_loop": lambda: open_single(sysname, actions, dss, env_kwargs),
-        "vvc_batch_1worker": lambda: open_vvc(sysname, n, 1, actions, dss, env_kwargs),
-        "vvc_batch": lambda: open_vvc(sysname, n, args.workers, actions, dss, env_kwargs),
+        "async_vector_env": lambda: open_gym_vector("async", sysname, first, dss, env_kwargs),
+        "sync_vector_env": lambda: open_gym_vector("sync", sysname, first, dss, env_kwargs),
+        "single_loop": lambda: open_single(sysname, first, dss, env_kwargs),
     }
+    engines = _engine_cases(sizes, W, backends)
+    for name, (b, size, w) in engines.items():
+        kw = dict(env_kwargs, backend=b)
+        if b == "batched":
+            kw.pop("solver_options")
+        builders[name] = lambda size=size, w=w, kw=kw: open_vvc(sysname, size, w, actions, dss, kw)
+    memory: dict[str, float] = {}
     with tqdm(total=len(builders) * (args.repeats + 1), desc="benchmark", unit="run", file=sys.stderr) as bar:
-        rates = measure_interleaved(builders, args.repeats, warmup, progress=bar)
+        rates = measure_interleaved(builders, args.repeats, warmup, progress=bar, memory=memory)
+    names = list(CASES) + [c for c in builders if c not in CASES]
     results = {name: {"env_steps_per_s": statistics.median(rates[name]), "repeats": len(rates[name]),
-                      "all_env_steps_per_s": rates[name]} for name in CASES}
-    solve = bare_solve_us(args.system, actions, args.dss_mode, env_kwargs)
-    w = max(1, min(args.workers, args.num_envs))
+                      "all_env_steps_per_s": rates[name]} for name in names}
+    for name, (b, size, w) in engines.items():
+        results[name].update(backend=b, num_envs=size, workers=w, workers_rss_mib=memory.get(name, 0.0),
+                             rss_mib_per_env=memory.get(name, 0.0) / size)
+    solve = bare_solve_us(args.system, first, args.dss_mode, env_kwargs)
+    w = max(1, min(W, n))
     engine = results["vvc_batch"]["env_steps_per_s"]
     one = results["vvc_batch_1worker"]["env_steps_per_s"]
-    return {
+    async_rate = results["async_vector_env"]["env_steps_per_s"]
+    per_backend = {}
+    for b in backends:
+        mine = {name: results[name] for name, (bb, _, ww) in engines.items() if bb == b and ww == W}
+        best = max(mine, key=lambda c: mine[c]["env_steps_per_s"])
+        rate = mine[best]["env_steps_per_s"]
+        share_n = -(-n // w)  # one worker's environments at the first size
+        kw = dict(env_kwargs, backend=b)
+        if b == "batched":
+            kw.pop("solver_options")
+        solve_us = solve if b == "opendss" else bare_solve_us(args.system, first, False, kw, num_envs=share_n)
+        at_first = results["vvc_batch" if b == "opendss" else b]["env_steps_per_s"]
+        entry = {
+            "best_case": best, "best_num_envs": mine[best]["num_envs"], "env_steps_per_s": rate,
+            "ratio_to_async_vector_env": rate / async_rate,
+            "solve_us_per_env_step": solve_us,
+            # the solver's share of a worker's time per env-step at the first size
+            "solve_share": solve_us * at_first / (1e6 * w),
+            "rss_mib_per_env": {str(r["num_envs"]): r["rss_mib_per_env"] for r in mine.values()},
+        }
+        if len(mine) > 1:
+            lo = min(mine.values(), key=lambda r: r["num_envs"])
+            hi = max(mine.values(), key=lambda r: r["num_envs"])
+            entry["mib_per_added_env"] = (hi["workers_rss_mib"] - lo["workers_rss_mib"]) / (hi["num_envs"] - lo["num_envs"])
+        per_backend[b] = entry
+    out = {
         "system": args.system,
-        "num_envs": args.num_envs,
-        "workers": args.workers,
+        "num_envs": n,
+        "sizes": sizes,
+        "workers": W,
         "steps": args.steps,
         "dss_mode": args.dss_mode,
         "solver_options": args.solver_options,
@@ -274,11 +395,15 @@ def run(args) -> dict:
         "bare_solve_us_per_env_step": solve,
         "overhead_us_per_env_step": 1e6 / one - solve,
         "parallel_efficiency": engine / (w * one),
-        "ratios": {name: engine / r["env_steps_per_s"] for name, r in results.items() if name != "vvc_batch"},
+        "ratios": {name: engine / results[name]["env_steps_per_s"] for name in CASES if name != "vvc_batch"},
         # the same from the runs of one round (next to each other in time, so under similar load)
         "paired_ratios": {name: statistics.median(a / b for a, b in zip(rates["vvc_batch"], rates[name]))
                           for name in CASES if name != "vvc_batch"},
+        "backends": per_backend,
     }
+    if "batched" in per_backend:
+        out["batched_vs_opendss"] = per_backend["batched"]["env_steps_per_s"] / per_backend["opendss"]["env_steps_per_s"]
+    return out
 
 
 def report(res: dict) -> str:
@@ -287,17 +412,25 @@ def report(res: dict) -> str:
         f"{res['results']['vvc_batch']['repeats']} repeats (interleaved), solver options {res['solver_options']}"
         f"{', dss mode' if res['dss_mode'] else ''}; {res['machine']['cpus']} cpus, Python "
         f"{res['machine']['python']}",
-        f"{'case':<20} {'env-steps/s':>12} {'vvc_batch is':>14}",
+        f"{'case':<20} {'env-steps/s':>12} {'vvc_batch is':>14} {'workers MiB':>12}",
     ]
-    for name in CASES:
-        r = res["results"][name]["env_steps_per_s"]
-        ratio = "" if name == "vvc_batch" else f"{res['ratios'][name]:.2f}x"
-        lines.append(f"{name:<20} {r:>12,.0f} {ratio:>14}")
+    for name, r in res["results"].items():
+        rate = r["env_steps_per_s"]
+        ratio = f"{res['ratios'][name]:.2f}x" if name in res["ratios"] else ""
+        mem = f"{r['workers_rss_mib']:.0f}" if "workers_rss_mib" in r else ""
+        lines.append(f"{name:<20} {rate:>12,.0f} {ratio:>14} {mem:>12}")
     paired = ", ".join(f"{name} {r:.2f}x" for name, r in res["paired_ratios"].items())
     lines.append(f"paired ratios (median over rounds): {paired}")
     lines.append(f"parallel efficiency {res['parallel_efficiency']:.0%}; bare OpenDSS solve "
                  f"{res['bare_solve_us_per_env_step']:.1f} us per env-step, engine overhead above it "
                  f"{res['overhead_us_per_env_step']:.1f} us (one worker)")
+    for b, e in res["backends"].items():
+        added = f", {e['mib_per_added_env']:.2f} MiB per added environment" if "mib_per_added_env" in e else ""
+        lines.append(f"{b}: best {e['env_steps_per_s']:,.0f} env-steps/s ({e['best_case']}), "
+                     f"{e['ratio_to_async_vector_env']:.2f}x AsyncVectorEnv; solver {e['solve_us_per_env_step']:.1f} "
+                     f"us per env-step ({e['solve_share']:.0%} of the step){added}")
+    if "batched_vs_opendss" in res:
+        lines.append(f"batched vs OpenDSS backend (each at its best size): {res['batched_vs_opendss']:.2f}x")
     return "\n".join(lines)
 
 
@@ -475,7 +608,8 @@ def run_rllib(args) -> dict:
 
     _rllib_imports()  # a clear error before anything is built
     logging.getLogger("ray.rllib").setLevel(logging.ERROR)  # RLlib's deprecation notices
-    env_kwargs = {"solver_options": args.solver_options, "profiles": bench_profiles(args), "dss_mode": args.dss_mode}
+    env_kwargs = {"solver_options": args.solver_options, "profiles": bench_profiles(args), "dss_mode": args.dss_mode,
+                  "backend": args.backend}
     horizon = vvc_batch.parse_env_name(args.system).system.horizon
     configs = rllib_configs(args.system, args.num_envs, args.workers, args.seed, env_kwargs)
     # async first: its processes fork from this one before the others hold pools or circuits
@@ -513,6 +647,7 @@ def run_rllib(args) -> dict:
         "warmup_steps": warmup,
         "dss_mode": args.dss_mode,
         "solver_options": args.solver_options,
+        "backend": args.backend,
         "profiles": env_kwargs["profiles"],
         "sampling": "SingleAgentEnvRunner.sample(num_timesteps=steps * num_envs, random_actions=True), "
                     "PPOConfig (torch), local env runner",
@@ -577,7 +712,12 @@ def report_rllib(res: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vvc_batch.bench", description=__doc__.splitlines()[0])
     p.add_argument("--system", default="13Bus", help="environment name (default 13Bus)")
-    p.add_argument("--num-envs", type=int, default=16)
+    p.add_argument("--num-envs", type=int, nargs="+", default=[16],
+                   help="environments (several sizes: each engine case at every size)")
+    p.add_argument("--backend", choices=["opendss", "batched"], default="opendss",
+                   help="batched: add the batched power-flow backend's cases")
+    p.add_argument("--plot", default=None, metavar="FILE",
+                   help="sweep environments per worker (1..256) for both backends and draw env-steps/s to FILE")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--steps", type=int, default=200, help="steps per repeat (default 200)")
     p.add_argument("--repeats", type=int, default=3)
@@ -591,20 +731,27 @@ def main(argv: list[str] | None = None) -> int:
                    help="measure RLlib's env-runner sampling (this engine, RLlib's sync and async; needs Ray)")
     args = p.parse_args(argv)
     for flag in ("num_envs", "workers", "steps", "repeats"):
-        if getattr(args, flag) < 1:
-            print(f"error: --{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}", file=sys.stderr)
+        value = min(getattr(args, flag)) if flag == "num_envs" else getattr(args, flag)
+        if value < 1:
+            print(f"error: --{flag.replace('_', '-')} must be at least 1, got {value}", file=sys.stderr)
             return 2
     try:
         args.system = vvc_batch.parse_env_name(args.system).name  # a full id works too
     except vvc_batch.UnknownSystemError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.rllib:
+    if args.plot is not None:
+        from vvc_batch.bench_scaling import report_scaling, run_scaling
+
+        res = run_scaling(args)
+        print(report_scaling(res))
+    elif args.rllib:
         try:
             _rllib_imports()
         except RllibMissingError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        args.num_envs = args.num_envs[0]
         res = run_rllib(args)
         print(report_rllib(res))
     else:

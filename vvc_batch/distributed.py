@@ -58,7 +58,8 @@ from vvc_batch.spaces import flat_action
 from vvc_batch.systems import parse_env_name
 
 #: engine settings of a single environment (used on the driver to check profiles)
-_SINGLE_ENV_KWARGS = ("data_dir", "solver_tolerance", "solver_options", "max_iterations", "profiles", "profile_seed")
+_SINGLE_ENV_KWARGS = ("data_dir", "backend", "solver", "solver_tolerance", "solver_options", "max_iterations", "profiles",
+                      "profile_seed")
 
 
 @dataclasses.dataclass(frozen=True)

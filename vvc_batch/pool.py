@@ -223,6 +223,9 @@ class WorkerPool:
                         if msg[:1] == b"e":
                             error = WorkerError(f"{self._describe(w)} failed while {what}:\n{pickle.loads(msg[1:])}")
                             break
+                        if msg[:1] == b"x":  # vvc_batch's own error: raised as it is
+                            error = pickle.loads(msg[1:])
+                            break
                         replies[w] = msg[1:]
                     elif obj in sentinels:  # a worker process ended: the pool is broken
                         error = self._death_error(sentinels[obj])
@@ -385,6 +388,8 @@ def probe_layout(env: Any, env_kwargs: dict, timeout: float = 600.0) -> dict:
             msg = parent.recv_bytes()
             if msg[:1] == b"e":
                 raise WorkerError(f"reading the circuit failed:\n{pickle.loads(msg[1:])}")
+            if msg[:1] == b"x":
+                raise pickle.loads(msg[1:])
             return pickle.loads(msg[1:])
         raise WorkerError("the process reading the circuit ended without an answer"
                           if ready else f"reading the circuit took more than {timeout} s")

@@ -38,9 +38,9 @@ from vvc_batch.registration import env_id
 from vvc_batch.systems import parse_env_name
 
 #: settings an env runner's engine takes from ``env_config`` (see VVCVectorEnv)
-ENGINE_KWARGS = ("data_dir", "dss_mode", "solver_tolerance", "solver_options", "max_iterations", "profiles",
-                 "profile_seed", "train_profiles", "timeout", "spec", "continuous_battery", "soc_penalty",
-                 "scale")
+ENGINE_KWARGS = ("data_dir", "dss_mode", "backend", "solver", "solver_tolerance", "solver_options", "max_iterations",
+                 "profiles", "profile_seed", "train_profiles", "timeout", "spec", "continuous_battery", "soc_penalty",
+                 "scale", "reward_fn")
 
 
 class VectorEngineCreator:

@@ -141,6 +141,20 @@ class _WorkerLoop:
                 buf.reward[ended], buf.terminated[ended], buf.truncated[ended] = reward, term, trunc
 
 
+def _failure(exc: BaseException) -> bytes:
+    """A start-up failure for the parent: vvc_batch's own errors (a missing file, a bad spec,
+    an element the backend does not model) as the exception itself (``b"x"``), so that the
+    parent raises what a single environment would; anything else as its traceback."""
+    from vvc_batch.errors import VVCError
+
+    if isinstance(exc, VVCError):
+        try:
+            return b"x" + pickle.dumps(exc)
+        except Exception:  # pragma: no cover - an error that does not pickle
+            pass
+    return b"e" + pickle.dumps(traceback.format_exc())
+
+
 def layout_facts(core) -> dict[str, Any]:
     """What the parent needs to know about a circuit to size buffers and spaces and to
     check reset arguments."""
@@ -167,8 +181,8 @@ def probe_main(env, env_kwargs: dict, conn) -> None:
         core = VVCBatch(env, 1, **env_kwargs)
         conn.send_bytes(b"k" + pickle.dumps(layout_facts(core)))
         core.close()
-    except BaseException:
-        conn.send_bytes(b"e" + pickle.dumps(traceback.format_exc()))
+    except BaseException as exc:
+        conn.send_bytes(_failure(exc))
     finally:
         conn.close()
 
@@ -186,9 +200,9 @@ def worker_main(spec: WorkerSpec, conn) -> None:
         loop = _WorkerLoop(spec, shm.arrays)
         side = WorkerSide(shm.arrays["control"], spec.index)
         conn.send_bytes(b"k" + pickle.dumps(loop.facts()))
-    except BaseException:
+    except BaseException as exc:
         try:
-            conn.send_bytes(b"e" + pickle.dumps(traceback.format_exc()))
+            conn.send_bytes(_failure(exc))
         finally:
             if shm is not None:
                 shm.close()
