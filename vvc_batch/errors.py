@@ -70,3 +70,20 @@ class FetchError(VVCError, RuntimeError):
 
 class RayConnectionError(VVCError, ConnectionError):
     """The Ray cluster named by an address cannot be reached (or the address is malformed)."""
+
+
+class UnsupportedElementError(VVCError, ValueError):
+    """The circuit holds an element (or an element setting) that the batched power-flow
+    backend does not model; raised when the environment is made, never mid-episode. The
+    message names the element and what is not supported.
+
+    Attributes:
+        element: the OpenDSS element name (``Class.name``), or ``""`` for a circuit setting.
+    """
+
+    def __init__(self, message: str, element: str = "") -> None:
+        super().__init__(message)
+        self.element = element
+
+    def __reduce__(self):
+        return type(self), (self.args[0], self.element)
