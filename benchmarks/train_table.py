@@ -2,9 +2,13 @@
 
     VVC_BATCH_DATA=... python benchmarks/train_table.py [--systems 13Bus 34Bus] [--seeds 0 1 2]
         [--budget 13Bus=200000 ...] [--num-envs 16] [--workers 2] [--runs runs/table]
+        [--backend opendss|batched]
 
 Resumable: every training run lives in ``<runs>/<algo>_<system>_<seed>`` and is resumed or
-skipped when it is already complete; baselines are cached in the results file. Writes
+skipped when it is already complete; baselines are cached in the results file. Every
+training run uses the power-flow backend ``--backend`` (default opendss; a run folder keeps
+the backend it started with, so give a batched table its own ``--runs``); the baselines are
+evaluated on OpenDSS. Writes
 ``benchmarks/results/training.json`` (``{system: {method: {"mean", "std", "seeds",
 "env_steps", "wall_s"}}}`` for ppo, sac, random, hold, dss, best_fixed: test-split means,
 averaged over seeds, each seed with its own split) and ``docs/results.md`` (the table,
@@ -26,7 +30,8 @@ import numpy as np
 
 import vvc_batch
 from vvc_batch.evaluation import BASELINES, evaluate_baseline, split_profiles
-from vvc_batch.train import read_log
+from vvc_batch.power_flow import BACKENDS
+from vvc_batch.runs import Run, is_run_folder, read_log
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "training.json"
@@ -71,20 +76,27 @@ def _profiles_note(system: str) -> str:
 
 def run_training(algo: str, system: str, seed: int, budget: int, args, profiles: str = "auto") -> dict:
     out = Path(args.runs) / f"{algo}_{system}_{seed}"
+    resume = is_run_folder(out)
+    kept = Run.open(out).backend if resume else args.backend
+    if kept != args.backend:
+        raise SystemExit(f"error: {out} trains on the {kept} backend, not {args.backend}; give --backend "
+                         f"{args.backend} runs their own --runs folder")
     rows = read_log(out)
     done = bool(rows) and rows[-1]["env_steps"] >= budget
     if not done:
-        backend = ["--backend", "rllib"] if algo.startswith("rllib_") else []
+        trainer = "rllib" if algo.startswith("rllib_") else "sb3"
         cmd = [sys.executable, "-m", "vvc_batch.train", "--algo", algo.removeprefix("rllib_"), "--system", system,
                "--num-envs", str(args.num_envs), "--workers", str(args.workers), "--total-steps", str(budget),
-               "--seed", str(seed), "--out", str(out), "--profiles", profiles, *backend]
+               "--seed", str(seed), "--out", str(out), "--profiles", profiles, "--trainer", trainer,
+               "--backend", args.backend]
         if system in EVAL_EVERY:
             cmd += ["--eval-every", str(EVAL_EVERY[system])]
-        if (out / "config.json").is_file():
+        if resume:
             cmd.append("--resume")
         subprocess.run(cmd, check=True)
     last = read_log(out)[-1]
-    return {"mean": last["test_mean"], "env_steps": int(last["env_steps"]), "wall_s": last["wall_s"]}
+    return {"mean": last["test_mean"], "env_steps": int(last["env_steps"]), "wall_s": last["wall_s"],
+            "backend": args.backend}
 
 
 def main(argv=None) -> int:
@@ -97,6 +109,8 @@ def main(argv=None) -> int:
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--runs", default="runs/table")
+    p.add_argument("--backend", choices=BACKENDS, default="opendss",
+                   help="power-flow backend of every training run (baselines are evaluated on OpenDSS)")
     p.add_argument("--doc-only", action="store_true", help="rewrite docs/results.md from the results file")
     args = p.parse_args(argv)
     budget = dict(DEFAULT_BUDGET)
@@ -134,7 +148,8 @@ def main(argv=None) -> int:
             runs = [run_training(algo, system, seed, budget[system], args, profiles) for seed in args.seeds]
             means = [r["mean"] for r in runs]
             table[algo] = {"mean": float(np.mean(means)), "std": float(np.std(means)), "seeds": means,
-                           "env_steps": runs[0]["env_steps"], "wall_s": float(np.mean([r["wall_s"] for r in runs]))}
+                           "env_steps": runs[0]["env_steps"], "wall_s": float(np.mean([r["wall_s"] for r in runs])),
+                           "backend": args.backend}
         save_system(results, system)
     write_doc(results, budget, args)
     return 0
@@ -187,6 +202,8 @@ def write_doc(results: dict, budget: dict, args) -> None:
     methods = ["ppo", "sac", "best_fixed", "dss", "hold", "random"]
     if any("rllib_ppo" in t for t in results.values()):
         methods.insert(2, "rllib_ppo")
+    # results from before --backend trained on OpenDSS
+    backends = sorted({t[a].get("backend", "opendss") for t in results.values() for a in AGENTS if a in t})
     lines = [
         "# Training results",
         "",
@@ -198,7 +215,8 @@ def write_doc(results: dict, budget: dict, args) -> None:
         "two days, gamma 0.9 and an initial exploration noise of std e^-2 (about two tap steps), otherwise "
         "Stable-Baselines3's defaults; SAC with Stable-Baselines3's defaults; "
         "rllib_ppo is RLlib's PPO (`vvc_batch.rllib.ppo_config`: one env runner holding the engine, a batch of "
-        "one day of every environment, 10 epochs).",
+        "one day of every environment, 10 epochs). The agents trained and were evaluated on the "
+        f"{' and '.join(backends or ['opendss'])} power-flow backend (`--backend`); the baselines on OpenDSS.",
         "",
         "| system | " + " | ".join(methods) + " |",
         "|---|" + "---|" * len(methods),

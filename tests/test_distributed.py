@@ -245,10 +245,11 @@ def test_failing_policy_leaves_nothing(ray_local):
 
 def test_sb3_run_folder(ray_local, tmp_path):
     """A run folder as python -m vvc_batch.train writes it (an untrained PPO): the batched
-    deterministic policy in the actors gives train.test_returns' numbers."""
+    deterministic policy in the actors gives the numbers of the folder's policy on new single
+    environments (vvc_batch.runs)."""
     sb3 = pytest.importorskip("stable_baselines3")
+    from vvc_batch.runs import Run
     from vvc_batch.sb3 import SB3VecEnv
-    from vvc_batch.train import test_returns as sb3_returns
 
     venv = SB3VecEnv.make("13Bus", 2, num_workers=1)
     try:
@@ -260,5 +261,43 @@ def test_sb3_run_folder(ray_local, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     profiles = [4, 8]
     res = dist.evaluate(tmp_path, "13Bus", profiles, num_actors=1, envs_per_actor=2, progress=False)
-    expected = [sb3_returns(model, cfg, [p])[0] for p in profiles]
+    run = Run.open(tmp_path)
+    expected = [run.returns(profiles=[p])[0] for p in profiles]
     np.testing.assert_allclose(res["returns"]["1"], expected, rtol=1e-12)
+
+
+def test_run_folder_backend_reaches_the_engines(no_ray, tmp_path, monkeypatch):
+    """A run folder's power-flow backend is the default of its evaluation (``backend=`` and
+    ``--backend`` override it); checked on the driver's first environment, before Ray."""
+    from vvc_batch.runs import Run
+
+    run = Run.create(tmp_path / "run", {"algo": "ppo", "system": "13Bus", "backend": "batched"},
+                     {"seed": 0, "train": [0], "test": [1]})
+    run.model_path.write_bytes(b"")
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def make(name, **kw):
+        asked.append(kw.get("backend"))
+        raise Stop
+
+    monkeypatch.setattr(vvc_batch, "make", make)
+    for kw, backend in (({}, "batched"), ({"backend": "opendss"}, "opendss")):
+        with pytest.raises(Stop):
+            dist.evaluate(run.path, "13Bus", [0], **kw)
+        assert asked[-1] == backend
+    with pytest.raises(Stop):
+        dist.evaluate("hold", "13Bus", [0])
+    assert asked[-1] is None  # not a run: the engine's default (opendss)
+    seen = {}
+
+    def evaluate(*args, **kw):
+        seen.update(kw)
+        raise Stop
+
+    monkeypatch.setattr(dist, "evaluate", evaluate)
+    with pytest.raises(Stop):
+        dist.main(["--policy", "hold", "--system", "13Bus", "--backend", "batched"])
+    assert seen["backend"] == "batched"

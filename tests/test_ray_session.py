@@ -25,7 +25,7 @@ def test_unreachable_cluster_fails_fast_with_a_clear_message(capsys, tmp_path):
         connect(f"127.0.0.1:{port}")
     with pytest.raises(RayConnectionError, match="not 'auto', 'HOST:PORT'"):
         connect("no-port-here")
-    code = train.main(["--backend", "rllib", "--address", f"127.0.0.1:{port}", "--total-steps", "96",
+    code = train.main(["--trainer", "rllib", "--address", f"127.0.0.1:{port}", "--total-steps", "96",
                        "--out", str(tmp_path / "run")])
     assert code == 2 and "no Ray cluster answers" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

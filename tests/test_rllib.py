@@ -171,6 +171,7 @@ def test_train_cli_rllib_writes_the_run_and_resumes(local_ray, tmp_path, capsys)
     from vvc_batch import evaluate, train
 
     out = tmp_path / "run"
+    # --backend rllib: the old spelling of --trainer rllib, still accepted
     args = ["--backend", "rllib", "--system", "13Bus", "--num-envs", "4", "--workers", "2", "--total-steps", "192",
             "--eval-every", "96", "--seed", "1", "--out", str(out)]
     assert train.main(args) == 0
@@ -179,7 +180,8 @@ def test_train_cli_rllib_writes_the_run_and_resumes(local_ray, tmp_path, capsys)
     assert rows[0] == "env_steps,wall_s,train_return,test_mean,test_std"
     assert [int(r.split(",")[0]) for r in rows[1:]] == [96, 192]
     cfg = json.loads((out / "config.json").read_text())
-    assert (cfg["backend"], cfg["env_runners"], cfg["num_envs"], cfg["workers"]) == ("rllib", 1, 4, 2)
+    assert (cfg["trainer"], cfg["backend"], cfg["env_runners"], cfg["num_envs"], cfg["workers"]) == (
+        "rllib", "opendss", 1, 4, 2)
     # resume to a larger budget: the log goes on from where it stopped
     assert train.main(["--resume", "--total-steps", "288", "--out", str(out)]) == 0
     rows = (out / "log.csv").read_text().splitlines()
@@ -198,11 +200,11 @@ def test_train_cli_rllib_writes_the_run_and_resumes(local_ray, tmp_path, capsys)
 def test_train_cli_rllib_rejects_bad_combinations(capsys):
     from vvc_batch import train
 
-    assert train.main(["--backend", "rllib", "--algo", "sac", "--out", "unused"]) == 2
+    assert train.main(["--trainer", "rllib", "--algo", "sac", "--out", "unused"]) == 2
     assert "trains PPO" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        train.main(["--address", "auto"])  # sb3 backend
-    assert "apply to --backend rllib" in capsys.readouterr().err
+        train.main(["--address", "auto"])  # sb3 trainer
+    assert "apply to --trainer rllib" in capsys.readouterr().err
 
 
 def test_ppo_in_the_driver_env_runner_on_a_tuple_action_space(local_ray):
@@ -222,13 +224,14 @@ def test_ppo_in_the_driver_env_runner_on_a_tuple_action_space(local_ray):
 
 
 def test_the_core_never_imports_ray_or_torch():
-    """Ray and torch are extras: importing vvc_batch, making and stepping environments and
-    the vector engine loads neither."""
+    """Ray and torch are extras: importing vvc_batch (and its training, evaluation and run-folder
+    modules), making and stepping environments and the vector engine loads neither."""
     import subprocess
     import textwrap
 
     code = textwrap.dedent("""
         import sys, vvc_batch, vvc_batch.vector_env, vvc_batch.evaluation, vvc_batch.wrappers, vvc_batch.bench
+        import vvc_batch.runs, vvc_batch.train, vvc_batch.evaluate, vvc_batch.distributed  # import the rest lazily
         env = vvc_batch.make("13Bus"); env.reset(seed=0); env.step(env.action_space.sample()); env.close()
         envs = vvc_batch.make_vec("13Bus", num_envs=2, num_workers=1); envs.reset(seed=0); envs.close()
         print(sorted(m for m in ("ray", "torch", "stable_baselines3") if m in sys.modules))

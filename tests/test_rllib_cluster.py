@@ -89,7 +89,7 @@ def test_train_cli_joins_a_running_cluster(two_nodes, tmp_path):
 
     ray.shutdown()
     out = tmp_path / "run"
-    code = train.main(["--backend", "rllib", "--address", two_nodes.address, "--env-runners", "1", "--num-envs", "2",
+    code = train.main(["--trainer", "rllib", "--address", two_nodes.address, "--env-runners", "1", "--num-envs", "2",
                        "--workers", "1", "--total-steps", "96", "--eval-every", "96", "--out", str(out)])
     assert code == 0
     assert not ray.is_initialized()  # it left the cluster as it found it

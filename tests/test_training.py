@@ -136,7 +136,9 @@ def test_sb3_learns_through_the_adapter(algo):
         venv.close()
 
 
-def test_train_and_evaluate_commands(tmp_path):
+def test_train_and_evaluate_commands(tmp_path, capsys):
+    from vvc_batch import evaluate, train
+
     run = tmp_path / "runs" / "t"
     env = os.environ.copy()
     cmd = [sys.executable, "-m", "vvc_batch.train", "--algo", "ppo", "--system", "13Bus", "--num-envs", "2",
@@ -148,13 +150,13 @@ def test_train_and_evaluate_commands(tmp_path):
     assert rows[0] == "env_steps,wall_s,train_return,test_mean,test_std" and len(rows) >= 3
     split = json.loads((run / "split.json").read_text())
     assert split == dict(zip(("train", "test"), split_profiles(73, 2)), seed=2)
-    proc = subprocess.run(cmd[:-2] + ["--total-steps", "288", "--out", str(run), "--resume"], capture_output=True,
-                          text=True, timeout=600, env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads((run / "config.json").read_text())
+    assert (cfg["trainer"], cfg["backend"]) == ("sb3", "opendss")
+    args = cmd[3:-2]  # the same command line, in this process
+    assert train.main(args + ["--total-steps", "288", "--out", str(run), "--resume"]) == 0
     norm_run = tmp_path / "runs" / "n"  # standardized observations, MultiDiscrete, evaluated the same way
-    proc = subprocess.run(cmd[:-2] + ["--out", str(norm_run), "--normalize", "--total-steps", "96", "--actions",
-                                      "discrete"], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    assert train.main(args + ["--out", str(norm_run), "--normalize", "--total-steps", "96", "--actions",
+                              "discrete"]) == 0
     assert (norm_run / "vecnormalize.pkl").is_file()
     assert json.loads((norm_run / "config.json").read_text())["continuous_actions"] is False
     proc = subprocess.run([sys.executable, "-m", "vvc_batch.evaluate", "--model", str(norm_run)],
@@ -162,36 +164,36 @@ def test_train_and_evaluate_commands(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert int((run / "log.csv").read_text().splitlines()[-1].split(",")[0]) >= 288
     out = tmp_path / "m.json"
-    proc = subprocess.run([sys.executable, "-m", "vvc_batch.evaluate", "--model", str(run), "--json", str(out)],
-                          capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr
+    assert evaluate.main(["--model", str(run), "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["episodes"] == len(split["test"]) and len(res["returns"]) == res["episodes"]
-    proc = subprocess.run([sys.executable, "-m", "vvc_batch.evaluate", "--baseline", "hold", "--split-from", str(run)],
-                          capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0 and "baseline hold on 13Bus, test split (37 profiles)" in proc.stdout
+    capsys.readouterr()
+    assert evaluate.main(["--baseline", "hold", "--split-from", str(run)]) == 0
+    assert "baseline hold on 13Bus, test split (37 profiles)" in capsys.readouterr().out
 
 
-def test_train_and_evaluate_on_the_built_in_profiles(tmp_path):
+def test_train_and_evaluate_on_the_built_in_profiles(tmp_path, capsys):
     """--profiles synthetic: the split, the test evaluations and `evaluate` all use the built-in
     generator's 365 profiles; a system without load shapes says how to train on them."""
-    env = os.environ.copy()
-    proc = subprocess.run([sys.executable, "-m", "vvc_batch.train", "--system", "8500Node", "--total-steps", "10",
-                           "--out", str(tmp_path / "none")], capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 2 and "--profiles synthetic" in proc.stderr, proc.stderr
+    from vvc_batch import evaluate, train
+
+    assert train.main(["--system", "8500Node", "--total-steps", "10", "--out", str(tmp_path / "none")]) == 2
+    assert "--profiles synthetic" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
-    proc = subprocess.run([sys.executable, "-m", "vvc_batch.train", "--hparam", "gama=0.9", "--out",
-                           str(tmp_path / "bad")], capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 2 and "'gama' is not a PPO argument" in proc.stderr and "gamma" in proc.stderr
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--hparam", "gama=0.9", "--out", str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "'gama' is not a PPO argument" in err and "gamma" in err
     assert not (tmp_path / "bad").exists()
-    proc = subprocess.run([sys.executable, "-m", "vvc_batch.train", "--algo", "sac", "--actions", "discrete",
-                           "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 2 and "SAC needs --actions box" in proc.stderr and not (tmp_path / "bad").exists()
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--algo", "sac", "--actions", "discrete", "--out", str(tmp_path / "bad")])
+    assert exc.value.code == 2 and "SAC needs --actions box" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
     run = tmp_path / "s"
     proc = subprocess.run([sys.executable, "-m", "vvc_batch.train", "--system", "13Bus", "--num-envs", "2",
                            "--workers", "1", "--total-steps", "96", "--eval-every", "10000", "--seed", "1",
                            "--profiles", "synthetic", "--hparam", "gamma=0.8", "--hparam", "n_epochs=2",
-                           "--out", str(run)], capture_output=True, text=True, timeout=600, env=env)
+                           "--out", str(run)], capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert proc.returncode == 0, proc.stderr
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["profiles"] == "synthetic" and cfg["hparams"] == {"gamma": 0.8, "n_epochs": 2}
@@ -205,14 +207,10 @@ def test_train_and_evaluate_on_the_built_in_profiles(tmp_path):
     assert split == dict(zip(("train", "test"), split_profiles(365, 1)), seed=1)
     last_test_mean = float((run / "log.csv").read_text().splitlines()[-1].split(",")[3])
     out = tmp_path / "m.json"
-    proc = subprocess.run([sys.executable, "-m", "vvc_batch.evaluate", "--model", str(run), "--json", str(out)],
-                          capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr
+    assert evaluate.main(["--model", str(run), "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["episodes"] == 183 and res["mean"] == pytest.approx(last_test_mean, abs=1e-5)  # log.csv keeps 6 decimals
-    proc = subprocess.run([sys.executable, "-m", "vvc_batch.evaluate", "--baseline", "hold", "--split-from", str(run),
-                           "--json", str(out)], capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr
+    assert evaluate.main(["--baseline", "hold", "--split-from", str(run), "--json", str(out)]) == 0
     hold = json.loads(out.read_text())
     assert hold["returns"] == evaluate_baseline("13Bus", "hold", split["test"], profiles="synthetic")
     shared = [i for i in split["test"] if i < 73][:5]  # indices the reference load shapes also have
@@ -220,18 +218,34 @@ def test_train_and_evaluate_on_the_built_in_profiles(tmp_path):
         evaluate_baseline("13Bus", "hold", shared), rel=1e-3)
 
 
-def test_sac_replay_buffer_holds_the_run(tmp_path):
-    """SAC's replay buffer is sized to the run (SB3's default 1M transitions of 8573 voltages
-    would need 64 GiB on 8500Node)."""
-    run = tmp_path / "sac"
-    proc = subprocess.run([sys.executable, "-m", "vvc_batch.train", "--algo", "sac", "--system", "13Bus",
-                           "--num-envs", "2", "--workers", "1", "--total-steps", "48", "--eval-every", "10000",
-                           "--out", str(run)], capture_output=True, text=True, timeout=600, env=os.environ.copy())
-    assert proc.returncode == 0, proc.stderr
-    from stable_baselines3 import SAC
+def test_trainer_and_backend_flags(tmp_path, capsys):
+    """--trainer chooses the trainer, --backend the power flow; --backend sb3|rllib is the old
+    spelling of --trainer; --resume keeps a run's trainer and backend. (The SAC replay-buffer
+    and round-trip checks are in test_runs.py.)"""
+    from vvc_batch import train
+    from vvc_batch.runs import Run
 
-    model = SAC.load(run / "model.zip")
-    assert model.buffer_size == 50 and model.action_space == gym.spaces.Box(-1, 1, (6,), np.float32)
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--trainer {sb3,rllib}" in help_text and "opendss (default) or batched" in help_text
+    assert "--backend sb3 / --backend rllib, the old spelling of --trainer, still mean --trainer" in help_text
+    with pytest.raises(SystemExit):
+        train.main(["--backend", "rllib", "--trainer", "sb3"])
+    assert "contradicts --trainer sb3" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(["--backend", "sb3", "--address", "auto"])  # the old spelling of --trainer sb3
+    assert "apply to --trainer rllib" in capsys.readouterr().err
+    out = tmp_path / "run"
+    Run.create(out, {"algo": "ppo", "system": "13Bus"}, {"seed": 0, "train": [0], "test": [1]})
+    for flags, message in ((["--trainer", "rllib"], "--trainer is fixed when a run starts"),
+                           (["--backend", "batched"], "has --backend opendss, which --resume keeps"),
+                           (["--actions", "box"], "--actions is fixed")):
+        with pytest.raises(SystemExit):
+            train.main(["--resume", "--out", str(out), *flags])
+        assert message in capsys.readouterr().err
+    assert train.main(["--trainer", "rllib", "--algo", "sac", "--backend", "batched", "--out", str(out)]) == 2
+    assert "trains PPO" in capsys.readouterr().err
 
 
 def test_relative_actions():

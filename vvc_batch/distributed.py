@@ -15,8 +15,10 @@ A policy is a baseline name (``random``, ``hold``, ``dss``, ``best_fixed``; see
 :mod:`vvc_batch.evaluation`), a callable mapping a batch of observations ``(n, D)`` float32
 to a batch of flat actions ``(n, A)`` (shipped to the actors with Ray's cloudpickle), or a
 run folder of ``python -m vvc_batch.train`` (Stable-Baselines3; its deterministic policy) or
-of RLlib (``python -m vvc_batch.train --backend rllib``, or an algorithm checkpoint written
-by ``algo.save_to_path``; loaded with :func:`vvc_batch.rllib.load_policy`).
+of RLlib (``python -m vvc_batch.train --trainer rllib``, or an algorithm checkpoint written
+by ``algo.save_to_path``); run folders are read with :mod:`vvc_batch.runs`. A run folder's
+episodes are played on its power-flow backend unless ``backend=`` (an engine setting, as
+``--backend`` on the command line) says otherwise.
 
 Episodes are the same as :func:`vvc_batch.evaluation.episode_returns`: episode ``p`` is reset
 with seed ``seed + p`` (the ``random`` baseline seeds each environment's action space with it
@@ -54,6 +56,8 @@ import numpy as np
 
 import vvc_batch
 from vvc_batch.evaluation import BASELINES, fixed_action
+from vvc_batch.power_flow import BACKENDS
+from vvc_batch.runs import Run, RunFolderError, is_run_folder
 from vvc_batch.spaces import flat_action
 from vvc_batch.systems import parse_env_name
 
@@ -76,19 +80,10 @@ class PolicySpec:
 
 
 def _load_run_policy(spec: PolicySpec, env) -> Callable[[np.ndarray], np.ndarray]:
-    """The batched deterministic policy of a run folder (inside an actor)."""
-    run = Path(spec.payload)
-    if spec.kind == "rllib":
-        from vvc_batch.rllib import load_policy
+    """The batched deterministic policy of a run folder or RLlib checkpoint (inside an actor)."""
+    from vvc_batch.runs import load_policy
 
-        return load_policy(run)
-    from stable_baselines3 import PPO, SAC
-
-    from vvc_batch.train import _policy, load_normalizer
-
-    cfg = json.loads((run / "config.json").read_text())
-    model = {"ppo": PPO, "sac": SAC}[cfg.get("algo", "ppo")].load(run / "model.zip", device="cpu")
-    return _policy(model, env, bool(cfg.get("continuous_actions", False)), load_normalizer(run))
+    return load_policy(spec.payload, env, device="cpu")
 
 
 class EpisodeRunner:
@@ -223,15 +218,11 @@ def _resolve_policy(policy: Any) -> PolicySpec:
             return PolicySpec("rllib", str(run.resolve()))
         except FileNotFoundError:
             pass
-        cfg_path = run / "config.json"
-        if not cfg_path.is_file():
-            raise FileNotFoundError(f"{str(run)!r} is not a training run folder: no config.json "
-                                    "(nor an RLlib checkpoint)")
-        cfg = json.loads(cfg_path.read_text())
-        if cfg.get("backend") == "rllib":
-            raise FileNotFoundError(f"RLlib run folder {str(run)!r} has no checkpoint/")
-        if not (run / "model.zip").is_file():
-            raise FileNotFoundError(f"run folder {str(run)!r} has no model.zip")
+        folder = Run.open(run)  # RunFolderError (a FileNotFoundError) when no run folder
+        if folder.trainer == "rllib":
+            raise RunFolderError(f"RLlib run folder {str(run)!r} has no checkpoint/")
+        if not folder.model_path.is_file():
+            raise RunFolderError(f"run folder {str(run)!r} has no model.zip")
         return PolicySpec("sb3", str(run.resolve()))
     if callable(policy):
         return PolicySpec("callable", policy)
@@ -389,7 +380,8 @@ def evaluate(
             chunk). Without it an engine keeps OpenDSS state from the episodes it played
             before (see :mod:`vvc_batch.engine`), which moves returns by up to about 1e-5
             relative (1e-8 with a tight ``solver_tolerance``).
-        env_kwargs: engine settings (``data_dir``, ``solver_tolerance``, ``profiles`` ...;
+        env_kwargs: engine settings (``backend``, ``data_dir``, ``solver_tolerance``,
+            ``profiles`` ...; ``backend`` defaults to a run folder's, else ``"opendss"``;
             see :class:`~vvc_batch.vector_env.VVCVectorEnv`).
 
     Returns:
@@ -419,9 +411,12 @@ def evaluate(
         raise ValueError("dss_mode, autoreset_mode and num_envs are set by evaluate (use policy='dss')")
     base_cfg = dataclasses.replace(parse_env_name(system), scale=1.0)
     base = base_cfg.name
-    if spec.kind == "sb3":
-        trained = parse_env_name(json.loads((Path(spec.payload) / "config.json").read_text())["system"])
-        if (trained.system.name, trained.continuous_battery) != (base_cfg.system.name, base_cfg.continuous_battery):
+    run = Run.open(spec.payload) if spec.kind in ("sb3", "rllib") and is_run_folder(spec.payload) else None
+    if run is not None:
+        env_kwargs.setdefault("backend", run.backend)  # the run's power flow, unless given
+        trained = parse_env_name(run.system)
+        if spec.kind == "sb3" and (trained.system.name, trained.continuous_battery) != (
+                base_cfg.system.name, base_cfg.continuous_battery):
             raise ValueError(f"the run {spec.payload!r} was trained on {trained.name}; it cannot act on {system}")
     single = vvc_batch.make(base, **{k: env_kwargs[k] for k in _SINGLE_ENV_KWARGS if k in env_kwargs})
     try:
@@ -540,11 +535,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers-per-actor", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="folder with the system folders, on every node")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="power-flow backend (default: a run folder's, else opendss)")
     p.add_argument("--fresh-engines", action="store_true", help="a new engine for every chunk")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", default=None, help="write the result dict to this file")
     args = p.parse_args(argv)
     extra = {"data_dir": args.data_dir} if args.data_dir else {}
+    if args.backend:
+        extra["backend"] = args.backend
     try:
         res = evaluate(args.policy, args.system, args.profiles, args.scales, address=args.address,
                        num_actors=args.num_actors, envs_per_actor=args.envs_per_actor,

@@ -1,0 +1,228 @@
+"""Run folders (vvc_batch.runs): every run kind written by the trainers opens again with the
+same config, split and log, and its saved policy gives the logged test return; old run
+folders and folders that are not runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vvc_batch
+from vvc_batch.evaluation import split_profiles
+from vvc_batch.runs import LOG_COLUMNS, Run, RunFolderError, load_policy, normalize_config, read_log
+
+pytest.importorskip("stable_baselines3", reason="the train extra is part of the test extra")
+
+TINY = ["--system", "13Bus", "--num-envs", "2", "--workers", "1"]
+
+
+def _check_round_trip(out: Path, expect: dict, seed: int) -> Run:
+    """The folder opens with the config asked for, the seeded split and the log, and the
+    policy loaded from it plays the logged test return (log.csv keeps 6 decimals)."""
+    run = Run.open(out)
+    assert {k: run.config[k] for k in expect} == expect
+    assert run.config == json.loads((out / "config.json").read_text())  # written normalized
+    assert run.split == dict(zip(("train", "test"), split_profiles(73, seed)), seed=seed)
+    assert run.log == read_log(out) and run.log and list(run.log[-1]) == list(LOG_COLUMNS)
+    assert Run.open(out / "config.json").config == run.config  # a file in the folder names it too
+    returns = run.returns()
+    assert len(returns) == len(run.split["test"])
+    assert np.mean(returns) == pytest.approx(run.log[-1]["test_mean"], abs=1e-6)
+    assert np.std(returns) == pytest.approx(run.log[-1]["test_std"], abs=1e-6)
+    return run
+
+
+@pytest.fixture
+def backend_calls(monkeypatch):
+    """The ``backend`` every vvc_batch.make / make_vec call asks for; the environments are
+    made on OpenDSS whatever it is (the batched backend is tested on its own)."""
+    calls: list[str] = []
+    real_make, real_make_vec = vvc_batch.make, vvc_batch.make_vec
+
+    def make(name, **kw):
+        calls.append(kw.get("backend", "opendss"))
+        return real_make(name, **{**kw, "backend": "opendss"})
+
+    def make_vec(name, *args, **kw):
+        calls.append(kw.get("backend", "opendss"))
+        return real_make_vec(name, *args, **{**kw, "backend": "opendss"})
+
+    monkeypatch.setattr(vvc_batch, "make", make)
+    monkeypatch.setattr(vvc_batch, "make_vec", make_vec)
+    return calls
+
+
+def test_sb3_ppo_run_round_trip_on_the_chosen_backend(tmp_path, backend_calls, capsys):
+    """PPO with standardized observations, --backend batched: the backend reaches every
+    environment (training, evaluations, resume, the folder's policy, evaluate), is kept in
+    config.json and by --resume; the saved policy plays the logged test return."""
+    from vvc_batch import evaluate, train
+
+    out = tmp_path / "ppo"
+    args = TINY + ["--total-steps", "96", "--eval-every", "96", "--seed", "3", "--normalize", "--out", str(out)]
+    assert train.main(args + ["--backend", "batched"]) == 0
+    assert (out / "vecnormalize.pkl").is_file() and (out / "model.zip").is_file()
+    assert set(backend_calls) == {"batched"} and len(backend_calls) >= 3  # probe, engine, evaluation
+    run = _check_round_trip(out, {"trainer": "sb3", "backend": "batched", "algo": "ppo", "normalize": True,
+                                  "profiles": "auto", "continuous_actions": True}, seed=3)
+    assert run.normalizer() is not None
+    backend_calls.clear()
+    assert train.main(["--resume", "--total-steps", "192", "--out", str(out)]) == 0
+    assert set(backend_calls) == {"batched"}  # kept from the run's config
+    run = _check_round_trip(out, {"backend": "batched"}, seed=3)
+    assert [r["env_steps"] for r in run.log] == [96, 192]
+    with pytest.raises(SystemExit):
+        train.main(["--resume", "--backend", "opendss", "--out", str(out)])
+    assert "--backend is fixed when a run starts" in capsys.readouterr().err
+    backend_calls.clear()
+    report = tmp_path / "eval.json"
+    assert evaluate.main(["--model", str(out), "--json", str(report)]) == 0
+    assert set(backend_calls) == {"batched"}
+    assert json.loads(report.read_text())["mean"] == pytest.approx(run.log[-1]["test_mean"], abs=1e-6)
+    backend_calls.clear()
+    assert evaluate.main(["--model", str(out / "model.zip"), "--backend", "opendss", "--json", str(report)]) == 0
+    assert set(backend_calls) == {"opendss"}
+    backend_calls.clear()
+    assert evaluate.main(["--baseline", "dss", "--split-from", str(out)]) == 0  # OpenDSS's controllers
+    assert set(backend_calls) == {"opendss"}
+
+
+def test_sb3_sac_run_round_trip(tmp_path):
+    """SAC on Box actions; its replay buffer is sized to the run (SB3's default 1M
+    transitions of 8573 voltages would need 64 GiB on 8500Node)."""
+    from vvc_batch import train
+
+    out = tmp_path / "sac"
+    assert train.main(["--algo", "sac", *TINY, "--total-steps", "48", "--eval-every", "10000", "--out", str(out)]) == 0
+    run = _check_round_trip(out, {"trainer": "sb3", "backend": "opendss", "algo": "sac", "continuous_actions": True},
+                            seed=0)
+    import gymnasium as gym
+    from stable_baselines3 import SAC
+
+    model = SAC.load(run.model_path)
+    assert model.buffer_size == 50 and model.action_space == gym.spaces.Box(-1, 1, (6,), np.float32)
+    # the policy maps observations to the environment's own actions (MultiDiscrete here)
+    env = run.env()
+    try:
+        obs, _ = env.reset(seed=0)
+        assert env.action_space.contains(np.asarray(load_policy(out, env)(obs)))
+    finally:
+        env.close()
+
+
+def test_rllib_run_round_trip(tmp_path):
+    """An RLlib PPO run (the driver's own env runner, one training batch) on a local Ray
+    that the trainer starts and stops; its checkpoint's policy plays the logged return."""
+    ray = pytest.importorskip("ray", reason="the ray extra is part of the test extra")
+    from vvc_batch import train
+
+    assert not ray.is_initialized()
+    out = tmp_path / "rllib"
+    assert train.main(["--trainer", "rllib", "--env-runners", "0", "--system", "13Bus", "--num-envs", "1",
+                       "--workers", "1", "--total-steps", "24", "--seed", "1", "--out", str(out)]) == 0
+    assert not ray.is_initialized()
+    run = _check_round_trip(out, {"trainer": "rllib", "backend": "opendss", "algo": "ppo", "env_runners": 0,
+                                  "actions": "discrete"}, seed=1)
+    assert run.checkpoint_path.is_dir() and not run.model_path.exists()
+    assert [r["env_steps"] for r in run.log] == [24]
+
+
+def test_written_run_reads_back(tmp_path):
+    """create / append_log / write_log / open, without training: the same config, split and
+    log; the learning curve is drawn with the log."""
+    config = {"algo": "ppo", "system": "13Bus", "seed": 4, "trainer": "sb3", "backend": "batched",
+              "profiles": "synthetic", "hparams": {"gamma": 0.5}}
+    split = {"seed": 4, "train": [0, 2], "test": [1, 3]}
+    run = Run.create(tmp_path / "r", config, split)
+    assert run.log == [] and Run.open(tmp_path / "r").log == []
+    run.append_log({"env_steps": 48, "wall_s": 1.5, "train_return": -7.25, "test_mean": -6.5, "test_std": 0.25})
+    run.append_log({"env_steps": 96, "wall_s": 3.0, "train_return": float("nan"), "test_mean": -6.0,
+                    "test_std": 0.5})
+    with pytest.raises(ValueError, match="test_std"):
+        run.append_log({"env_steps": 1, "wall_s": 1, "train_return": 1, "test_mean": 1})
+    run.write_log()
+    back = Run.open(tmp_path / "r")
+    assert (back.config, back.split) == (config, split) and back.path == tmp_path / "r"
+    np.testing.assert_equal([list(r.values()) for r in back.log], [list(r.values()) for r in run.log])
+    assert back.curve_path.is_file() and back.profiles == "synthetic" and back.seed == 4
+    assert back.env_kwargs() == {"profiles": "synthetic", "backend": "batched"}
+    assert back.env_kwargs(backend="opendss", profiles="auto") == {"profiles": "auto", "backend": "opendss"}
+    assert "96 env steps" in back.summary("ppo") and "over 2 profiles" in back.summary("ppo")
+    with pytest.raises(RunFolderError, match="has no model.zip"):
+        back.policy()
+
+
+def test_old_run_folders_open_with_their_trainer_on_opendss(tmp_path):
+    """Before the power-flow backend, config.json kept the trainer in "backend"; before
+    --profiles, there was no profile source (auto)."""
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps({"algo": "ppo", "system": "13Bus", "seed": 1, "backend": "rllib"}))
+    run = Run.open(old)
+    assert (run.trainer, run.backend, run.profiles, run.split) == ("rllib", "opendss", "auto", None)
+    with pytest.raises(RunFolderError, match="has no checkpoint/"):
+        run.policy()
+    assert normalize_config({"backend": "sb3"}) == {"trainer": "sb3", "backend": "opendss"}
+    assert normalize_config({}) == {"trainer": "sb3", "backend": "opendss"}
+    assert normalize_config({"trainer": "rllib", "backend": "batched"}) == {"trainer": "rllib", "backend": "batched"}
+    with pytest.raises(ValueError, match="power-flow backend 'gpu'"):
+        normalize_config({"backend": "gpu"})
+    with pytest.raises(ValueError, match="unknown trainer"):
+        normalize_config({"trainer": "jax"})
+
+
+def test_a_folder_without_config_is_no_run(tmp_path, capsys):
+    from vvc_batch import evaluate, train
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "log.csv").write_text(",".join(LOG_COLUMNS) + "\n")
+    for path in (empty, empty / "log.csv"):
+        with pytest.raises(RunFolderError, match=r"'.*empty' is not a training run folder: it has no config\.json"):
+            Run.open(path)
+    with pytest.raises(RunFolderError, match="does not exist"):
+        Run.open(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="config.json"):  # nor an RLlib checkpoint
+        load_policy(empty)
+    assert issubclass(RunFolderError, vvc_batch.VVCError)
+    assert evaluate.main(["--model", str(empty)]) == 2
+    assert "empty' is not a training run folder" in capsys.readouterr().err
+    assert train.main(["--resume", "--out", str(empty)]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_train_table_passes_trainer_and_backend(tmp_path, monkeypatch):
+    """benchmarks/train_table.py runs ``python -m vvc_batch.train`` with ``--trainer`` and the
+    table's ``--backend``, and refuses to resume a run folder of another backend."""
+    spec = importlib.util.spec_from_file_location(
+        "train_table", Path(__file__).resolve().parents[1] / "benchmarks" / "train_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    commands = []
+
+    def fake_run(cmd, check):
+        commands.append(cmd)
+        out = Path(cmd[cmd.index("--out") + 1])
+        run = Run.create(out, {"system": "13Bus", "trainer": cmd[cmd.index("--trainer") + 1],
+                               "backend": cmd[cmd.index("--backend") + 1]}, {"seed": 0, "train": [], "test": []})
+        run.append_log({"env_steps": 10, "wall_s": 1.0, "train_return": -1.0, "test_mean": -2.0, "test_std": 0.0})
+        run.write_log()
+
+    monkeypatch.setattr(table.subprocess, "run", fake_run)
+    args = Namespace(runs=str(tmp_path), num_envs=2, workers=1, backend="batched")
+    res = table.run_training("rllib_ppo", "13Bus", 0, 10, args)
+    assert res == {"mean": -2.0, "env_steps": 10, "wall_s": 1.0, "backend": "batched"}
+    (cmd,) = commands
+    assert cmd[cmd.index("--trainer") + 1] == "rllib" and cmd[cmd.index("--backend") + 1] == "batched"
+    assert cmd[cmd.index("--algo") + 1] == "ppo" and "--resume" not in cmd
+    table.run_training("rllib_ppo", "13Bus", 0, 10, args)  # complete: skipped
+    assert len(commands) == 1
+    with pytest.raises(SystemExit, match="batched backend, not opendss"):
+        table.run_training("rllib_ppo", "13Bus", 0, 20, Namespace(**{**vars(args), "backend": "opendss"}))
+    table.run_training("rllib_ppo", "13Bus", 0, 20, args)
+    assert commands[-1][-1] == "--resume"

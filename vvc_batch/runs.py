@@ -1,0 +1,400 @@
+"""Run folders: what one training run (``python -m vvc_batch.train``) writes, and everything
+that reads it back (resuming, ``python -m vvc_batch.evaluate``, :mod:`vvc_batch.distributed`,
+``benchmarks/train_table.py``).
+
+A run folder holds:
+
+* ``config.json``: the run's settings (``algo``, ``system``, ``trainer``: ``"sb3"`` or
+  ``"rllib"``, ``backend``: the power-flow backend, ``"opendss"`` or ``"batched"``,
+  ``profiles``: the load-profile source, ``seed``, ``num_envs``, ...);
+* ``split.json``: the seeded train/test split of the load profiles;
+* ``log.csv``: one row per evaluation (:data:`LOG_COLUMNS`) and ``learning_curve.png``;
+* the trained model: ``model.zip`` (Stable-Baselines3; with ``--normalize`` also
+  ``vecnormalize.pkl``) or the RLlib algorithm checkpoint ``checkpoint/``.
+
+    run = Run.open("runs/ppo_13Bus_0")
+    run.trainer, run.backend, run.profiles       # "sb3", "opendss", "auto"
+    act = run.policy()                           # deterministic: observation -> action
+    run.returns()                                # one test return per test profile
+
+Run folders written before the power-flow backend existed stored the trainer as
+``"backend": "sb3" | "rllib"``; :func:`normalize_config` reads those as that trainer on the
+OpenDSS backend (the one place that knows). Stable-Baselines3, torch and Ray are imported
+only when a model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+import vvc_batch
+from vvc_batch.errors import VVCError
+from vvc_batch.evaluation import Policy, episode_returns
+from vvc_batch.power_flow import BACKENDS
+
+#: trainers of ``python -m vvc_batch.train --trainer``
+TRAINERS = ("sb3", "rllib")
+#: algorithms of ``--algo`` (RLlib trains PPO only)
+ALGORITHMS = ("ppo", "sac")
+#: columns of ``log.csv``
+LOG_COLUMNS = ("env_steps", "wall_s", "train_return", "test_mean", "test_std")
+
+CONFIG = "config.json"
+SPLIT = "split.json"
+LOG = "log.csv"
+CURVE = "learning_curve.png"
+MODEL = "model.zip"
+NORMALIZER = "vecnormalize.pkl"
+CHECKPOINT = "checkpoint"
+
+
+class RunFolderError(VVCError, FileNotFoundError):
+    """A folder that is not a training run folder, or lacks what is asked of it."""
+
+
+def sb3_algorithm(algo: str) -> type:
+    """The Stable-Baselines3 class of ``--algo`` ``algo`` (imports Stable-Baselines3).
+
+    Raises:
+        ValueError: an algorithm other than :data:`ALGORITHMS`.
+    """
+    from stable_baselines3 import PPO, SAC
+
+    table = {"ppo": PPO, "sac": SAC}
+    if algo not in table:
+        raise ValueError(f"unknown algorithm {algo!r}; valid: {', '.join(table)}")
+    return table[algo]
+
+
+def normalize_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a run's ``config.json`` with ``trainer`` and ``backend`` (power flow) set.
+
+    Older run folders have no ``trainer`` and store the trainer as ``"backend": "sb3"`` or
+    ``"rllib"`` (before the power-flow backend existed): they are read as that trainer on
+    the ``"opendss"`` backend. Without either key: ``"sb3"`` on ``"opendss"``.
+
+    Raises:
+        ValueError: an unknown trainer or backend.
+    """
+    cfg = dict(config)
+    backend = cfg.get("backend")
+    if backend in TRAINERS:  # an old run: "backend" named the trainer
+        cfg.setdefault("trainer", backend)
+        backend = None
+    cfg["trainer"] = cfg.get("trainer") or "sb3"
+    cfg["backend"] = backend or "opendss"
+    if cfg["trainer"] not in TRAINERS:
+        raise ValueError(f"unknown trainer {cfg['trainer']!r} in a run's config; valid: {', '.join(TRAINERS)}")
+    if cfg["backend"] not in BACKENDS:
+        raise ValueError(f"unknown power-flow backend {cfg['backend']!r} in a run's config; valid: "
+                         f"{', '.join(BACKENDS)}")
+    return cfg
+
+
+def read_log(folder: str | os.PathLike[str]) -> list[dict[str, float]]:
+    """The rows of a run folder's ``log.csv`` (one per evaluation; keys :data:`LOG_COLUMNS`);
+    empty when there is none (yet)."""
+    path = Path(folder) / LOG
+    if not path.is_file():
+        return []
+    return [dict(zip(LOG_COLUMNS, map(float, r.split(",")))) for r in path.read_text().splitlines()[1:] if r]
+
+
+def is_run_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder with a run's ``config.json``."""
+    return (Path(path) / CONFIG).is_file()
+
+
+def sb3_policy(model: Any, env: Any, continuous: bool, normalizer: Any = None) -> Policy:
+    """The deterministic policy of a Stable-Baselines3 ``model``: observation(s) -> flat
+    action(s) of ``env`` (a single environment or the vector engine, whose device counts
+    turn a ``Box(-1, 1)`` action into the environment's when ``continuous``). ``normalizer``:
+    a frozen ``VecNormalize`` whose observation statistics are applied first."""
+    from vvc_batch.wrappers import _layout, continuous_to_action
+
+    layout = _layout(env)
+
+    def act(obs: np.ndarray) -> Any:
+        if normalizer is not None:
+            obs = normalizer.normalize_obs(obs)
+        a, _ = model.predict(obs, deterministic=True)
+        return continuous_to_action(a, *layout) if continuous else a
+
+    return act
+
+
+@dataclasses.dataclass
+class Run:
+    """One training run folder: its settings, split, log and saved model.
+
+    ``Run(path, config, split)`` is a run in memory (nothing written; :meth:`save` writes
+    ``config.json`` and ``split.json``); :meth:`create` writes a new one, :meth:`open` reads
+    one back. ``config`` is normalized (:func:`normalize_config`).
+
+    Attributes:
+        path: the run folder.
+        config: the contents of ``config.json``.
+        split: the contents of ``split.json`` (``{"seed", "train", "test"}``), or ``None``
+            where a folder has none.
+        log: the rows of ``log.csv`` (see :data:`LOG_COLUMNS`).
+    """
+
+    path: Path
+    config: dict[str, Any]
+    split: dict[str, Any] | None = None
+    log: list[dict[str, float]] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.config = normalize_config(self.config)
+
+    # ------------------------------------------------------------------ folder
+    @classmethod
+    def create(cls, out: str | os.PathLike[str], config: dict[str, Any], split: dict[str, Any]) -> "Run":
+        """Write a new run's ``config.json`` and ``split.json`` into ``out`` (created if
+        needed) and return it (with an empty log)."""
+        return cls(Path(out), config, split).save()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> "Run":
+        """The run folder ``path`` (or the folder of a file in it, e.g. its ``model.zip``),
+        with its config, split and log.
+
+        Raises:
+            RunFolderError: ``path`` has no ``config.json``.
+        """
+        p = Path(path)
+        folder = p.parent if p.is_file() else p
+        if not (folder / CONFIG).is_file():
+            what = "does not exist" if not p.exists() else "has no config.json"
+            raise RunFolderError(f"{str(folder)!r} is not a training run folder: it {what}")
+        config = json.loads((folder / CONFIG).read_text())
+        split = json.loads((folder / SPLIT).read_text()) if (folder / SPLIT).is_file() else None
+        return cls(folder, config, split, read_log(folder))
+
+    def save(self) -> "Run":
+        """Write ``config.json`` and ``split.json`` (creating the folder); returns the run."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(json.dumps(self.config, indent=2))
+        if self.split is not None:
+            self.split_path.write_text(json.dumps(self.split))
+        return self
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def split_path(self) -> Path:
+        return self.path / SPLIT
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG
+
+    @property
+    def curve_path(self) -> Path:
+        """The learning-curve plot (written with the log)."""
+        return self.path / CURVE
+
+    @property
+    def model_path(self) -> Path:
+        """The Stable-Baselines3 model (``model.zip``)."""
+        return self.path / MODEL
+
+    @property
+    def normalizer_path(self) -> Path:
+        """The Stable-Baselines3 ``VecNormalize`` statistics (runs with ``--normalize``)."""
+        return self.path / NORMALIZER
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """The RLlib algorithm checkpoint (a folder)."""
+        return self.path / CHECKPOINT
+
+    # ------------------------------------------------------------------ settings
+    @property
+    def trainer(self) -> str:
+        """``"sb3"`` or ``"rllib"``."""
+        return self.config["trainer"]
+
+    @property
+    def backend(self) -> str:
+        """The power-flow backend the run trains and evaluates on (``"opendss"``, ``"batched"``)."""
+        return self.config["backend"]
+
+    @property
+    def algo(self) -> str:
+        return self.config.get("algo", "ppo")
+
+    @property
+    def system(self) -> str:
+        return self.config["system"]
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0))
+
+    @property
+    def profiles(self) -> str:
+        """The run's load-profile source (runs from before ``--profiles``: ``"auto"``)."""
+        return self.config.get("profiles", "auto")
+
+    @property
+    def continuous_actions(self) -> bool:
+        """Whether the policy acts on ``Box(-1, 1)`` per device (Stable-Baselines3 runs)."""
+        return bool(self.config.get("continuous_actions", False))
+
+    def env_kwargs(self, *, backend: str | None = None, profiles: str | None = None) -> dict[str, Any]:
+        """Keyword arguments of :func:`vvc_batch.make` / :func:`vvc_batch.make_vec` for the
+        run's environments: its profile source and power-flow backend (or these overrides)."""
+        return {"profiles": profiles or self.profiles, "backend": backend or self.backend}
+
+    def env(self, system: str | None = None, **overrides: Any) -> Any:
+        """A single environment of the run's system (or ``system``), profile source and
+        backend (``overrides``: see :meth:`env_kwargs`)."""
+        return vvc_batch.make(system or self.system, **self.env_kwargs(**overrides))
+
+    # ------------------------------------------------------------------ log
+    def append_log(self, row: dict[str, float]) -> None:
+        """Add an evaluation row (keys :data:`LOG_COLUMNS`) to :attr:`log`; :meth:`write_log`
+        writes it out (with the model, so that the two stay in step)."""
+        missing = set(LOG_COLUMNS) - set(row)
+        if missing:
+            raise ValueError(f"a log row needs {', '.join(LOG_COLUMNS)}; missing {', '.join(sorted(missing))}")
+        self.log.append({k: row[k] for k in LOG_COLUMNS})
+
+    def write_log(self) -> None:
+        """Write ``log.csv`` and (when there are rows) ``learning_curve.png``."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "w") as fh:
+            fh.write(",".join(LOG_COLUMNS) + "\n")
+            for r in self.log:
+                fh.write(f"{int(r['env_steps'])},{r['wall_s']:.3f},{r['train_return']:.6f},{r['test_mean']:.6f},"
+                         f"{r['test_std']:.6f}\n")
+        if self.log:
+            _plot(self.log, self.curve_path)
+
+    def summary(self, what: str) -> str:
+        """The last evaluation in one line (empty without one)."""
+        if not self.log:
+            return ""
+        last = self.log[-1]
+        tested = f" over {len(self.split['test'])} profiles" if self.split else ""
+        return (f"{what} on {self.system}: {int(last['env_steps'])} env steps, test return {last['test_mean']:.3f} "
+                f"+- {last['test_std']:.3f}{tested}; run in {self.path}")
+
+    # ------------------------------------------------------------------ policy
+    def normalizer(self) -> Any:
+        """The run's saved ``VecNormalize`` statistics, frozen, for ``normalize_obs`` (``None``
+        if the run did not normalize). No environment is attached: what
+        ``VecNormalize.load`` reads, without its ``set_venv``."""
+        if not self.normalizer_path.is_file():
+            return None
+        import pickle
+
+        with open(self.normalizer_path, "rb") as fh:  # the run's own file (VecNormalize.save)
+            norm = pickle.load(fh)
+        norm.training = False
+        norm.norm_reward = False
+        return norm
+
+    def policy(self, env: Any = None, *, device: str = "auto") -> Policy:
+        """The deterministic policy saved in the folder: observation(s) -> action(s).
+
+        ``env``: the environment (single, or the vector engine) it will act on, for the
+        action layout of a Stable-Baselines3 policy on ``Box`` actions (default: one of the
+        run's, made and closed here). ``device``: where a Stable-Baselines3 model runs
+        (RLlib policies run on the CPU).
+
+        Raises:
+            RunFolderError: no saved model (``model.zip``, or ``checkpoint/`` for RLlib).
+        """
+        if self.trainer == "rllib":
+            from vvc_batch.rllib import load_policy as rllib_policy
+
+            if not self.checkpoint_path.is_dir():
+                raise RunFolderError(f"RLlib run folder {str(self.path)!r} has no checkpoint/")
+            return rllib_policy(self.checkpoint_path)
+        if not self.model_path.is_file():
+            raise RunFolderError(f"run folder {str(self.path)!r} has no model.zip")
+        model = sb3_algorithm(self.algo).load(self.model_path, device=device)
+        own = env is None
+        env = self.env() if own else env
+        try:
+            return sb3_policy(model, env, self.continuous_actions, self.normalizer())
+        finally:
+            if own:
+                env.close()
+
+    def returns(self, policy: Policy | None = None, profiles: Sequence[int] | None = None, *,
+                env: Any = None) -> list[float]:
+        """Deterministic episode returns, one per profile (default: the split's test
+        profiles), each reset with seed ``seed + profile`` as the training's evaluations are.
+
+        ``policy``: default the folder's (:meth:`policy`); ``env``: the single environment to
+        play on (default: a new one of the run's, closed here).
+        """
+        if profiles is None:
+            if self.split is None:
+                raise RunFolderError(f"run folder {str(self.path)!r} has no split.json")
+            profiles = self.split["test"]
+        own = env is None
+        env = self.env() if own else env
+        try:
+            act = self.policy(env) if policy is None else policy
+            return episode_returns(env, act, profiles, self.seed)
+        finally:
+            if own:
+                env.close()
+
+
+def load_policy(path: str | os.PathLike[str], env: Any = None, *, device: str = "auto") -> Policy:
+    """The deterministic policy of a run folder (Stable-Baselines3 PPO or SAC, RLlib; see
+    :meth:`Run.policy`) or of a bare RLlib algorithm checkpoint (``algo.save_to_path``).
+
+    Raises:
+        RunFolderError: neither a run folder nor an RLlib checkpoint, or no saved model.
+    """
+    p = Path(path)
+    if not is_run_folder(p.parent if p.is_file() else p):
+        from vvc_batch.rllib import checkpoint_module_dir, load_policy as rllib_policy  # no Ray import yet
+
+        try:
+            checkpoint_module_dir(p)
+        except FileNotFoundError:
+            pass
+        else:
+            return rllib_policy(p)
+    return Run.open(p).policy(env, device=device)
+
+
+def _plot(log: Sequence[dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    steps = [r["env_steps"] for r in log]
+    mean = np.array([r["test_mean"] for r in log])
+    std = np.array([r["test_std"] for r in log])
+    ax.plot(steps, mean, label="test mean")
+    ax.fill_between(steps, mean - std, mean + std, alpha=0.3)
+    ax.plot(steps, [r["train_return"] for r in log], ls="--", label="train (recent episodes)")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("episode return")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+__all__ = ["ALGORITHMS", "LOG_COLUMNS", "TRAINERS", "Run", "RunFolderError", "is_run_folder", "load_policy",
+           "normalize_config", "read_log", "sb3_algorithm", "sb3_policy"]
