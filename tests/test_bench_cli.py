@@ -74,3 +74,34 @@ def test_interleaving_closes_built_cases_on_failure():
     with pytest.raises(RuntimeError, match="cannot build"):
         measure_interleaved({"good": good, "bad": bad}, repeats=1, warmup=1)
     assert closed == ["good"]
+
+
+def test_bench_batched_backend_cases(tmp_path, capsys):
+    """--backend batched adds the batched engine at every size, with memory, solver share
+    and the ratio to the OpenDSS backend's best size."""
+    out = tmp_path / "bench.json"
+    assert bench.main(["--system", "13Bus", "--num-envs", "2", "4", "--workers", "2", "--steps", "4",
+                       "--repeats", "1", "--backend", "batched", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["results"]) == set(CASES) | {"vvc_batch_n4", "batched", "batched_1worker", "batched_n4"}
+    for name in ("batched", "batched_n4", "vvc_batch_n4"):
+        r = res["results"][name]
+        assert r["env_steps_per_s"] > 0 and r["workers_rss_mib"] > 10 and r["workers"] == 2
+    assert res["results"]["batched_n4"]["backend"] == "batched" and res["results"]["batched_n4"]["num_envs"] == 4
+    b, o = res["backends"]["batched"], res["backends"]["opendss"]
+    assert b["best_case"] in ("batched", "batched_n4") and o["best_case"] in ("vvc_batch", "vvc_batch_n4")
+    assert res["batched_vs_opendss"] == pytest.approx(b["env_steps_per_s"] / o["env_steps_per_s"])
+    assert 0 < b["solve_share"] and b["solve_us_per_env_step"] > 0 and "mib_per_added_env" in b
+    assert "batched vs OpenDSS backend" in capsys.readouterr().out
+
+
+def test_bench_plot_draws_both_backends(tmp_path, capsys):
+    png, out = tmp_path / "scaling.png", tmp_path / "scaling.json"
+    assert bench.main(["--system", "13Bus", "--plot", str(png), "--per-worker", "1", "2", "--workers", "1",
+                       "--steps", "4", "--repeats", "1", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert png.stat().st_size > 10_000
+    assert [p["per_worker"] for p in res["points"]["batched"]] == [1, 2]
+    assert [p["num_envs"] for p in res["points"]["opendss"]] == [1, 2]
+    assert all(p["env_steps_per_s"] > 0 and p["workers_rss_mib"] > 0 for b in res["points"].values() for p in b)
+    assert "per worker" in capsys.readouterr().out

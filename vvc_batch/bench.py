@@ -718,6 +718,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="batched: add the batched power-flow backend's cases")
     p.add_argument("--plot", default=None, metavar="FILE",
                    help="sweep environments per worker (1..256) for both backends and draw env-steps/s to FILE")
+    p.add_argument("--per-worker", type=int, nargs="+", default=None,
+                   help="--plot: environments per worker to measure (default 1 2 4 ... 256)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--steps", type=int, default=200, help="steps per repeat (default 200)")
     p.add_argument("--repeats", type=int, default=3)

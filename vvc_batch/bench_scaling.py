@@ -43,14 +43,15 @@ def run_scaling(args) -> dict:
     from tqdm import tqdm
 
     W = args.workers
+    sizes = tuple(getattr(args, "per_worker", None) or PER_WORKER)
     profiles = bench_profiles(args)
     steps = max(4, min(args.steps, 48))
-    actions = _action_batches(args.system, W * PER_WORKER[-1], steps, args.seed)
+    actions = _action_batches(args.system, W * max(sizes), steps, args.seed)
     points: dict[str, list[dict]] = {b: [] for b in BACKENDS}
     skipped: dict[str, list[int]] = {b: [] for b in BACKENDS}
     per_env_mib = {b: 0.0 for b in BACKENDS}
-    with tqdm(total=len(PER_WORKER), desc="scaling", unit="size", file=sys.stderr) as bar:
-        for epw in PER_WORKER:
+    with tqdm(total=len(sizes), desc="scaling", unit="size", file=sys.stderr) as bar:
+        for epw in sizes:
             n = W * epw
             # fewer calls at large sizes: every pass plays about 4,000 env-steps or more
             calls = max(3, min(steps, math.ceil(4096 / n)))
@@ -79,6 +80,7 @@ def run_scaling(args) -> dict:
                    f"--repeats {args.repeats} --steps {args.steps}",
         "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
                     "numpy": np.__version__, "processor": platform.processor() or platform.machine()},
+        "per_worker": list(sizes),
         "points": points,
         "skipped_for_memory": skipped,
     }
@@ -102,8 +104,8 @@ def draw(res: dict, path: str) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("environments per worker")
     ax.set_ylabel("env-steps per second (all workers)")
-    ax.set_xticks(PER_WORKER)
-    ax.set_xticklabels([str(x) for x in PER_WORKER])
+    ax.set_xticks(res["per_worker"])
+    ax.set_xticklabels([str(x) for x in res["per_worker"]])
     ax.grid(True, which="both", alpha=0.3)
     m = res["machine"]
     ax.set_title(f"{res['system']}, {res['workers']} workers, random actions ({m['cpus']} cpus)", fontsize=10)
@@ -118,7 +120,7 @@ def report_scaling(res: dict) -> str:
     lines = [f"{res['system']}: env-steps/s by environments per worker ({res['workers']} workers)",
              f"{'per worker':>10} " + " ".join(f"{b:>12}" for b in BACKENDS) + f" {'ratio':>8}"]
     by = {b: {p["per_worker"]: p["env_steps_per_s"] for p in res["points"][b]} for b in BACKENDS}
-    for epw in PER_WORKER:
+    for epw in res["per_worker"]:
         a, c = by["opendss"].get(epw), by["batched"].get(epw)
         cells = [f"{x:>12,.0f}" if x is not None else f"{'-':>12}" for x in (a, c)]
         ratio = f"{c / a:>7.1f}x" if a and c else f"{'':>8}"

@@ -79,7 +79,7 @@ class VVCEnv(gym.Env):
             tolerance (pu), max_iterations, solver_options.
         solver_tolerance, max_iterations, solver_options: shorthand for the same fields.
             ``solver_tolerance``: largest voltage change of the last iteration (pu;
-            default: OpenDSS's 1e-4 on ``"opendss"``, 1e-9 on ``"batched"``).
+            default: OpenDSS's 1e-4 on ``"opendss"``, 1e-8 on ``"batched"``).
             ``solver_options``: OpenDSS ``YMatrix.SolverOptions``; 0 (default) factorizes as
             OpenDSS does and reproduces the reference bit for bit, 2 reuses the symbolic
             factorization (faster; last-digit differences can round a battery's whole kWh

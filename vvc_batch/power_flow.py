@@ -85,7 +85,7 @@ class SolverSettings:
 
 _FIELDS = ("tolerance", "max_iterations", "solver_options")
 #: the batched backend's tolerance when none is given (pu): converged, history-free results
-BATCHED_DEFAULT_TOLERANCE = 1e-9
+BATCHED_DEFAULT_TOLERANCE = 1e-8
 
 
 def check_backend(backend: str, dss_mode: bool = False) -> str:

