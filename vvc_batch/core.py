@@ -60,6 +60,45 @@ def _sum_columns(x: np.ndarray) -> np.ndarray:
     return acc
 
 
+@dataclass(frozen=True)
+class EnvState:
+    """One environment's complete state (see :meth:`VVCBatch.get_state`), picklable.
+
+    Attributes:
+        env, backend, dss_mode: what it is a state of.
+        t: hours played in the episode; profile_id: the episode index (-1: an array);
+            profile: the day's multipliers (horizon, n_loads) when not an episode of the
+            system.
+        caps, taps, kwh, bat_kw, v: device settings, stored energy (kWh), battery power
+            drawn (kW) and node voltages (pu) after the last step.
+        obs, reward, terminated, truncated, info: the last step's outputs.
+        solver: the batched solver's warm start of this environment (batched backend).
+        history: the actions since reset (OpenDSS backend, replayed on restore).
+        rng: the state of the environment's generator (set by the environments, which own
+            it; the core has none).
+    """
+
+    env: str
+    backend: str
+    dss_mode: bool
+    t: int
+    profile_id: int
+    profile: np.ndarray | None
+    caps: np.ndarray
+    taps: np.ndarray
+    kwh: np.ndarray
+    bat_kw: np.ndarray
+    v: np.ndarray
+    obs: np.ndarray
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict
+    solver: Any = None
+    history: np.ndarray | None = None
+    rng: dict | None = None
+
+
 @dataclass
 class StepBuffers:
     """Output arrays of a batch of K environments (any may live in shared memory)."""
@@ -238,6 +277,8 @@ class VVCBatch:
         self.kwh = np.tile(self._kwh0, (K, 1))  # stored energy of every battery, kWh
         self.bat_kw = np.zeros((K, B))  # power drawn by each battery at the last solve, kW
         self.v = np.zeros((K, self.num_nodes))  # node voltage magnitudes at the last solve, pu
+        # the actions since each environment's reset (OpenDSS backend: snapshots replay them)
+        self._history = np.zeros((K, H, self.counts.action_size)) if self.backend_name == "opendss" else None
         self._max_kwh = np.asarray(bank.max_kwh, dtype=np.float64)
         self._inv_max_kw = 1.0 / np.asarray(bank.max_kw, dtype=np.float64)
         self._all = slice(None)
@@ -276,6 +317,15 @@ class VVCBatch:
         if isinstance(entry, int):
             return entry, entry, None
         return E + k, -1, entry
+
+    def _place_profiles(self, ids: list[int], profiles: Sequence[Any], rngs: Sequence[Any]) -> None:
+        """Give environments ``ids`` their days (resolved and checked before any is changed)."""
+        plans = [self._resolve_profile(k, p, r) for k, p, r in zip(ids, profiles, rngs)]
+        H = self.horizon
+        for k, (slot, pid, arr) in zip(ids, plans):
+            if arr is not None:
+                self.load_mult[slot * H : (slot + 1) * H] = arr
+            self.slot[k], self.profile_id[k] = slot, pid
 
     def _selection(self, env_ids) -> tuple[Any, np.ndarray]:
         if self._closed:
@@ -323,13 +373,8 @@ class VVCBatch:
         rngs = [None] * n if rngs is None else list(rngs)
         if len(profiles) != n or len(rngs) != n:
             raise ValueError(f"reset got {n} environments but {len(profiles)} profiles and {len(rngs)} rngs")
-        # resolve everything before touching any state
-        plans = [self._resolve_profile(k, p, r) for k, p, r in zip(ids.tolist(), profiles, rngs)]
+        self._place_profiles(ids.tolist(), profiles, rngs)
         H = self.horizon
-        for k, (slot, pid, arr) in zip(ids.tolist(), plans):
-            if arr is not None:
-                self.load_mult[slot * H : (slot + 1) * H] = arr
-            self.slot[k], self.profile_id[k] = slot, pid
         self.t[sel] = 0
         self.caps[sel], self.taps[sel], self.tap_ratio[sel], self.kwh[sel] = self._cap0, self._tap0, self._ratio0, \
             self._kwh0
@@ -432,6 +477,8 @@ class VVCBatch:
                 self.t[sel] = _FAILED
                 raise
         # the new state, and the outputs in bulk
+        if self._history is not None and not dss:
+            self._history[ids, t] = acts  # before t moves on: t may be a view of self.t
         self.t[sel] = t_new
         self.caps[sel], self.taps[sel], self.tap_ratio[sel], self.kwh[sel] = caps, taps, ratios, new_kwh
         self.bat_kw[sel], self.v[sel] = drawn, v
@@ -454,6 +501,84 @@ class VVCBatch:
         buf.terminated[sel] = False
         buf.truncated[sel] = last
         return buf
+
+    # ------------------------------------------------------------------ snapshots
+    def get_state(self, k: int) -> EnvState:
+        """Environment ``k``'s complete state (a picklable :class:`EnvState`): hour, profile,
+        device settings, stored energy, the last outputs, and what the backend keeps
+        (the batched solver's warm start; on the OpenDSS backend the actions since reset).
+
+        Raises:
+            ResetNeededError: the environment was never reset, or its last step failed.
+        """
+        self._selection([k])
+        t = int(self.t[k])
+        if t < 0:
+            raise ResetNeededError(f"environment {k} has no state to save: reset it first")
+        H, E = self.horizon, self.num_profiles
+        own = int(self.slot[k]) >= E
+        buf = self.buffers
+        return EnvState(
+            env=self.config.name, backend=self.backend_name, dss_mode=self.dss_mode, t=t,
+            profile_id=int(self.profile_id[k]),
+            profile=self.load_mult[int(self.slot[k]) * H:(int(self.slot[k]) + 1) * H].copy() if own else None,
+            caps=self.caps[k].copy(), taps=self.taps[k].copy(), kwh=self.kwh[k].copy(),
+            bat_kw=self.bat_kw[k].copy(), v=self.v[k].copy(), obs=buf.obs[k].copy(),
+            reward=float(buf.reward[k]), terminated=bool(buf.terminated[k]), truncated=bool(buf.truncated[k]),
+            info={key: arr[k].item() for key, arr in buf.info.items()},
+            solver=self.backend.solver.slot_state(k) if self.backend_name == "batched" else None,
+            history=None if self._history is None or self.dss_mode else self._history[k, :t].copy(),
+        )
+
+    def set_state(self, k: int, state: EnvState) -> None:
+        """Put environment ``k`` in ``state`` (from :meth:`get_state` of any environment of
+        the same system, backend and mode): what follows is exactly what followed the saved
+        state. The batched backend copies the state in; the OpenDSS backend replays the
+        saved day from its reset (resets are history-free, so the engine ends in the same
+        state bit for bit), which costs one solve per hour already played.
+
+        Raises:
+            ValueError: a state of another system, backend or mode.
+            EngineError: the replay did not reproduce the saved observation.
+        """
+        self._selection([k])
+        if not isinstance(state, EnvState):
+            raise ValueError(f"state must be an EnvState (from get_state), got {type(state).__name__}")
+        mine = (self.config.name, self.backend_name, self.dss_mode)
+        if (state.env, state.backend, state.dss_mode) != mine:
+            raise ValueError(
+                f"a state of {state.env} (backend {state.backend!r}, dss_mode={state.dss_mode}) cannot be put in "
+                f"an environment of {mine[0]} (backend {mine[1]!r}, dss_mode={mine[2]})"
+            )
+        profile = state.profile if state.profile is not None else state.profile_id
+        if self.backend_name == "opendss":
+            self._replay(k, state, profile)
+        else:
+            self._place_profiles([k], [profile], [None])
+            self.t[k] = state.t
+            self.caps[k], self.taps[k], self.kwh[k] = state.caps, state.taps, state.kwh
+            self.tap_ratio[k] = self._reg.min_tap + state.taps * self._reg.tap_step
+            self.bat_kw[k], self.v[k] = state.bat_kw, state.v
+            self.backend.solver.set_slot_state(k, state.solver)
+        buf = self.buffers
+        buf.obs[k] = state.obs
+        buf.reward[k], buf.terminated[k], buf.truncated[k] = state.reward, state.terminated, state.truncated
+        for key, value in state.info.items():
+            buf.info[key][k] = value
+
+    def _replay(self, k: int, state: EnvState, profile: Any) -> None:
+        """The OpenDSS backend's restore: reset to the saved day, play the saved actions."""
+        from vvc_batch.errors import EngineError
+
+        user, self.reward_fn = self.reward_fn, None  # the user's reward is not asked again
+        try:
+            self.reset([k], [profile])
+            for t in range(state.t):
+                self.step(None if self.dss_mode else state.history[t][None], env_ids=[k])
+        finally:
+            self.reward_fn = user
+        if not np.array_equal(self.buffers.obs[k], state.obs) or not np.array_equal(self.kwh[k], state.kwh):
+            raise EngineError(f"replaying the saved day of environment {k} did not reproduce its state")
 
     # ------------------------------------------------------------------ misc
     def info_of(self, k: int) -> dict[str, Any]:

@@ -252,6 +252,33 @@ class VVCEnv(gym.Env):
             {key: arr.item(0) for key, arr in self._info_arrays},
         )
 
+    def get_state(self):
+        """The environment's complete state (a picklable :class:`~vvc_batch.core.EnvState`):
+        hour, profile, device settings, stored energy, the last outputs, the backend's own
+        state and the generator's. Cheap on the batched backend; on the OpenDSS backend it
+        holds the day's actions, which :meth:`set_state` replays (exact: resets are
+        history-free).
+
+        Raises:
+            ResetNeededError: the environment was never reset (or its last step failed).
+        """
+        import dataclasses
+
+        return dataclasses.replace(self._core.get_state(0), rng=self.np_random.bit_generator.state)
+
+    def set_state(self, state) -> None:
+        """Put the environment in ``state`` (from :meth:`get_state` of an environment of the
+        same system, backend and mode, or of the vector engine): the same actions then give
+        the same observations, rewards and infos as after the saved state.
+
+        Raises:
+            ValueError: a state of another system, backend or mode.
+        """
+        self._core.set_state(0, state)
+        if state.rng is not None:
+            self.np_random.bit_generator.state = state.rng
+        self._last_action = None
+
     def render(self):
         """The present state as an RGB array (``rgb_array``), or drawn in a window (``human``)."""
         if self.render_mode is None:

@@ -356,9 +356,10 @@ class WorkerPool:
         ])
         self._await(self._post(RESET), "resetting", self.timeout)
 
-    def query(self, name: str) -> list[Any]:
-        """Every worker's answer to ``name`` (see :meth:`~vvc_batch.worker._WorkerLoop.query`)."""
-        self._send([pickle.dumps(name)] * self.num_workers)
+    def query(self, name: Any, requests: Sequence[Any] | None = None) -> list[Any]:
+        """Every worker's answer to ``name``, or to its own entry of ``requests`` (one per
+        worker; see :meth:`~vvc_batch.worker._WorkerLoop.query`)."""
+        self._send([pickle.dumps(r) for r in (requests or [name] * self.num_workers)])
         self._await(self._post(QUERY), f"answering {name!r}", self.timeout)
         try:
             return [pickle.loads(self._message(w, (b"q",))[1:]) for w in range(self.num_workers)]

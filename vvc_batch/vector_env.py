@@ -386,6 +386,60 @@ class VVCVectorEnv(VectorEnv):
         self.step_async(actions)
         return self.step_wait()
 
+    # ------------------------------------------------------------------ snapshots
+    def _owner(self, i: int) -> tuple[int, int]:
+        """(worker, local index) of environment ``i``."""
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < self.num_envs:
+            raise IndexError(f"environment index must be an integer in 0..{self.num_envs - 1}, got {i!r}")
+        for w, (start, stop) in enumerate(self._pool.slices):
+            if start <= i < stop:
+                return w, int(i) - start
+        raise IndexError(i)  # pragma: no cover
+
+    def get_state(self, i: int):
+        """Environment ``i``'s complete state (a picklable :class:`~vvc_batch.core.EnvState`,
+        its generator included); see :meth:`vvc_batch.core.VVCBatch.get_state`.
+
+        Raises:
+            ResetNeededError: the environment was never reset, or its last step failed.
+        """
+        if self._pending:
+            raise RuntimeError("get_state called while a step_async is pending; call step_wait first")
+        w, local = self._owner(i)
+        if self._never_reset[i] or self._failed[i]:
+            raise ResetNeededError(f"environment {i} has no state to save: reset it first")
+        requests = [None] * self.num_workers
+        requests[w] = ("get_state", local)
+        return self._pool.query("get_state", requests)[w]
+
+    def set_state(self, i: int, state) -> None:
+        """Put environment ``i`` in ``state`` (from :meth:`get_state` or a single environment's
+        ``get_state`` of the same system, backend and mode); the others are untouched. What
+        follows is exactly what followed the saved state (see
+        :meth:`vvc_batch.core.VVCBatch.set_state` for the cost on each backend).
+
+        Raises:
+            ValueError: a state of another system, backend or mode.
+        """
+        from vvc_batch.core import EnvState
+
+        if self._pending:
+            raise RuntimeError("set_state called while a step_async is pending; call step_wait first")
+        w, local = self._owner(i)
+        if not isinstance(state, EnvState):
+            raise ValueError(f"state must be an EnvState (from get_state), got {type(state).__name__}")
+        mine = (self.env_name, self.backend, self.dss_mode)
+        if (state.env, state.backend, state.dss_mode) != mine:
+            raise ValueError(
+                f"a state of {state.env} (backend {state.backend!r}, dss_mode={state.dss_mode}) cannot be put in "
+                f"an environment of {mine[0]} (backend {mine[1]!r}, dss_mode={mine[2]})"
+            )
+        requests = [None] * self.num_workers
+        requests[w] = ("set_state", local, state)
+        self._pool.query("set_state", requests)
+        self._never_reset[i] = self._failed[i] = False
+        self._ended[i] = state.terminated or state.truncated
+
     def render(self) -> tuple[np.ndarray, ...] | None:
         """One RGB frame (H, W, 3) per environment of its present state (``render_mode=
         "rgb_array"``), drawn here from the shared buffers; ``None`` without a render mode."""

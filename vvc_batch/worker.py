@@ -99,15 +99,35 @@ class _WorkerLoop:
             self.final_mask[ids] = False
 
     def query(self, payload: bytes) -> Any:
-        """Answers for the parent: ``"rng_states"`` (each environment's generator state) or
-        ``"drawing"`` (what a picture of the feeder needs)."""
-        name = pickle.loads(payload)
+        """Answers for the parent: ``"rng_states"`` (each environment's generator state),
+        ``"drawing"`` (what a picture of the feeder needs), ``("get_state", i)`` (local
+        environment i's :class:`~vvc_batch.core.EnvState`, its generator included) or
+        ``("set_state", i, state)``."""
+        import dataclasses
+
+        request = pickle.loads(payload)
+        name, args = (request[0], request[1:]) if isinstance(request, tuple) else (request, ())
+        if name is None:  # the command is for another worker
+            return None
         if name == "rng_states":
             return [g.bit_generator.state for g in self.rngs]
         if name == "drawing":
             from vvc_batch.render import feeder_drawing
 
             return feeder_drawing(self.core)
+        if name == "get_state":
+            (i,) = args
+            return dataclasses.replace(self.core.get_state(i), rng=self.rngs[i].bit_generator.state)
+        if name == "set_state":
+            i, state = args
+            self.core.set_state(i, state)
+            if state.rng is not None:
+                self.rngs[i].bit_generator.state = state.rng
+            ended = state.terminated or state.truncated
+            self.needs_reset[i] = ended and self.mode == NEXT_STEP
+            if self.mode == SAME_STEP:
+                self.final_mask[i] = False
+            return None
         raise ValueError(f"unknown query {name!r}")
 
     def step(self) -> None:

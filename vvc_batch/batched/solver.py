@@ -334,6 +334,19 @@ class BatchedSolver:
         else:
             self._warm[np.asarray(env_ids, dtype=np.int64)] = False
 
+    def slot_state(self, slot: int) -> tuple[np.ndarray, np.ndarray, bool]:
+        """A copy of what slot ``slot`` keeps between calls: (last voltages in the solver's
+        column order, device current, whether it is warm)."""
+        return self._v[slot].copy(), self._c[slot].copy(), bool(self._warm[slot])
+
+    def set_slot_state(self, slot: int, state: tuple[np.ndarray, np.ndarray, bool]) -> None:
+        """Give slot ``slot`` a state from :meth:`slot_state` (of any slot of a solver of
+        the same model): its next solve continues exactly as that slot's would have."""
+        v, c, warm = state
+        if v.shape != self._v[slot].shape or c.shape != self._c[slot].shape:
+            raise ValueError("slot state of another circuit: shapes differ")
+        self._v[slot], self._c[slot], self._warm[slot] = v, c, bool(warm)
+
     # ------------------------------------------------------------------ solving
     def solve(
         self,
