@@ -200,6 +200,9 @@ def _describe(policy: Any) -> str:
 
 def _resolve_policy(policy: Any) -> PolicySpec:
     """A :class:`PolicySpec` for ``policy``; raises before anything starts."""
+    if isinstance(policy, str) and policy == "oracle":
+        raise ValueError("the oracle baseline searches from snapshots in one process; evaluate it with "
+                         "vvc_batch.evaluation.evaluate_baseline or python -m vvc_batch.evaluate --baseline oracle")
     if isinstance(policy, str) and policy in BASELINES:
         return PolicySpec(policy)
     if isinstance(policy, (str, Path)):

@@ -8,7 +8,9 @@ the policy's action each hour, the episode returns collected. Baselines:
   regulator at tap 32, batteries idle);
 * ``dss``: OpenDSS's own controllers (dss mode; batteries idle);
 * ``best_fixed``: one setting all day (every regulator at the same tap number, capacitors
-  all closed or all open, batteries idle), the best of those 66 on the train split.
+  all closed or all open, batteries idle), the best of those 66 on the train split;
+* ``oracle``: a perfect-information search that knows the day's loads
+  (:mod:`vvc_batch.oracle`; a measured ceiling, not a policy).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 import vvc_batch
 
-BASELINES = ("random", "hold", "dss", "best_fixed")
+BASELINES = ("random", "hold", "dss", "best_fixed", "oracle")
 Policy = Callable[[np.ndarray], Any]
 
 
@@ -83,6 +85,12 @@ def evaluate_baseline(system: str, name: str, episodes: Sequence[int], train: Se
     to :func:`vvc_batch.make` (e.g. ``profiles="synthetic"``, the profile source)."""
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; valid baselines: {', '.join(BASELINES)}")
+    if name == "oracle":
+        from vvc_batch.oracle import OracleBudget, oracle_returns
+
+        budget = env_kwargs.pop("oracle_budget", None) or OracleBudget()
+        env_kwargs.setdefault("backend", "batched")
+        return oracle_returns(system, episodes, budget, **env_kwargs)
     env = vvc_batch.make(system, dss_mode=(name == "dss"), **env_kwargs)
     try:
         if name == "dss":
