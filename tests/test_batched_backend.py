@@ -289,3 +289,27 @@ def test_unsupported_element_named_at_make_time(tmp_path):
     env = vvc_batch.make_from_spec(tmp_path / "tiny.json")
     env.reset(seed=0)
     env.close()
+
+
+def test_wrappers_sb3_adapter_and_render_on_the_batched_backend():
+    """Nothing else changes for a user: wrappers, the SB3 adapter and pictures work on the
+    batched backend as on OpenDSS."""
+    from vvc_batch.sb3 import SB3VecEnv
+    from vvc_batch.wrappers import VectorContinuousActions, VectorObserveHour
+
+    with vvc_batch.make_vec("13Bus", num_envs=2, num_workers=1, backend="batched", render_mode="rgb_array",
+                            autoreset_mode="SameStep") as envs:
+        wrapped = VectorObserveHour(VectorContinuousActions(envs))
+        obs, _ = wrapped.reset(seed=0)
+        assert obs.shape == (2, 49)
+        obs, *_ = wrapped.step(np.zeros((2, 6)))
+        assert obs[0, -1] == np.float32(1 / 24)
+        frames = envs.render()
+        assert len(frames) == 2 and frames[0].ndim == 3
+    with vvc_batch.make_vec("13Bus", num_envs=2, num_workers=1, backend="batched",
+                            autoreset_mode="SameStep") as envs:
+        venv = SB3VecEnv(envs)
+        obs = venv.reset()
+        for _ in range(24):
+            obs, rew, done, infos = venv.step(np.tile(np.array([1, 1, 16, 16, 16, 16]), (2, 1)))
+        assert done.all() and "terminal_observation" in infos[0]

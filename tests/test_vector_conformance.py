@@ -16,9 +16,10 @@ MODES = [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP, AutoresetMode.DISABLE
 N = 3
 
 
-def _pair(name: str, mode: AutoresetMode, workers: int = 2):
-    engine = vvc_batch.make_vec(name, num_envs=N, num_workers=workers, autoreset_mode=mode)
-    oracle = SyncVectorEnv([lambda: gym.make(vvc_batch.env_id(name)) for _ in range(N)], autoreset_mode=mode)
+def _pair(name: str, mode: AutoresetMode, workers: int = 2, backend: str = "opendss"):
+    engine = vvc_batch.make_vec(name, num_envs=N, num_workers=workers, autoreset_mode=mode, backend=backend)
+    oracle = SyncVectorEnv([lambda: gym.make(vvc_batch.env_id(name), backend=backend) for _ in range(N)],
+                           autoreset_mode=mode)
     return engine, oracle
 
 
@@ -30,12 +31,14 @@ def _same_step(a, b, where: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
-@pytest.mark.parametrize("name", ["13Bus", "13Bus_cbat_soc"])
-def test_engine_equals_sync_vector_env(name, mode):
+@pytest.mark.parametrize("name, backend", [("13Bus", "opendss"), ("13Bus_cbat_soc", "opendss"),
+                                           ("13Bus", "batched"), ("34Bus_cbat", "batched")])
+def test_engine_equals_sync_vector_env(name, backend, mode):
     """Spaces, metadata, seeds, reset and step results (obs, rewards, flags, infos with
     their masks, final_obs/final_info) equal SyncVectorEnv's through two autoresets; in
-    DISABLED mode the finished environments are reset with a mask, as gymnasium asks."""
-    engine, oracle = _pair(name, mode)
+    DISABLED mode the finished environments are reset with a mask, as gymnasium asks. On
+    the batched backend too (one solver per worker against one per environment)."""
+    engine, oracle = _pair(name, mode, backend=backend)
     try:
         assert engine.metadata["autoreset_mode"] == oracle.metadata["autoreset_mode"] == mode
         assert engine.single_observation_space == oracle.single_observation_space
