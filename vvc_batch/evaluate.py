@@ -25,7 +25,7 @@ import vvc_batch
 from vvc_batch.evaluation import BASELINES, evaluate_baseline, split_profiles, summary
 from vvc_batch.power_flow import BACKENDS
 from vvc_batch.profiles import PROFILE_SOURCES
-from vvc_batch.runs import Run, RunFolderError
+from vvc_batch.runs import EVAL_ENVS, Run, RunFolderError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                 train, test = split_profiles(n, args.seed)
             profiles = test if args.split == "test" else list(range(n))
             if args.model is not None:
-                returns = run.returns(profiles=profiles, env=env)
+                with run.eval_env(num_envs=min(len(profiles), EVAL_ENVS), backend=backend, profiles=source) as evals:
+                    returns = run.returns(profiles=profiles, env=evals)
                 what = f"rllib model {run.path}" if run.trainer == "rllib" else f"model {run.model_path}"
         finally:
             env.close()

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 import vvc_batch
+from vvc_batch.spaces import flat_action
 
 BASELINES = ("random", "hold", "dss", "best_fixed", "oracle")
 Policy = Callable[[np.ndarray], Any]
@@ -49,8 +50,38 @@ def episode_return(env, policy: Policy | None, profile: int, seed: int = 0) -> f
 
 def episode_returns(env, policy: Policy | None, profiles: Sequence[int], seed: int = 0) -> list[float]:
     """Return of one episode per profile (see :func:`episode_return`), each seeded with
-    seed + profile."""
+    seed + profile. ``env`` is a single environment (one episode after the other) or the
+    vector engine (:func:`vector_episode_returns`: all at once, the same returns)."""
+    if hasattr(env.unwrapped, "num_envs"):
+        return vector_episode_returns(env, policy, profiles, seed)
     return [episode_return(env, policy, int(p), seed + int(p)) for p in profiles]
+
+
+def vector_episode_returns(envs, policy: Policy | None, profiles: Sequence[int], seed: int = 0) -> list[float]:
+    """:func:`episode_returns` on the vector engine (``autoreset_mode="Disabled"``): the
+    profiles are played ``num_envs`` at a time in lockstep (a last partial batch padded
+    with repeats whose returns are dropped), each environment reset with seed
+    ``seed + profile``. ``policy`` is applied to one observation at a time, as in the
+    single environment, so the returns are the single environment's, bit for bit (resets are
+    history-free and an environment's results never depend on its neighbours)."""
+    u = envs.unwrapped
+    if u.metadata["autoreset_mode"].value != "Disabled":
+        raise ValueError("vector evaluations need autoreset_mode='Disabled' (each day played once)")
+    n, out = u.num_envs, []
+    dss = u.dss_mode
+    for start in range(0, len(profiles), n):
+        chunk = [int(p) for p in profiles[start:start + n]]
+        padded = chunk + [chunk[0]] * (n - len(chunk))
+        obs, _ = envs.reset(seed=[seed + p for p in padded], options={"profile": padded})
+        total = np.zeros(n)
+        while True:
+            actions = None if dss else np.stack([flat_action(policy(o)) for o in obs])
+            obs, r, term, trunc, _ = envs.step(actions)
+            total += r
+            if (term | trunc).all():
+                break
+        out.extend(total[:len(chunk)].tolist())
+    return out
 
 
 def fixed_action(env, tap: int | None = None, caps: int | None = None) -> np.ndarray:

@@ -45,6 +45,9 @@ ALGORITHMS = ("ppo", "sac")
 #: columns of ``log.csv``
 LOG_COLUMNS = ("env_steps", "wall_s", "train_return", "test_mean", "test_std")
 
+#: most environments of a test-evaluation engine (:meth:`Run.eval_env`)
+EVAL_ENVS = 32
+
 CONFIG = "config.json"
 SPLIT = "split.json"
 LOG = "log.csv"
@@ -261,6 +264,17 @@ class Run:
         backend (``overrides``: see :meth:`env_kwargs`)."""
         return vvc_batch.make(system or self.system, **self.env_kwargs(**overrides))
 
+    def eval_env(self, num_envs: int | None = None, **overrides: Any) -> Any:
+        """The vector engine that plays the test evaluations (``autoreset_mode="Disabled"``):
+        ``num_envs`` environments (default: one per test profile, at most
+        :data:`EVAL_ENVS`) on the run's workers, profile source and backend; the returns are
+        those of a single environment (:func:`~vvc_batch.evaluation.vector_episode_returns`)."""
+        tests = len(self.split["test"]) if self.split else 1
+        n = int(num_envs or max(1, min(tests, EVAL_ENVS)))
+        workers = max(1, min(n, int(self.config.get("workers", 1))))
+        return vvc_batch.make_vec(self.system, num_envs=n, num_workers=workers, autoreset_mode="Disabled",
+                                  **self.env_kwargs(**overrides))
+
     # ------------------------------------------------------------------ log
     def append_log(self, row: dict[str, float]) -> None:
         """Add an evaluation row (keys :data:`LOG_COLUMNS`) to :attr:`log`; :meth:`write_log`
@@ -338,8 +352,9 @@ class Run:
         """Deterministic episode returns, one per profile (default: the split's test
         profiles), each reset with seed ``seed + profile`` as the training's evaluations are.
 
-        ``policy``: default the folder's (:meth:`policy`); ``env``: the single environment to
-        play on (default: a new one of the run's, closed here).
+        ``policy``: default the folder's (:meth:`policy`); ``env``: a single environment or
+        the run's evaluation engine (:meth:`eval_env`) to play on (default: a new single
+        environment of the run's, closed here). Both give the same returns.
         """
         if profiles is None:
             if self.split is None:

@@ -156,15 +156,11 @@ def train_sb3(run: Run, *, resume: bool = False) -> int:
     bar = tqdm(total=cfg["total_steps"], initial=min(done_steps, cfg["total_steps"]), unit="step", file=sys.stderr,
                desc=f"{cfg['algo']} {cfg['system']}")
 
+    evals = run.eval_env()  # every test profile at once, returns as a single environment's
+
     def evaluate_now(steps: int) -> None:
-        # a new environment for every evaluation: the logged return is the one a policy
-        # loaded from the folder gets (Run.returns)
-        env = run.env()
-        try:
-            normalizer = venv if isinstance(venv, VecNormalize) else None
-            rets = run.returns(sb3_policy(model, env, cfg["continuous_actions"], normalizer), env=env)
-        finally:
-            env.close()
+        normalizer = venv if isinstance(venv, VecNormalize) else None
+        rets = run.returns(sb3_policy(model, evals, cfg["continuous_actions"], normalizer), env=evals)
         recent = [e["r"] for e in model.ep_info_buffer] if model.ep_info_buffer else [float("nan")]
         run.append_log({"env_steps": steps, "wall_s": time.perf_counter() - t0, "train_return": float(np.mean(recent)),
                         "test_mean": float(np.mean(rets)), "test_std": float(np.std(rets))})
@@ -207,6 +203,7 @@ def train_sb3(run: Run, *, resume: bool = False) -> int:
         save()
         bar.close()
         venv.close()
+        evals.close()
     if run.log:
         print(run.summary(cfg["algo"]))
     return code

@@ -41,10 +41,12 @@ def train_rllib(run: Run, *, resume: bool = False, address: str | None = None) -
     cfg, split, log = run.config, run.split, run.log
     algo = None
     bar = None
+    evals = None
     code = 0
     try:
         if not resume:
             run.save()
+        evals = run.eval_env()
         config = ppo_config(cfg["system"], num_env_runners=cfg.get("env_runners", 1), envs_per_runner=cfg["num_envs"],
                             workers_per_runner=cfg["workers"], train_profiles=split["train"], **run.env_kwargs())
         config.debugging(seed=cfg["seed"])
@@ -60,8 +62,8 @@ def train_rllib(run: Run, *, resume: bool = False, address: str | None = None) -
         recent = [float("nan")]
 
         def evaluate_now() -> None:
-            # a new environment for every evaluation, as the Stable-Baselines3 trainer does
-            rets = run.returns(module_policy(algo.get_module()))
+            # every test profile at once on the evaluation engine (a single environment's returns)
+            rets = run.returns(module_policy(algo.get_module()), env=evals)
             run.append_log({"env_steps": steps, "wall_s": time.perf_counter() - t0,
                             "train_return": float(np.mean(recent)), "test_mean": float(np.mean(rets)),
                             "test_std": float(np.std(rets))})
@@ -92,6 +94,8 @@ def train_rllib(run: Run, *, resume: bool = False, address: str | None = None) -
             bar.close()
         if algo is not None:
             algo.stop()
+        if evals is not None:
+            evals.close()
         if started:
             ray.shutdown()
     if run.log:
