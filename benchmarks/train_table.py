@@ -163,9 +163,12 @@ def main(argv=None) -> int:
         for algo in args.algos:
             runs = [run_training(algo, system, seed, budget[system], args, profiles) for seed in args.seeds]
             means = [r["mean"] for r in runs]
+            # the final policies on both power-flow backends (the test days and seeds of their runs)
+            both = [Run.open(Path(args.runs) / f"{algo}_{system}_{seed}").backend_returns() for seed in args.seeds]
             table[algo] = {"mean": float(np.mean(means)), "std": float(np.std(means)), "seeds": means,
                            "env_steps": runs[0]["env_steps"], "wall_s": float(np.mean([r["wall_s"] for r in runs])),
-                           "backend": args.backend}
+                           "backend": args.backend,
+                           "by_backend": {b: [x[b] for x in both] for b in BACKENDS}}
         save_system(results, system)
     write_doc(results, budget, args)
     return 0
@@ -277,6 +280,9 @@ def write_doc(results: dict, budget: dict, args) -> None:
              "seeded subset of the train split: all of them would take about an hour per seed) and is evaluated on "
              "the whole test split like every other method." for system, t in results.items()
              if "search_profiles" in t.get("best_fixed", {})]
+    notes += [f"{system}, {a}: final test mean " + ", ".join(f"{np.mean(v):.3f} on {b}" for b, v in t[a]["by_backend"].items())
+              + " (the same policies and test days on each power-flow backend)."
+              for system, t in results.items() for a in AGENTS if "by_backend" in t.get(a, {})]
     with_oracle = {system: t["oracle"] for system, t in results.items() if "oracle" in t}
     if with_oracle:
         budgets = sorted({o["budget"] for o in with_oracle.values()})

@@ -275,6 +275,15 @@ class Run:
         return vvc_batch.make_vec(self.system, num_envs=n, num_workers=workers, autoreset_mode="Disabled",
                                   **self.env_kwargs(**overrides))
 
+    def backend_returns(self) -> dict[str, float]:
+        """The saved policy's mean test return on each power-flow backend (same test days,
+        same seeds): the policy should not depend on the solver it trained on."""
+        out = {}
+        for b in BACKENDS:
+            with self.eval_env(backend=b) as evals:
+                out[b] = float(np.mean(self.returns(env=evals)))
+        return out
+
     # ------------------------------------------------------------------ log
     def append_log(self, row: dict[str, float]) -> None:
         """Add an evaluation row (keys :data:`LOG_COLUMNS`) to :attr:`log`; :meth:`write_log`
