@@ -36,6 +36,28 @@ def cdiv(ar, ai, br, bi):
 
 
 # ---------------------------------------------------------------------- substitution
+@njit(inline="always")
+def _eliminate_row(i, ptr, idx, val, x, w):
+    """``x[i] -= sum_p val[p] x[idx[p]]`` over the stored entries of row ``i`` (one strict
+    triangle of L or U, CSR), for the first ``w`` columns."""
+    for p in range(ptr[i], ptr[i + 1]):
+        j = idx[p]
+        a = val[p].real
+        b = val[p].imag
+        for k in range(w):
+            xr = x[j, 0, k]
+            xi = x[j, 1, k]
+            x[i, 0, k] -= a * xr - b * xi
+            x[i, 1, k] -= a * xi + b * xr
+
+
+@njit(inline="always")
+def _forward(l_ptr, l_idx, l_val, x, w):
+    """Forward substitution with the unit lower triangle L."""
+    for i in range(l_ptr.size - 1):
+        _eliminate_row(i, l_ptr, l_idx, l_val, x, w)
+
+
 @njit(cache=True, nogil=True)
 def substitute(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, u_dinv, x, w):
     """Solve ``L U y = x`` in place for the first ``w`` columns of rows ``0..n-1`` of ``x``
@@ -44,26 +66,9 @@ def substitute(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, u_dinv, x, w):
     ``L`` is unit lower triangular (strict part, CSR), ``U`` upper triangular (strict part,
     CSR, with ``u_dinv`` the reciprocals of its diagonal), both n x n."""
     n = l_ptr.size - 1
-    for i in range(n):
-        for p in range(l_ptr[i], l_ptr[i + 1]):
-            j = l_idx[p]
-            a = l_val[p].real
-            b = l_val[p].imag
-            for k in range(w):
-                xr = x[j, 0, k]
-                xi = x[j, 1, k]
-                x[i, 0, k] -= a * xr - b * xi
-                x[i, 1, k] -= a * xi + b * xr
+    _forward(l_ptr, l_idx, l_val, x, w)
     for i in range(n - 1, -1, -1):
-        for p in range(u_ptr[i], u_ptr[i + 1]):
-            j = u_idx[p]
-            a = u_val[p].real
-            b = u_val[p].imag
-            for k in range(w):
-                xr = x[j, 0, k]
-                xi = x[j, 1, k]
-                x[i, 0, k] -= a * xr - b * xi
-                x[i, 1, k] -= a * xi + b * xr
+        _eliminate_row(i, u_ptr, u_idx, u_val, x, w)
         a = u_dinv[i].real
         b = u_dinv[i].imag
         for k in range(w):
@@ -82,26 +87,9 @@ def substitute_check(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, u_dinv, x, w, pre
     n = l_ptr.size - 1
     for k in range(w):
         err[k] = 0.0
-    for i in range(n):
-        for p in range(l_ptr[i], l_ptr[i + 1]):
-            j = l_idx[p]
-            a = l_val[p].real
-            b = l_val[p].imag
-            for k in range(w):
-                xr = x[j, 0, k]
-                xi = x[j, 1, k]
-                x[i, 0, k] -= a * xr - b * xi
-                x[i, 1, k] -= a * xi + b * xr
+    _forward(l_ptr, l_idx, l_val, x, w)
     for i in range(n - 1, -1, -1):
-        for p in range(u_ptr[i], u_ptr[i + 1]):
-            j = u_idx[p]
-            a = u_val[p].real
-            b = u_val[p].imag
-            for k in range(w):
-                xr = x[j, 0, k]
-                xi = x[j, 1, k]
-                x[i, 0, k] -= a * xr - b * xi
-                x[i, 1, k] -= a * xi + b * xr
+        _eliminate_row(i, u_ptr, u_idx, u_val, x, w)
         a = u_dinv[i].real
         b = u_dinv[i].imag
         wb = wbase[i]
