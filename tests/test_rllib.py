@@ -65,6 +65,41 @@ def test_ppo_config_settings():
     assert cfg.restart_failed_env_runners
 
 
+def test_ppo_config_box_recipe():
+    """actions="box": SB3's PPO settings, item by item, and an engine on the scaled Box
+    (RLlib's std-1 Gaussian explores with std e^-2 of the Box(-1, 1) rule's units)."""
+    import gymnasium as gym
+
+    cfg = vr.ppo_config("13Bus", num_env_runners=2, envs_per_runner=8, workers_per_runner=2, actions="box",
+                        total_steps=1000)
+    assert cfg.env == f"vvc_batch/13Bus-box{vr.BOX_ACTION_SCALE:.6g}-v0"
+    assert (cfg.normalize_actions, cfg.clip_actions) == (False, True)
+    assert cfg.train_batch_size_per_learner == 48 * 8 * 2 and cfg.minibatch_size == 48 * 8 and cfg.num_epochs == 10
+    assert cfg.lr == [[0, 3e-4], [1000, 0.0]] and (cfg.gamma, cfg.lambda_, cfg.clip_param) == (0.9, 0.95, 0.2)
+    assert (cfg.use_kl_loss, cfg.vf_loss_coeff, cfg.entropy_coeff, cfg.grad_clip) == (False, 0.5, 0.0, 0.5)
+    assert cfg.vf_clip_param == float("inf")
+    model = cfg.model_config
+    assert (model["fcnet_hiddens"], model["fcnet_activation"], model["vf_share_layers"]) == ([64, 64], "tanh", False)
+    assert model["free_log_std"]
+    assert vr.ppo_config("13Bus", actions="box").lr == 3e-4  # no total_steps: constant
+    with pytest.raises(ValueError, match="actions must be one of discrete, box"):
+        vr.ppo_config("13Bus", actions="tuple")
+    from ray.tune.registry import ENV_CREATOR, _global_registry
+
+    envs = _global_registry.get(ENV_CREATOR, cfg.env)({"num_envs": 2, "num_workers": 1})
+    try:
+        bound = np.float32(np.exp(2.0))
+        assert envs.single_action_space == gym.spaces.Box(-bound, bound, (6,), np.float32)
+        # e^2 * x in policy units is x of the Box(-1, 1) rule; beyond the box: clipped
+        y = np.exp(2.0) * np.array([[0.5, -0.5, -1.0, 1.0, 0.03125, 20.0]])
+        np.testing.assert_array_equal(envs.actions(np.repeat(y, 2, axis=0)), [[1, 0, 0, 32, 16, 32]] * 2)
+        np.testing.assert_array_equal(vr.box_policy(lambda obs: y, envs)(None), [[1, 0, 0, 32, 16, 32]])
+        envs.reset(seed=0)
+        envs.step(np.repeat(y, 2, axis=0))
+    finally:
+        envs.close()
+
+
 def test_vector_entry_point_builds_the_engine():
     import gymnasium as gym
 
@@ -177,17 +212,23 @@ def test_train_cli_rllib_writes_the_run_and_resumes(local_ray, tmp_path, capsys)
     assert train.main(args) == 0
     assert {"config.json", "split.json", "log.csv", "learning_curve.png", "checkpoint"} <= {p.name for p in out.iterdir()}
     rows = (out / "log.csv").read_text().splitlines()
-    assert rows[0] == "env_steps,wall_s,train_return,test_mean,test_std"
+    assert rows[0] == "env_steps,wall_s,train_return,test_mean,test_std,select_mean,env_s,learner_s,eval_s"
     assert [int(r.split(",")[0]) for r in rows[1:]] == [96, 192]
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["trainer"], cfg["backend"], cfg["env_runners"], cfg["num_envs"], cfg["workers"]) == (
         "rllib", "opendss", 1, 4, 2)
+    assert (cfg["actions"], cfg["select"]) == ("box", "train")  # SB3's recipe, policy kept on train days
+    assert (out / "module_selected").is_dir()
     # resume to a larger budget: the log goes on from where it stopped
     assert train.main(["--resume", "--total-steps", "288", "--out", str(out)]) == 0
     rows = (out / "log.csv").read_text().splitlines()
     assert [int(r.split(",")[0]) for r in rows[1:]] == [96, 192, 288]
-    last_test = float(rows[-1].split(",")[3])
-    # the saved policy evaluates to the logged test return
+    from vvc_batch.runs import Run
+
+    run = Run.open(out)
+    last_test = run.selected_row()["test_mean"]
+    assert all(r["env_s"] > 0 and r["learner_s"] > 0 and r["eval_s"] > 0 for r in run.log)
+    # the kept policy evaluates to its logged test return
     capsys.readouterr()
     report = tmp_path / "eval.json"
     assert evaluate.main(["--model", str(out), "--json", str(report)]) == 0

@@ -14,7 +14,8 @@ import pytest
 
 import vvc_batch
 from vvc_batch.evaluation import split_profiles
-from vvc_batch.runs import LOG_COLUMNS, Run, RunFolderError, load_policy, normalize_config, read_log
+from vvc_batch.runs import (LOG_COLUMNS, LOG_OPTIONAL, SELECT_DAYS, Run, RunFolderError, load_policy,
+                            normalize_config, read_log)
 
 pytest.importorskip("stable_baselines3", reason="the train extra is part of the test extra")
 
@@ -28,12 +29,14 @@ def _check_round_trip(out: Path, expect: dict, seed: int) -> Run:
     assert {k: run.config[k] for k in expect} == expect
     assert run.config == json.loads((out / "config.json").read_text())  # written normalized
     assert run.split == dict(zip(("train", "test"), split_profiles(73, seed)), seed=seed)
-    assert run.log == read_log(out) and run.log and list(run.log[-1]) == list(LOG_COLUMNS)
+    np.testing.assert_equal(run.log, read_log(out))  # NaN where a trainer leaves a column out
+    assert run.log and list(run.log[-1]) == list(LOG_COLUMNS + LOG_OPTIONAL)
     assert Run.open(out / "config.json").config == run.config  # a file in the folder names it too
     returns = run.returns()
     assert len(returns) == len(run.split["test"])
-    assert np.mean(returns) == pytest.approx(run.log[-1]["test_mean"], abs=1e-6)
-    assert np.std(returns) == pytest.approx(run.log[-1]["test_std"], abs=1e-6)
+    kept = run.selected_row()  # the last row, or in a selecting run the best on train days
+    assert np.mean(returns) == pytest.approx(kept["test_mean"], abs=1e-6)
+    assert np.std(returns) == pytest.approx(kept["test_std"], abs=1e-6)
     return run
 
 
@@ -124,7 +127,8 @@ def test_rllib_run_round_trip(tmp_path):
     assert not ray.is_initialized()
     out = tmp_path / "rllib"
     assert train.main(["--trainer", "rllib", "--env-runners", "0", "--system", "13Bus", "--num-envs", "1",
-                       "--workers", "1", "--total-steps", "24", "--seed", "1", "--out", str(out)]) == 0
+                       "--workers", "1", "--total-steps", "24", "--seed", "1", "--actions", "discrete",
+                       "--out", str(out)]) == 0
     assert not ray.is_initialized()
     run = _check_round_trip(out, {"trainer": "rllib", "backend": "opendss", "algo": "ppo", "env_runners": 0,
                                   "actions": "discrete"}, seed=1)
@@ -219,10 +223,19 @@ def test_train_table_passes_trainer_and_backend(tmp_path, monkeypatch):
     monkeypatch.setattr(table.subprocess, "run", fake_run)
     args = Namespace(runs=str(tmp_path), num_envs=2, workers=1, backend="batched")
     res = table.run_training("rllib_ppo", "13Bus", 0, 10, args)
-    assert res == {"mean": -2.0, "env_steps": 10, "wall_s": 1.0, "backend": "batched"}
+    assert res == {"mean": -2.0, "env_steps": 10, "wall_s": 1.0, "backend": "batched", "selected_at": 10,
+                   "time_split": None}
     (cmd,) = commands
     assert cmd[cmd.index("--trainer") + 1] == "rllib" and cmd[cmd.index("--backend") + 1] == "batched"
-    assert cmd[cmd.index("--algo") + 1] == "ppo" and "--resume" not in cmd
+    assert cmd[cmd.index("--algo") + 1] == "ppo" and "--resume" not in cmd and "--anneal-lr" in cmd
+    assert cmd[cmd.index("--env-runners") + 1] == "0"
+    assert cmd[cmd.index("--eval-every") + 1] == "1"  # a twentieth of the budget, at least 1
+    table.run_training("ppo", "34Bus", 0, 2000, args)  # SB3 PPO: the table's recipe
+    assert "--anneal-lr" in commands[-1] and commands[-1][commands[-1].index("--eval-every") + 1] == "100"
+    assert "--env-runners" not in commands[-1]
+    table.run_training("sac", "34Bus", 0, 2000, args)
+    assert "--anneal-lr" not in commands[-1]
+    del commands[-2:]
     table.run_training("rllib_ppo", "13Bus", 0, 10, args)  # complete: skipped
     assert len(commands) == 1
     with pytest.raises(SystemExit, match="batched backend, not opendss"):
@@ -244,3 +257,89 @@ def test_backend_returns_of_a_saved_policy(tmp_path):
     both = run.backend_returns()
     assert set(both) == {"opendss", "batched"}
     assert abs(both["opendss"] - both["batched"]) < 1e-3 * abs(both["opendss"])
+
+
+def _row(steps: int, test: float, select: float = float("nan"), **times: float) -> dict[str, float]:
+    return {"env_steps": steps, "wall_s": float(steps), "train_return": -9.0, "test_mean": test, "test_std": 0.5,
+            "select_mean": select, **times}
+
+
+def test_selection_keeps_the_first_best_train_day_policy(tmp_path):
+    """selected_row: in a selecting run the first row with the best select_mean (rows without
+    one do not count); otherwise, or with no such row, the last; the summary names it."""
+    split = {"seed": 0, "train": [0, 2], "test": [1, 3]}
+    run = Run.create(tmp_path / "s", {"system": "13Bus", "select": "train"}, split)
+    assert run.selects and run.selected_row() is None and run.selection_profiles == [0, 2]
+    for steps, test, select in ((10, -6.0, float("nan")), (20, -5.0, -4.5), (30, -4.0, -4.6), (40, -3.0, -4.5)):
+        run.append_log(_row(steps, test, select))
+    assert run.selected_row()["env_steps"] == 20  # -4.5 first at 20 (40 ties it later)
+    assert "test return -5.000" in run.summary("ppo") and "policy of 20 env steps" in run.summary("ppo")
+    run.write_log()
+    assert Run.open(run.path).selected_row()["env_steps"] == 20
+    last = Run(tmp_path / "l", {"system": "13Bus", "select": "last"}, split, list(run.log))
+    assert not last.selects and last.selection_profiles == [] and last.selected_row()["env_steps"] == 40
+    unscored = Run(tmp_path / "u", {"system": "13Bus", "select": "train"}, split, [_row(10, -6.0), _row(20, -7.0)])
+    assert unscored.selected_row()["env_steps"] == 20
+    with pytest.raises(ValueError, match="unknown log column.*bogus"):
+        run.append_log({**_row(50, -1.0), "bogus": 1.0})
+
+
+def test_selection_days_are_train_days_only():
+    """At most SELECT_DAYS train days, seeded by the run's seed, never a test day."""
+    train, test = split_profiles(365, 7)
+    run = Run(Path("r"), {"system": "8500Node", "seed": 7, "select": "train"}, {"seed": 7, "train": train,
+                                                                                  "test": test})
+    days = run.selection_profiles
+    assert len(days) == SELECT_DAYS == len(set(days)) and set(days) <= set(train) and not set(days) & set(test)
+    assert days == sorted(days) == Run(Path("q"), dict(run.config), dict(run.split)).selection_profiles
+    assert days != Run(Path("q"), {**run.config, "seed": 8}, dict(run.split)).selection_profiles
+
+
+def test_old_logs_read_with_their_columns(tmp_path):
+    """A log.csv written before the selection and time columns reads with NaN there: its
+    policy is the last one and it has no time split."""
+    run = Run.create(tmp_path / "o", {"system": "13Bus", "select": "train"}, {"seed": 0, "train": [0], "test": [1]})
+    run.log_path.write_text(",".join(LOG_COLUMNS) + "\n48,1.500,-7.250000,-6.500000,0.250000\n"
+                            "96,3.000,-7.000000,-6.000000,0.500000\n")
+    rows = read_log(run.path)
+    assert [r["test_mean"] for r in rows] == [-6.5, -6.0] and all(np.isnan(rows[1][k]) for k in LOG_OPTIONAL)
+    back = Run.open(run.path)
+    assert back.selected_row()["env_steps"] == 96 and back.time_split() is None
+
+
+def test_training_selects_on_train_days_and_splits_its_time(tmp_path):
+    """A PPO run with --select train (the default) and --anneal-lr: every evaluation also
+    plays the train days; model_selected.zip is the policy of the best of them and is what
+    the folder gives, with that row's test return; the time columns add up to the wall time.
+    --resume goes on from the kept best; --select last keeps the last policy."""
+    from stable_baselines3 import PPO
+
+    from vvc_batch import train
+
+    out = tmp_path / "sel"
+    args = TINY + ["--eval-every", "96", "--seed", "5", "--anneal-lr", "--out", str(out)]
+    assert train.main(args + ["--total-steps", "192"]) == 0  # rollouts of 2 envs x 48 hours: 2 evaluations
+    run = _check_round_trip(out, {"select": "train", "anneal_lr": True}, seed=5)
+    assert run.selected_model_path.is_file() and run.selection_profiles == run.split["train"]
+    assert len(run.log) == 2 and all(np.isfinite(r["select_mean"]) for r in run.log)
+    kept = run.selected_row()
+    assert np.mean(run.returns(profiles=run.selection_profiles)) == pytest.approx(kept["select_mean"], abs=1e-6)
+    for prev, row in zip(run.log, run.log[1:]):
+        assert all(row[k] >= prev[k] for k in ("env_s", "learner_s", "eval_s", "wall_s"))
+    for row in run.log:
+        assert min(row["env_s"], row["learner_s"], row["eval_s"]) > 0
+        assert row["env_s"] + row["learner_s"] + row["eval_s"] == pytest.approx(row["wall_s"], abs=2e-3)
+    split = run.time_split()
+    assert split["wall_s"] == run.log[-1]["wall_s"] and split["env_steps_per_s"] > 0
+    model = PPO.load(run.model_path)
+    assert model.lr_schedule(1.0) == pytest.approx(3e-4) and model.lr_schedule(0.25) == pytest.approx(7.5e-5)
+    assert train.main(["--resume", "--total-steps", "384", "--out", str(out)]) == 0
+    run = _check_round_trip(out, {"select": "train"}, seed=5)
+    assert len(run.log) == 4 and run.log[2]["env_s"] >= run.log[1]["env_s"]  # the resumed run's time goes on
+    best = max(r["select_mean"] for r in run.log)
+    assert run.selected_row()["select_mean"] == best
+    last = tmp_path / "last"
+    assert train.main(TINY + ["--eval-every", "96", "--total-steps", "96", "--select", "last", "--out", str(last)]) == 0
+    run = _check_round_trip(last, {"select": "last", "anneal_lr": False}, seed=0)
+    assert not run.selected_model_path.exists() and all(np.isnan(r["select_mean"]) for r in run.log)
+    assert run.selected_row() is run.log[-1]

@@ -65,6 +65,14 @@ def test_continuous_actions_rounding():
         w = VectorContinuousActions(v)
         w.reset(seed=0)
         w.step(w.action_space.sample())
+    with vvc_batch.make_vec("13Bus", num_envs=2, num_workers=1) as v:
+        # scaled: the policy acts on Box(-4, 4); 4 * x steps as x does
+        w, plain = VectorContinuousActions(v, scale=0.25), VectorContinuousActions(v)
+        assert w.single_action_space == gym.spaces.Box(-4, 4, (6,), np.float32)
+        np.testing.assert_array_equal(w.actions(4 * np.tile(x, (2, 1))), plain.actions(np.tile(x, (2, 1))))
+        for bad in (0.0, -1.0, float("nan")):
+            with pytest.raises(ValueError, match="scale must be a finite number > 0"):
+                VectorContinuousActions(v, scale=bad)
 
 
 def test_vector_observe_hour_with_same_step_autoreset():
@@ -147,7 +155,8 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
     assert proc.returncode == 0, proc.stderr
     assert {"config.json", "split.json", "model.zip", "log.csv", "learning_curve.png"} <= {p.name for p in run.iterdir()}
     rows = (run / "log.csv").read_text().splitlines()
-    assert rows[0] == "env_steps,wall_s,train_return,test_mean,test_std" and len(rows) >= 3
+    assert rows[0] == "env_steps,wall_s,train_return,test_mean,test_std,select_mean,env_s,learner_s,eval_s"
+    assert len(rows) >= 3
     split = json.loads((run / "split.json").read_text())
     assert split == dict(zip(("train", "test"), split_profiles(73, 2)), seed=2)
     cfg = json.loads((run / "config.json").read_text())

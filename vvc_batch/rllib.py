@@ -27,6 +27,7 @@ DQN-family algorithms that accept a MultiDiscrete space, ...); :func:`ppo_config
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -43,20 +44,33 @@ ENGINE_KWARGS = ("data_dir", "dss_mode", "backend", "solver", "solver_tolerance"
                  "scale", "reward_fn")
 
 
+#: the policy's action units on Box actions (:func:`ppo_config` with ``actions="box"``): RLlib's
+#: Gaussian starts at std 1, which is std e^-2 (about two tap steps) in the Box(-1, 1) rule's units
+BOX_ACTION_SCALE = math.exp(-2.0)
+
+
 class VectorEngineCreator:
     """Picklable env creator for RLlib: ``creator({"num_envs": n, **env_config})`` returns a
     :class:`~vvc_batch.vector_env.VVCVectorEnv` of ``n`` environments (used for names that
-    are not registered with gymnasium up front)."""
+    are not registered with gymnasium up front, and for Box actions). With
+    ``action_scale`` the engine acts on scaled Box actions
+    (:class:`~vvc_batch.wrappers.VectorContinuousActions`)."""
 
-    def __init__(self, env_name: str) -> None:
+    def __init__(self, env_name: str, action_scale: float | None = None) -> None:
         self.env_name = env_name
+        self.action_scale = action_scale
 
     def __call__(self, ctx: Mapping[str, Any]):
         from vvc_batch.vector_env import VVCVectorEnv
 
         kwargs = dict(ctx)
         num_envs = int(kwargs.pop("num_envs", 1))
-        return VVCVectorEnv(self.env_name, num_envs, **kwargs)
+        env = VVCVectorEnv(self.env_name, num_envs, **kwargs)
+        if self.action_scale is None:
+            return env
+        from vvc_batch.wrappers import VectorContinuousActions
+
+        return VectorContinuousActions(env, scale=self.action_scale)
 
 
 def _horizon(system: str, spec: Any = None) -> int:
@@ -67,13 +81,16 @@ def _horizon(system: str, spec: Any = None) -> int:
     return parse_env_name(system).system.horizon
 
 
-def env_descriptor(system: str, spec: Any = None) -> str:
+def env_descriptor(system: str, spec: Any = None, action_scale: float | None = None) -> str:
     """What to pass to ``AlgorithmConfig.environment(env=...)`` for ``system`` (an environment
     name such as ``"34Bus_soc_s1.5"``): ``"vvc_batch:vvc_batch/<name>-v0"`` when vvc_batch
     registers that id on import; otherwise (a load scale outside the registered ones, or a
     user's feeder given by ``spec``, whose name is free) ``"vvc_batch/<name>-v0"`` registered
     with Ray's env registry (shared by every node of the cluster) as a
     :class:`VectorEngineCreator`.
+
+    With ``action_scale`` (scaled Box actions) always a Ray-registered creator, named
+    ``"vvc_batch/<name>-box<scale>-v0"``.
 
     Raises:
         UnknownSystemError: not a valid environment name (and no spec).
@@ -83,13 +100,15 @@ def env_descriptor(system: str, spec: Any = None) -> str:
         gid = env_id(name)
         import vvc_batch  # noqa: F401  (registers the standard ids)
 
-        if gid in registry and registry[gid].vector_entry_point is not None:
+        if action_scale is None and gid in registry and registry[gid].vector_entry_point is not None:
             return f"vvc_batch:{gid}"
     else:
         name, gid = system, env_id(system)
     from ray.tune.registry import register_env
 
-    register_env(gid, VectorEngineCreator(name))
+    if action_scale is not None:
+        gid = gid.removesuffix("-v0") + f"-box{float(action_scale):.6g}-v0"
+    register_env(gid, VectorEngineCreator(name, action_scale))
     return gid
 
 
@@ -116,12 +135,15 @@ def env_config(workers_per_runner: int, **env_kwargs: Any) -> dict[str, Any]:
 
 
 def configure(config, system: str, num_env_runners: int = 1, envs_per_runner: int = 8, workers_per_runner: int = 1,
-              *, restart_failed_env_runners: bool = True, **env_kwargs: Any):
+              *, restart_failed_env_runners: bool = True, action_scale: float | None = None, **env_kwargs: Any):
     """Set up an RLlib ``AlgorithmConfig`` so that each of ``num_env_runners`` env runners
     holds one vvc_batch engine of ``envs_per_runner`` environments on ``workers_per_runner``
     worker processes (and asks Ray for that many CPUs). ``num_env_runners=0`` samples in the
     driver's own env runner. Failed env runners are restarted (a node lost, an actor killed)
-    unless ``restart_failed_env_runners`` is false. Returns ``config``.
+    unless ``restart_failed_env_runners`` is false. ``action_scale``: the engines act on
+    ``Box(-1 / action_scale, 1 / action_scale)`` per device (see
+    :class:`~vvc_batch.wrappers.VectorContinuousActions`); RLlib then clips sampled actions
+    to that box and does not rescale them (``normalize_actions=False``). Returns ``config``.
 
     Keyword arguments are engine settings (``data_dir``, ``train_profiles``, ``solver_options``,
     ...; see :class:`~vvc_batch.vector_env.VVCVectorEnv`); a user's feeder is given by
@@ -144,7 +166,9 @@ def configure(config, system: str, num_env_runners: int = 1, envs_per_runner: in
                          f"variant in the name, e.g. '13Bus_cbat_soc_s1.5'")
     cfg = env_config(workers_per_runner, **env_kwargs)
     horizon = _horizon(system, env_kwargs.get("spec"))
-    config.environment(env=env_descriptor(system, env_kwargs.get("spec")), env_config=cfg)
+    if action_scale is not None and not (np.isfinite(action_scale) and action_scale > 0):
+        raise ValueError(f"action_scale must be a finite number > 0, got {action_scale}")
+    config.environment(env=env_descriptor(system, env_kwargs.get("spec"), action_scale), env_config=cfg)
     config.env_runners(
         num_env_runners=int(num_env_runners),
         num_envs_per_env_runner=int(envs_per_runner),
@@ -152,27 +176,95 @@ def configure(config, system: str, num_env_runners: int = 1, envs_per_runner: in
         num_cpus_per_env_runner=int(workers_per_runner),
         rollout_fragment_length=horizon,
     )
+    if action_scale is not None:
+        config.environment(normalize_actions=False, clip_actions=True)
     if restart_failed_env_runners:
         config.fault_tolerance(restart_failed_env_runners=True, delay_between_env_runner_restarts_s=1.0)
     return config
 
 
+#: PPO's action spaces in :func:`ppo_config`
+PPO_ACTIONS = ("discrete", "box")
+
+
 def ppo_config(system: str, num_env_runners: int = 1, envs_per_runner: int = 8, workers_per_runner: int = 1,
-               **env_kwargs: Any):
+               *, actions: str = "discrete", total_steps: int | None = None, **env_kwargs: Any):
     """An RLlib ``PPOConfig`` (torch) whose env runners each run a vvc_batch engine; see
-    :func:`configure`. A training batch is one day (the system's horizon, 24 hours) of every
-    environment on every env runner; change it with ``config.training(...)``.
+    :func:`configure`.
+
+    ``actions="discrete"``: the environment's MultiDiscrete actions and RLlib's PPO defaults
+    (learning rate 5e-5, 256-256 network, KL penalty); a training batch is one day (the
+    system's horizon, 24 hours) of every environment on every env runner, minibatches of a
+    quarter, 10 epochs.
+
+    ``actions="box"``: the recipe that makes Stable-Baselines3's PPO work here
+    (``python -m vvc_batch.train``), set item by item, each for a reason:
+
+    * ordered Box actions, one per device, taps in order (:mod:`vvc_batch.wrappers`): the
+      return is smooth in each tap, which 33 unordered categories hide;
+    * narrow initial exploration: the engines act on ``Box(-e^2, e^2)`` scaled by e^-2
+      (:data:`BOX_ACTION_SCALE`), so RLlib's Gaussian, which starts at std 1, explores with
+      std e^-2 (about two tap steps) where SB3 sets ``log_std_init=-2``; with std 1 every
+      hour's jitter costs the tap-change penalty and PPO flees to the bounds. RLlib clips
+      sampled actions to the box and does not rescale them;
+    * gamma 0.9 (an action's effect on the losses is immediate; only the switching cost links
+      hours), GAE lambda 0.95, clip 0.2;
+    * rollouts of two days (48 hours) per environment, minibatches of half a batch, 10 epochs;
+    * learning rate 3e-4, falling linearly to 0 over ``total_steps`` env steps when given
+      (``--anneal-lr``);
+    * SB3's losses: no KL penalty, value loss weight 0.5 without value clipping, no entropy
+      bonus, gradients clipped to global norm 0.5;
+    * SB3's network: separate 64-64 tanh policy and value networks, and a log-std that is a
+      parameter of its own (``free_log_std``), not an output of the network: with RLlib's
+      state-dependent log-std the noise collapsed within 50k env steps on 123Bus and the
+      policy stopped improving at -7.23 (a day's return), short of best_fixed.
 
     >>> algo = ppo_config("13Bus", num_env_runners=2, envs_per_runner=8, workers_per_runner=2).build_algo()
+
+    Raises:
+        ValueError: ``actions`` not one of :data:`PPO_ACTIONS` (and see :func:`configure`).
     """
     from ray.rllib.algorithms.ppo import PPOConfig
 
+    if actions not in PPO_ACTIONS:
+        raise ValueError(f"actions must be one of {', '.join(PPO_ACTIONS)}, got {actions!r}")
+    box = actions == "box"
     config = configure(PPOConfig().framework("torch"), system, num_env_runners, envs_per_runner,
-                       workers_per_runner, **env_kwargs)
+                       workers_per_runner, action_scale=BOX_ACTION_SCALE if box else None, **env_kwargs)
     horizon = _horizon(system, env_kwargs.get("spec"))
-    batch = horizon * int(envs_per_runner) * max(1, int(num_env_runners))
-    config.training(train_batch_size_per_learner=batch, minibatch_size=max(horizon, batch // 4), num_epochs=10)
+    envs = int(envs_per_runner) * max(1, int(num_env_runners))
+    if not box:
+        batch = horizon * envs
+        config.training(train_batch_size_per_learner=batch, minibatch_size=max(horizon, batch // 4), num_epochs=10)
+        return config
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    batch = 2 * horizon * envs
+    lr = 3e-4 if total_steps is None else [[0, 3e-4], [int(total_steps), 0.0]]
+    config.training(train_batch_size_per_learner=batch, minibatch_size=max(horizon, batch // 2), num_epochs=10,
+                    lr=lr, gamma=0.9, lambda_=0.95, clip_param=0.2, use_kl_loss=False, kl_coeff=0.0,
+                    vf_loss_coeff=0.5, vf_clip_param=float("inf"), entropy_coeff=0.0, grad_clip=0.5,
+                    grad_clip_by="global_norm")
+    config.rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[64, 64], fcnet_activation="tanh",
+                                                     vf_share_layers=False, free_log_std=True))
     return config
+
+
+def box_policy(act: Callable[[np.ndarray], np.ndarray], env: Any,
+               scale: float = BOX_ACTION_SCALE) -> Callable[[np.ndarray], np.ndarray]:
+    """A policy on the scaled Box actions (``actions="box"``, see :func:`ppo_config`) as a
+    policy on ``env``'s own actions (a single environment or the vector engine): clipped to
+    the box, scaled and rounded as the env runners' engines do."""
+    from vvc_batch.wrappers import _layout, continuous_to_action
+
+    layout = _layout(env)
+    bound = 1.0 / float(scale)
+
+    def env_act(obs: np.ndarray) -> np.ndarray:
+        y = np.clip(np.asarray(act(obs), dtype=np.float64), -bound, bound)
+        return continuous_to_action(y * scale, *layout)
+
+    return env_act
 
 
 def engine_info(env_runner) -> dict[str, Any] | None:
@@ -246,5 +338,5 @@ def load_policy(path: str | os.PathLike[str]) -> Callable[[np.ndarray], np.ndarr
     return module_policy(RLModule.from_checkpoint(str(checkpoint_module_dir(path).resolve())))
 
 
-__all__ = ["ENGINE_KWARGS", "VectorEngineCreator", "checkpoint_module_dir", "configure", "engine_info", "env_config",
+__all__ = ["BOX_ACTION_SCALE", "ENGINE_KWARGS", "PPO_ACTIONS", "VectorEngineCreator", "box_policy", "checkpoint_module_dir", "configure", "engine_info", "env_config",
            "env_descriptor", "load_policy", "module_policy", "ppo_config"]

@@ -42,8 +42,16 @@ from vvc_batch.power_flow import BACKENDS
 TRAINERS = ("sb3", "rllib")
 #: algorithms of ``--algo`` (RLlib trains PPO only)
 ALGORITHMS = ("ppo", "sac")
-#: columns of ``log.csv``
+#: columns every row of ``log.csv`` has
 LOG_COLUMNS = ("env_steps", "wall_s", "train_return", "test_mean", "test_std")
+#: columns a row may leave out (NaN; logs written before them have none): ``select_mean``,
+#: the deterministic policy's mean return on the selection days (:attr:`Run.selection_profiles`);
+#: ``env_s``, ``learner_s``, ``eval_s``: the run's seconds so far in the training environments
+#: (reset and step), in the learner (everything else: rollouts' policy calls, updates) and in
+#: the evaluations
+LOG_OPTIONAL = ("select_mean", "env_s", "learner_s", "eval_s")
+#: most train days the checkpoint selection plays (a seeded subset of larger train splits)
+SELECT_DAYS = 64
 
 #: most environments of a test-evaluation engine (:meth:`Run.eval_env`)
 EVAL_ENVS = 32
@@ -54,6 +62,9 @@ LOG = "log.csv"
 CURVE = "learning_curve.png"
 MODEL = "model.zip"
 NORMALIZER = "vecnormalize.pkl"
+SELECTED_MODEL = "model_selected.zip"
+SELECTED_NORMALIZER = "vecnormalize_selected.pkl"
+SELECTED_MODULE = "module_selected"
 CHECKPOINT = "checkpoint"
 
 
@@ -101,12 +112,23 @@ def normalize_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_log(folder: str | os.PathLike[str]) -> list[dict[str, float]]:
-    """The rows of a run folder's ``log.csv`` (one per evaluation; keys :data:`LOG_COLUMNS`);
-    empty when there is none (yet)."""
+    """The rows of a run folder's ``log.csv`` (one per evaluation; keys :data:`LOG_COLUMNS`
+    and :data:`LOG_OPTIONAL`, NaN where the file has no such column); empty when there is
+    none (yet)."""
     path = Path(folder) / LOG
     if not path.is_file():
         return []
-    return [dict(zip(LOG_COLUMNS, map(float, r.split(",")))) for r in path.read_text().splitlines()[1:] if r]
+    lines = path.read_text().splitlines()
+    if not lines:
+        return []
+    header = lines[0].split(",")
+    rows = []
+    for line in lines[1:]:
+        if line:
+            row = dict.fromkeys(LOG_COLUMNS + LOG_OPTIONAL, float("nan"))
+            row.update(zip(header, map(float, line.split(","))))
+            rows.append(row)
+    return rows
 
 
 def is_run_folder(path: str | os.PathLike[str]) -> bool:
@@ -217,6 +239,22 @@ class Run:
         return self.path / NORMALIZER
 
     @property
+    def selected_model_path(self) -> Path:
+        """The selected Stable-Baselines3 model (``model_selected.zip``): the one with the best
+        return on the selection days among the evaluations so far (see :meth:`selected_row`)."""
+        return self.path / SELECTED_MODEL
+
+    @property
+    def selected_normalizer_path(self) -> Path:
+        """The ``VecNormalize`` statistics saved with the selected model."""
+        return self.path / SELECTED_NORMALIZER
+
+    @property
+    def selected_module_path(self) -> Path:
+        """The selected RLlib policy module (a folder, ``module_selected/``)."""
+        return self.path / SELECTED_MODULE
+
+    @property
     def checkpoint_path(self) -> Path:
         """The RLlib algorithm checkpoint (a folder)."""
         return self.path / CHECKPOINT
@@ -254,6 +292,37 @@ class Run:
         """Whether the policy acts on ``Box(-1, 1)`` per device (Stable-Baselines3 runs)."""
         return bool(self.config.get("continuous_actions", False))
 
+    @property
+    def selects(self) -> bool:
+        """Whether the run keeps the policy that did best on train days (``"select": "train"``
+        in its config) rather than the last one."""
+        return self.config.get("select") == "train"
+
+    @property
+    def selection_profiles(self) -> list[int]:
+        """The train days the checkpoint selection plays (empty when the run does not
+        select): the whole train split, or a subset of :data:`SELECT_DAYS` seeded by the
+        run's seed. Never a test day: the test return of the kept policy stays unbiased."""
+        if not self.selects or not self.split:
+            return []
+        train = [int(p) for p in self.split["train"]]
+        if len(train) <= SELECT_DAYS:
+            return train
+        pick = np.random.default_rng(self.seed).choice(len(train), size=SELECT_DAYS, replace=False)
+        return [train[i] for i in sorted(pick)]
+
+    def selected_row(self) -> dict[str, float] | None:
+        """The log row of the policy the folder gives (:meth:`policy`): in a selecting run the
+        first evaluation with the best ``select_mean``, otherwise (or before any selection
+        evaluation) the last row; ``None`` with an empty log."""
+        if not self.log:
+            return None
+        if self.selects:
+            scored = [r for r in self.log if np.isfinite(r.get("select_mean", float("nan")))]
+            if scored:
+                return max(scored, key=lambda r: r["select_mean"])  # max keeps the first of equals
+        return self.log[-1]
+
     def env_kwargs(self, *, backend: str | None = None, profiles: str | None = None) -> dict[str, Any]:
         """Keyword arguments of :func:`vvc_batch.make` / :func:`vvc_batch.make_vec` for the
         run's environments: its profile source and power-flow backend (or these overrides)."""
@@ -286,50 +355,73 @@ class Run:
 
     # ------------------------------------------------------------------ log
     def append_log(self, row: dict[str, float]) -> None:
-        """Add an evaluation row (keys :data:`LOG_COLUMNS`) to :attr:`log`; :meth:`write_log`
-        writes it out (with the model, so that the two stay in step)."""
+        """Add an evaluation row (keys :data:`LOG_COLUMNS`, optionally :data:`LOG_OPTIONAL`)
+        to :attr:`log`; :meth:`write_log` writes it out (with the model, so that the two stay
+        in step)."""
         missing = set(LOG_COLUMNS) - set(row)
         if missing:
             raise ValueError(f"a log row needs {', '.join(LOG_COLUMNS)}; missing {', '.join(sorted(missing))}")
-        self.log.append({k: row[k] for k in LOG_COLUMNS})
+        unknown = set(row) - set(LOG_COLUMNS) - set(LOG_OPTIONAL)
+        if unknown:
+            raise ValueError(f"unknown log column(s) {', '.join(sorted(unknown))}; valid: "
+                             f"{', '.join(LOG_COLUMNS + LOG_OPTIONAL)}")
+        self.log.append({k: float(row.get(k, float("nan"))) for k in LOG_COLUMNS + LOG_OPTIONAL})
 
     def write_log(self) -> None:
         """Write ``log.csv`` and (when there are rows) ``learning_curve.png``."""
         self.path.mkdir(parents=True, exist_ok=True)
+        columns = LOG_COLUMNS + LOG_OPTIONAL
         with open(self.log_path, "w") as fh:
-            fh.write(",".join(LOG_COLUMNS) + "\n")
+            fh.write(",".join(columns) + "\n")
             for r in self.log:
-                fh.write(f"{int(r['env_steps'])},{r['wall_s']:.3f},{r['train_return']:.6f},{r['test_mean']:.6f},"
-                         f"{r['test_std']:.6f}\n")
+                values = [f"{int(r['env_steps'])}"] + [
+                    f"{r.get(k, float('nan')):.{3 if k.endswith('_s') else 6}f}" for k in columns[1:]]
+                fh.write(",".join(values) + "\n")
         if self.log:
             _plot(self.log, self.curve_path)
 
     def summary(self, what: str) -> str:
-        """The last evaluation in one line (empty without one)."""
-        if not self.log:
+        """The kept policy's evaluation (:meth:`selected_row`) in one line (empty without one)."""
+        row = self.selected_row()
+        if row is None:
             return ""
-        last = self.log[-1]
         tested = f" over {len(self.split['test'])} profiles" if self.split else ""
-        return (f"{what} on {self.system}: {int(last['env_steps'])} env steps, test return {last['test_mean']:.3f} "
-                f"+- {last['test_std']:.3f}{tested}; run in {self.path}")
+        last = int(self.log[-1]["env_steps"])
+        kept = "" if row is self.log[-1] else f" (the policy of {int(row['env_steps'])} env steps, best on train days)"
+        return (f"{what} on {self.system}: {last} env steps, test return {row['test_mean']:.3f} "
+                f"+- {row['test_std']:.3f}{tested}{kept}; run in {self.path}")
+
+    def time_split(self) -> dict[str, float] | None:
+        """Where the run's time went at its last evaluation: ``wall_s``, ``env_s``,
+        ``learner_s``, ``eval_s`` (seconds) and ``env_steps_per_s`` (env steps over wall
+        time), or ``None`` for logs without the split."""
+        if not self.log or not np.isfinite(self.log[-1].get("env_s", float("nan"))):
+            return None
+        last = self.log[-1]
+        out = {k: float(last[k]) for k in ("wall_s", "env_s", "learner_s", "eval_s")}
+        out["env_steps_per_s"] = float(last["env_steps"]) / max(out["wall_s"], 1e-9)
+        return out
 
     # ------------------------------------------------------------------ policy
     def normalizer(self) -> Any:
         """The run's saved ``VecNormalize`` statistics, frozen, for ``normalize_obs`` (``None``
         if the run did not normalize). No environment is attached: what
         ``VecNormalize.load`` reads, without its ``set_venv``."""
-        if not self.normalizer_path.is_file():
+        path = self._saved(self.selected_normalizer_path, self.normalizer_path)
+        if not path.is_file():
             return None
         import pickle
 
-        with open(self.normalizer_path, "rb") as fh:  # the run's own file (VecNormalize.save)
+        with open(path, "rb") as fh:  # the run's own file (VecNormalize.save)
             norm = pickle.load(fh)
         norm.training = False
         norm.norm_reward = False
         return norm
 
     def policy(self, env: Any = None, *, device: str = "auto") -> Policy:
-        """The deterministic policy saved in the folder: observation(s) -> action(s).
+        """The deterministic policy saved in the folder: observation(s) -> action(s). In a
+        run that selects (:attr:`selects`) the selected model (``model_selected.zip``, see
+        :meth:`selected_row`), otherwise the last one.
 
         ``env``: the environment (single, or the vector engine) it will act on, for the
         action layout of a Stable-Baselines3 policy on ``Box`` actions (default: one of the
@@ -340,14 +432,24 @@ class Run:
             RunFolderError: no saved model (``model.zip``, or ``checkpoint/`` for RLlib).
         """
         if self.trainer == "rllib":
-            from vvc_batch.rllib import load_policy as rllib_policy
+            from vvc_batch.rllib import box_policy, load_policy as rllib_policy
 
             if not self.checkpoint_path.is_dir():
                 raise RunFolderError(f"RLlib run folder {str(self.path)!r} has no checkpoint/")
-            return rllib_policy(self.checkpoint_path)
-        if not self.model_path.is_file():
+            act = rllib_policy(self._saved(self.selected_module_path, self.checkpoint_path))
+            if self.config.get("actions") != "box":
+                return act
+            own = env is None
+            env = self.env() if own else env
+            try:
+                return box_policy(act, env)  # the scaled Box actions of vvc_batch.rllib.ppo_config
+            finally:
+                if own:
+                    env.close()
+        path = self._saved(self.selected_model_path, self.model_path)
+        if not path.is_file():
             raise RunFolderError(f"run folder {str(self.path)!r} has no model.zip")
-        model = sb3_algorithm(self.algo).load(self.model_path, device=device)
+        model = sb3_algorithm(self.algo).load(path, device=device)
         own = env is None
         env = self.env() if own else env
         try:
@@ -355,6 +457,11 @@ class Run:
         finally:
             if own:
                 env.close()
+
+    def _saved(self, selected: Path, last: Path) -> Path:
+        """The selected model's file (or folder) in a selecting run that has one, else the
+        last one's."""
+        return selected if self.selects and selected.exists() else last
 
     def returns(self, policy: Policy | None = None, profiles: Sequence[int] | None = None, *,
                 env: Any = None) -> list[float]:
@@ -412,6 +519,9 @@ def _plot(log: Sequence[dict[str, float]], path: Path) -> None:
     ax.plot(steps, mean, label="test mean")
     ax.fill_between(steps, mean - std, mean + std, alpha=0.3)
     ax.plot(steps, [r["train_return"] for r in log], ls="--", label="train (recent episodes)")
+    select = np.array([r.get("select_mean", np.nan) for r in log])
+    if np.isfinite(select).any():
+        ax.plot(steps, select, ls=":", label="train days (deterministic, selects)")
     ax.set_xlabel("env steps")
     ax.set_ylabel("episode return")
     ax.legend()
@@ -420,5 +530,5 @@ def _plot(log: Sequence[dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
-__all__ = ["ALGORITHMS", "LOG_COLUMNS", "TRAINERS", "Run", "RunFolderError", "is_run_folder", "load_policy",
+__all__ = ["ALGORITHMS", "LOG_COLUMNS", "LOG_OPTIONAL", "SELECT_DAYS", "TRAINERS", "Run", "RunFolderError", "is_run_folder", "load_policy",
            "normalize_config", "read_log", "sb3_algorithm", "sb3_policy"]

@@ -17,11 +17,12 @@ must be MultiDiscrete or Box: wrap ``_cbat`` variants, or use SAC, with
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 import numpy as np
 from gymnasium.vector import AutoresetMode
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 
 class SB3VecEnv(VecEnv):
@@ -109,3 +110,38 @@ class SB3VecEnv(VecEnv):
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         return [None] * self.num_envs
+
+
+class VecTimer(VecEnvWrapper):
+    """Counts the seconds a Stable-Baselines3 algorithm waits on its environments.
+
+    ``env_s`` accumulates the wall time of ``reset``, ``step_async`` and ``step_wait`` (the
+    engine's workers stepping, the shared buffers read, the adapter's conversions); the rest
+    of a training run's time is the learner's (policy calls during rollouts, updates).
+    ``env_s`` starts at ``env_s`` (a resumed run's seconds so far).
+    """
+
+    def __init__(self, venv: VecEnv, env_s: float = 0.0) -> None:
+        super().__init__(venv)
+        self.env_s = float(env_s)
+
+    def reset(self) -> np.ndarray:
+        t = time.perf_counter()
+        try:
+            return self.venv.reset()
+        finally:
+            self.env_s += time.perf_counter() - t
+
+    def step_async(self, actions: np.ndarray) -> None:
+        t = time.perf_counter()
+        try:
+            self.venv.step_async(actions)
+        finally:
+            self.env_s += time.perf_counter() - t
+
+    def step_wait(self):
+        t = time.perf_counter()
+        try:
+            return self.venv.step_wait()
+        finally:
+            self.env_s += time.perf_counter() - t

@@ -26,10 +26,19 @@ PPO and SAC act on ``Box(-1, 1)`` per device (:mod:`vvc_batch.wrappers`: capacit
 0, taps and battery levels in order), where a policy can climb the smooth, ordered return
 landscape of the taps; ``--actions discrete`` trains PPO on the MultiDiscrete space (33
 unordered categories per tap: PPO settles early on a fixed setting). The RLlib trainer
-trains on the MultiDiscrete space.
+takes the same choice: on Box actions it uses the recipe of
+``vvc_batch.rllib.ppo_config(actions="box")`` (SB3's PPO settings, set one by one), on the
+MultiDiscrete space RLlib's PPO defaults.
 ``--profiles synthetic`` trains on the built-in profile generator (8500Node's data has no
 load shapes of its own); the source is kept in ``config.json`` and used again by
 ``--resume`` and ``vvc_batch.evaluate``.
+Which policy a run keeps: ``--select train`` (the default for the sb3 trainer) also plays the
+deterministic policy on the train days at every evaluation and keeps the best one so far as
+``model_selected.zip`` (what ``evaluate``, the table and :meth:`Run.policy` use); test days
+never take part in the choice. ``--select last`` keeps the last policy. ``--anneal-lr``
+(PPO) lets the learning rate fall linearly to 0 over the run. ``log.csv`` also splits the
+run's time so far into the environments' (``env_s``), the evaluations' (``eval_s``) and the
+learner's (``learner_s``, the rest).
 ``--hparam gamma=0.9`` (repeatable) overrides a Stable-Baselines3 constructor argument; the
 overrides are kept in ``config.json`` too.
 """
@@ -101,8 +110,10 @@ def new_run(args: argparse.Namespace) -> Run | int:
            "actions": args.actions, "continuous_actions": args.actions == "box" or cbat,
            "normalize": args.normalize, "profiles": args.profiles,
            "hparams": parse_hparams(args.algo, args.hparam or []),
-           "trainer": args.trainer, "backend": args.backend, "vvc_batch": vvc_batch.__version__}
+           "trainer": args.trainer, "backend": args.backend, "vvc_batch": vvc_batch.__version__,
+           "select": args.select, "anneal_lr": bool(args.anneal_lr)}
     if args.trainer == "rllib":
+        # the env runners' engines act on the scaled Box of vvc_batch.rllib.ppo_config(actions="box")
         cfg.update(env_runners=args.env_runners, continuous_actions=False, normalize=False)
     return Run(Path(args.out), cfg, split)
 
@@ -115,14 +126,17 @@ def train_sb3(run: Run, *, resume: bool = False) -> int:
     from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
     from tqdm import tqdm
 
-    from vvc_batch.sb3 import SB3VecEnv
+    from vvc_batch.sb3 import SB3VecEnv, VecTimer
 
     if not resume:
         run.save()
     cfg, log = run.config, run.log
-    venv = VecMonitor(SB3VecEnv.make(cfg["system"], cfg["num_envs"], num_workers=cfg["workers"],
-                                     continuous_actions=cfg["continuous_actions"], train_profiles=run.split["train"],
-                                     **run.env_kwargs()))
+    last = log[-1] if log else {}
+    spent = {k: float(last[k]) if np.isfinite(last.get(k, np.nan)) else 0.0 for k in ("env_s", "eval_s")}
+    timer = VecTimer(SB3VecEnv.make(cfg["system"], cfg["num_envs"], num_workers=cfg["workers"],
+                                    continuous_actions=cfg["continuous_actions"], train_profiles=run.split["train"],
+                                    **run.env_kwargs()), env_s=spent["env_s"])
+    venv = VecMonitor(timer)
     if cfg.get("normalize", False):
         # node voltages sit near 1.0 pu: standardized inputs may help some algorithms
         venv = VecNormalize.load(str(run.normalizer_path), venv) if resume and run.normalizer_path.is_file() else \
@@ -140,12 +154,17 @@ def train_sb3(run: Run, *, resume: bool = False) -> int:
             kwargs = {"n_steps": 48, "batch_size": max(48, 24 * cfg["num_envs"]), "gamma": 0.9}
             if cfg["continuous_actions"]:
                 kwargs["policy_kwargs"] = {"log_std_init": -2.0}
+            if cfg.get("anneal_lr"):
+                # the step size falls linearly to 0 over the run: late updates refine the
+                # policy instead of moving it between equally good neighbours
+                kwargs["learning_rate"] = linear_schedule(float(cfg.get("hparams", {}).get("learning_rate", 3e-4)))
         else:
             # the replay buffer holds the whole run and no more: SB3's default of 1M transitions
             # would ask for 2 x 32 GiB of observations on 8500Node
             kwargs = {"learning_starts": min(1000, cfg["total_steps"] // 10),
                       "buffer_size": max(1, min(1_000_000, cfg["total_steps"] + cfg["num_envs"]))}
-        kwargs.update(cfg.get("hparams", {}))
+        kwargs.update({k: v for k, v in cfg.get("hparams", {}).items()
+                       if not (k == "learning_rate" and cfg.get("anneal_lr") and cfg["algo"] == "ppo")})
         model = algo("MlpPolicy", venv, seed=cfg["seed"], verbose=0, **kwargs)
     # the run folder's log.csv is the record; SB3's default logger would leave an empty
     # SB3-<date> folder in the temporary directory on every run
@@ -157,13 +176,31 @@ def train_sb3(run: Run, *, resume: bool = False) -> int:
                desc=f"{cfg['algo']} {cfg['system']}")
 
     evals = run.eval_env()  # every test profile at once, returns as a single environment's
+    selection = run.selection_profiles
+    kept = run.selected_row()
+    best = kept["select_mean"] if kept is not None and np.isfinite(kept.get("select_mean", np.nan)) else -np.inf
 
     def evaluate_now(steps: int) -> None:
+        nonlocal best
+        t = time.perf_counter()
         normalizer = venv if isinstance(venv, VecNormalize) else None
-        rets = run.returns(sb3_policy(model, evals, cfg["continuous_actions"], normalizer), env=evals)
+        policy = sb3_policy(model, evals, cfg["continuous_actions"], normalizer)
+        rets = run.returns(policy, env=evals)
+        # the checkpoint selection sees train days only: the kept policy's test return is unbiased
+        chosen = float(np.mean(run.returns(policy, selection, env=evals))) if selection else float("nan")
+        spent["eval_s"] += time.perf_counter() - t
         recent = [e["r"] for e in model.ep_info_buffer] if model.ep_info_buffer else [float("nan")]
-        run.append_log({"env_steps": steps, "wall_s": time.perf_counter() - t0, "train_return": float(np.mean(recent)),
-                        "test_mean": float(np.mean(rets)), "test_std": float(np.std(rets))})
+        wall = time.perf_counter() - t0
+        run.append_log({"env_steps": steps, "wall_s": wall, "train_return": float(np.mean(recent)),
+                        "test_mean": float(np.mean(rets)), "test_std": float(np.std(rets)), "select_mean": chosen,
+                        "env_s": timer.env_s, "eval_s": spent["eval_s"],
+                        "learner_s": wall - timer.env_s - spent["eval_s"]})
+        if selection and chosen > best:
+            best = chosen
+            model.save(run.selected_model_path)
+            if normalizer is not None:
+                normalizer.save(str(run.selected_normalizer_path))
+            run.write_log()  # the log names the row the selected model belongs to
         row = log[-1]
         bar.set_postfix(test=f"{row['test_mean']:.2f}", steps_per_s=f"{steps / max(row['wall_s'], 1e-9):.0f}")
 
@@ -209,6 +246,16 @@ def train_sb3(run: Run, *, resume: bool = False) -> int:
     return code
 
 
+def linear_schedule(initial: float):
+    """A learning rate falling linearly from ``initial`` to 0 over the run (Stable-Baselines3
+    calls it with the fraction of the run still to go)."""
+
+    def rate(remaining: float) -> float:
+        return initial * remaining
+
+    return rate
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vvc_batch.train", description=__doc__.splitlines()[0])
     p.add_argument("--algo", choices=ALGORITHMS, default="ppo")
@@ -226,9 +273,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="load-profile source (synthetic: the built-in generator, for data without load shapes)")
     p.add_argument("--actions", choices=["box", "discrete"], default=None,
                    help="box (default for sb3): Box(-1, 1) per device, taps in order (see vvc_batch.wrappers); "
-                        "discrete: PPO on the MultiDiscrete space (the rllib trainer's)")
+                        "discrete: PPO on the MultiDiscrete space")
     p.add_argument("--hparam", action="append", default=None, metavar="KEY=VALUE", help=HPARAM_HELP)
     p.add_argument("--normalize", action="store_true", help="standardize observations and rewards (VecNormalize)")
+    p.add_argument("--select", choices=["train", "last"], default="train",
+                   help="train (default): keep the policy with the best deterministic return on train days among "
+                        "the evaluations (test days are never used to choose); last: keep the last policy")
+    p.add_argument("--anneal-lr", action="store_true",
+                   help="PPO: the learning rate falls linearly to 0 over --total-steps")
     p.add_argument("--trainer", choices=TRAINERS, default=None,
                    help="sb3 (default): Stable-Baselines3 in this process; rllib: Ray RLlib env runners (PPO)")
     p.add_argument("--backend", choices=BACKENDS + TRAINERS, default=None,
@@ -276,9 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--actions is fixed when a run starts (see its config.json); --resume keeps the run's")
     if args.actions == "discrete" and args.algo == "sac":
         p.error("SAC needs --actions box")
-    if args.actions == "box" and args.trainer == "rllib":
-        p.error("the rllib trainer trains on the MultiDiscrete space (--actions discrete)")
-    args.actions = args.actions or ("discrete" if args.trainer == "rllib" else "box")
+    args.actions = args.actions or "box"
     if args.hparam:
         if args.trainer == "rllib":
             p.error("--hparam sets Stable-Baselines3 arguments; it applies to --trainer sb3")

@@ -31,7 +31,7 @@ def train_rllib(run: Run, *, resume: bool = False, address: str | None = None) -
         print("error: --trainer rllib needs Ray: pip install 'vvc_batch[ray]'", file=sys.stderr)
         return 2
     from vvc_batch.ray_session import RayConnectionError, connect
-    from vvc_batch.rllib import module_policy, ppo_config
+    from vvc_batch.rllib import box_policy, module_policy, ppo_config
 
     try:
         started = connect(address)
@@ -47,8 +47,11 @@ def train_rllib(run: Run, *, resume: bool = False, address: str | None = None) -
         if not resume:
             run.save()
         evals = run.eval_env()
+        box = cfg.get("actions", "discrete") == "box"
         config = ppo_config(cfg["system"], num_env_runners=cfg.get("env_runners", 1), envs_per_runner=cfg["num_envs"],
-                            workers_per_runner=cfg["workers"], train_profiles=split["train"], **run.env_kwargs())
+                            workers_per_runner=cfg["workers"], actions="box" if box else "discrete",
+                            total_steps=cfg["total_steps"] if cfg.get("anneal_lr") else None,
+                            train_profiles=split["train"], **run.env_kwargs())
         config.debugging(seed=cfg["seed"])
         algo = config.build_algo()
         if resume and run.checkpoint_path.is_dir():
@@ -60,13 +63,30 @@ def train_rllib(run: Run, *, resume: bool = False, address: str | None = None) -
         bar = tqdm(total=cfg["total_steps"], initial=min(steps, cfg["total_steps"]), unit="step", file=sys.stderr,
                    desc=f"rllib ppo {cfg['system']}")
         recent = [float("nan")]
+        last = log[-1] if log else {}
+        spent = {k: float(last[k]) if np.isfinite(last.get(k, np.nan)) else 0.0 for k in ("env_s", "eval_s")}
+        selection = run.selection_profiles
+        kept = run.selected_row()
+        best = kept["select_mean"] if kept is not None and np.isfinite(kept.get("select_mean", np.nan)) else -np.inf
 
         def evaluate_now() -> None:
+            nonlocal best
+            t = time.perf_counter()
             # every test profile at once on the evaluation engine (a single environment's returns)
-            rets = run.returns(module_policy(algo.get_module()), env=evals)
-            run.append_log({"env_steps": steps, "wall_s": time.perf_counter() - t0,
-                            "train_return": float(np.mean(recent)), "test_mean": float(np.mean(rets)),
-                            "test_std": float(np.std(rets))})
+            policy = module_policy(algo.get_module())
+            policy = box_policy(policy, evals) if box else policy
+            rets = run.returns(policy, env=evals)
+            chosen = float(np.mean(run.returns(policy, selection, env=evals))) if selection else float("nan")
+            spent["eval_s"] += time.perf_counter() - t
+            wall = time.perf_counter() - t0
+            run.append_log({"env_steps": steps, "wall_s": wall, "train_return": float(np.mean(recent)),
+                            "test_mean": float(np.mean(rets)), "test_std": float(np.std(rets)),
+                            "select_mean": chosen, "env_s": spent["env_s"], "eval_s": spent["eval_s"],
+                            "learner_s": wall - spent["env_s"] - spent["eval_s"]})
+            if selection and chosen > best:
+                best = chosen
+                algo.get_module().save_to_path(str(run.selected_module_path.resolve()))
+                run.write_log()
             row = log[-1]
             bar.set_postfix(test=f"{row['test_mean']:.2f}", steps_per_s=f"{steps / max(row['wall_s'], 1e-9):.0f}")
 
@@ -75,6 +95,8 @@ def train_rllib(run: Run, *, resume: bool = False, address: str | None = None) -
                 result = algo.train()
                 er = result.get("env_runners", {})
                 steps += int(er.get("num_env_steps_sampled", 0))
+                # the env runners' time in their engines' reset and step (RLlib's own timers)
+                spent["env_s"] += env_seconds(er, cfg["num_envs"])
                 if "episode_return_mean" in er:
                     recent = [float(er["episode_return_mean"])]
                 bar.update(min(steps, cfg["total_steps"]) - bar.n)
@@ -103,4 +125,15 @@ def train_rllib(run: Run, *, resume: bool = False, address: str | None = None) -
     return code
 
 
-__all__ = ["train_rllib"]
+def env_seconds(env_runner_results: dict, envs: int) -> float:
+    """Seconds spent in the engines' steps during one ``algo.train()``: RLlib's mean time of
+    one vectorized step (``env_step_timer``, all of an engine's ``envs`` environments at
+    once) times the vectorized steps sampled (env steps / ``envs``; with several env runners
+    sampling side by side, the sum of their times); 0 where RLlib reports no timer."""
+    step = env_runner_results.get("env_step_timer")
+    if step is None:
+        return 0.0
+    return float(step) * float(env_runner_results.get("num_env_steps_sampled", 0)) / max(1, int(envs))
+
+
+__all__ = ["env_seconds", "train_rllib"]

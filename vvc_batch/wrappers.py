@@ -90,18 +90,32 @@ class ContinuousActions(gym.ActionWrapper):
 
 
 class VectorContinuousActions(VectorActionWrapper):
-    """The vector engine with ``Box(-1, 1, (N, A))`` actions."""
+    """The vector engine with ``Box(-1, 1, (N, A))`` actions.
 
-    def __init__(self, env):
+    ``scale`` (> 0): the policy acts in units ``1 / scale`` times wider, on
+    ``Box(-1 / scale, 1 / scale)``, and an action ``y`` is the entry ``x = scale * y`` of the
+    module docstring's rule. A policy whose exploration noise starts at std 1 (RLlib's
+    Gaussian) then explores with std ``scale`` in the rule's units: ``scale = e^-2`` is the
+    narrow initial noise (about two tap steps) that Stable-Baselines3's ``log_std_init=-2``
+    gives.
+    """
+
+    def __init__(self, env, scale: float = 1.0):
         super().__init__(env)
+        scale = float(scale)
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a finite number > 0, got {scale}")
+        self.scale = scale
         self._layout = _layout(env)
         self._devices = _obs_layout(env).device_names
         caps, regs, bats, _, _ = self._layout
-        self.single_action_space = gym.spaces.Box(-1.0, 1.0, shape=(caps + regs + bats,), dtype=np.float32)
+        bound = np.float32(1.0 / scale)
+        self.single_action_space = gym.spaces.Box(-bound, bound, shape=(caps + regs + bats,), dtype=np.float32)
         self.action_space = batch_space(self.single_action_space, env.num_envs)
 
     def actions(self, actions):
-        return continuous_to_action(check_finite(actions, self._devices, True), *self._layout)
+        x = check_finite(actions, self._devices, True)
+        return continuous_to_action(x * self.scale if self.scale != 1.0 else x, *self._layout)
 
 
 def _hour_box(space: gym.spaces.Box) -> gym.spaces.Box:
