@@ -99,7 +99,7 @@ def run_training(algo: str, system: str, seed: int, budget: int, args, profiles:
         if algo.endswith("ppo") and not resume:
             cmd.append("--anneal-lr")  # both trainers' PPO: the learning rate falls linearly to 0
         if trainer == "rllib":
-            cmd += ["--env-runners", "0"]  # the driver's own env runner holds the engine
+            cmd += ["--env-runners", "0", "--actions", "box"]  # the driver's env runner; SB3's recipe
         if resume:
             cmd.append("--resume")
         subprocess.run(cmd, check=True)

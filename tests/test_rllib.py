@@ -217,7 +217,7 @@ def test_train_cli_rllib_writes_the_run_and_resumes(local_ray, tmp_path, capsys)
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["trainer"], cfg["backend"], cfg["env_runners"], cfg["num_envs"], cfg["workers"]) == (
         "rllib", "opendss", 1, 4, 2)
-    assert (cfg["actions"], cfg["select"]) == ("box", "train")  # SB3's recipe, policy kept on train days
+    assert (cfg["actions"], cfg["select"]) == ("discrete", "train")  # policy kept on train days
     assert (out / "module_selected").is_dir()
     # resume to a larger budget: the log goes on from where it stopped
     assert train.main(["--resume", "--total-steps", "288", "--out", str(out)]) == 0

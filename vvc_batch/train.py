@@ -328,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--actions is fixed when a run starts (see its config.json); --resume keeps the run's")
     if args.actions == "discrete" and args.algo == "sac":
         p.error("SAC needs --actions box")
-    args.actions = args.actions or "box"
+    # RLlib's Box recipe runs in the driver's env runner (--env-runners 0); remote env runners
+    # do not find its Ray-registered engine yet, so the rllib trainer defaults to MultiDiscrete
+    args.actions = args.actions or ("discrete" if args.trainer == "rllib" else "box")
     if args.hparam:
         if args.trainer == "rllib":
             p.error("--hparam sets Stable-Baselines3 arguments; it applies to --trainer sb3")
