@@ -72,7 +72,8 @@ def test_ppo_config_box_recipe():
 
     cfg = vr.ppo_config("13Bus", num_env_runners=2, envs_per_runner=8, workers_per_runner=2, actions="box",
                         total_steps=1000)
-    assert cfg.env == f"vvc_batch/13Bus-box{vr.BOX_ACTION_SCALE:.6g}-v0"
+    # the standard id (found by every node on importing vvc_batch); the scale travels in env_config
+    assert cfg.env == "vvc_batch:vvc_batch/13Bus-v0" and cfg.env_config["action_scale"] == vr.BOX_ACTION_SCALE
     assert (cfg.normalize_actions, cfg.clip_actions) == (False, True)
     assert cfg.train_batch_size_per_learner == 48 * 8 * 2 and cfg.minibatch_size == 48 * 8 and cfg.num_epochs == 10
     assert cfg.lr == [[0, 3e-4], [1000, 0.0]] and (cfg.gamma, cfg.lambda_, cfg.clip_param) == (0.9, 0.95, 0.2)
@@ -84,9 +85,9 @@ def test_ppo_config_box_recipe():
     assert vr.ppo_config("13Bus", actions="box").lr == 3e-4  # no total_steps: constant
     with pytest.raises(ValueError, match="actions must be one of discrete, box"):
         vr.ppo_config("13Bus", actions="tuple")
-    from ray.tune.registry import ENV_CREATOR, _global_registry
-
-    envs = _global_registry.get(ENV_CREATOR, cfg.env)({"num_envs": 2, "num_workers": 1})
+    # as an env runner builds it: make_vec in vector_entry_point mode with the env_config
+    env_config = dict(cfg.env_config, num_workers=1)
+    envs = gym.make_vec(cfg.env, num_envs=2, vectorization_mode="vector_entry_point", **env_config)
     try:
         bound = np.float32(np.exp(2.0))
         assert envs.single_action_space == gym.spaces.Box(-bound, bound, (6,), np.float32)
@@ -111,11 +112,21 @@ def test_vector_entry_point_builds_the_engine():
 
 
 def test_creator_makes_an_engine_for_any_scale():
+    import gymnasium as gym
+
     envs = vr.VectorEngineCreator("13Bus_s1.3")({"num_envs": 2, "num_workers": 1})
     try:
         assert envs.env_name == "13Bus_s1.3" and envs.num_envs == 2
     finally:
         envs.close()
+    boxed = vr.VectorEngineCreator("13Bus_s1.3")({"num_envs": 2, "num_workers": 1, "action_scale": 0.5})
+    try:
+        assert boxed.unwrapped.env_name == "13Bus_s1.3"
+        assert boxed.single_action_space == gym.spaces.Box(-2.0, 2.0, (6,), np.float32)
+    finally:
+        boxed.close()
+    with pytest.raises(ValueError, match="action_scale must be a finite number > 0, got 0"):
+        vr.VectorEngineCreator("13Bus")({"num_envs": 1, "action_scale": 0})
 
 
 def test_ppo_trains_with_an_engine_per_env_runner(local_ray, tmp_path):
@@ -208,7 +219,7 @@ def test_train_cli_rllib_writes_the_run_and_resumes(local_ray, tmp_path, capsys)
     out = tmp_path / "run"
     # --backend rllib: the old spelling of --trainer rllib, still accepted
     args = ["--backend", "rllib", "--system", "13Bus", "--num-envs", "4", "--workers", "2", "--total-steps", "192",
-            "--eval-every", "96", "--seed", "1", "--out", str(out)]
+            "--eval-every", "96", "--seed", "1", "--actions", "discrete", "--out", str(out)]
     assert train.main(args) == 0
     assert {"config.json", "split.json", "log.csv", "learning_curve.png", "checkpoint"} <= {p.name for p in out.iterdir()}
     rows = (out / "log.csv").read_text().splitlines()

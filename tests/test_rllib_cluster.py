@@ -4,6 +4,7 @@ shared-memory segments behind."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -94,6 +95,8 @@ def test_train_cli_joins_a_running_cluster(two_nodes, tmp_path):
     assert code == 0
     assert not ray.is_initialized()  # it left the cluster as it found it
     rows = (out / "log.csv").read_text().splitlines()[1:]
-    assert [int(r.split(",")[0]) for r in rows] == [96]
+    assert [int(r.split(",")[0]) for r in rows] == [96]  # the Box recipe's batch: 2 days of 2 envs
+    # the default Box recipe: its engine (scaled Box actions) was built on the remote env runner
+    assert json.loads((out / "config.json").read_text())["actions"] == "box"
     ray.init(address=two_nodes.address, log_to_driver=False)
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2  # the cluster is still up

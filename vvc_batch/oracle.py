@@ -6,7 +6,15 @@ every setting that device has (capacitor open/closed, every tap number, every ba
 level) with the others held at the best found so far, and keeps the best; ``passes``
 sweeps over all devices. A candidate is scored by the reward of its hour plus
 ``lookahead - 1`` further hours that hold its settings (batteries idle), all played on the
-true loads. Every candidate of a device is its own environment, restored from the
+true loads.
+
+The day planned that way is then refined (``refine`` sweeps): hour by hour, each device's
+settings are tried again, for that hour alone and from that hour to the day's end, every
+candidate now scored by the whole day played with the plan's other actions, and a change
+is kept only where it raises the day's return.
+A sweep never lowers the return; the search stops early when a sweep changes nothing. This
+is what catches a switching cost paid now for hours later, or a terminal state-of-charge
+penalty, that a short look-ahead holding one setting misses. Every candidate of a device is its own environment, restored from the
 present state's snapshot and stepped in one batched call (:meth:`VVCBatch.set_state`), so
 a sweep over a 33-position regulator is one solve of 33 environments.
 
@@ -35,19 +43,26 @@ class OracleBudget:
             with several, the day is planned once with each and the better day kept (the
             oracle knows the whole day; measured, neither horizon wins on every system).
         battery_levels: continuous batteries (``_cbat``): the settings tried in [-1, 1].
+        refine: sweeps over the day's plan scored by whole-day rollouts (0: none).
     """
 
     passes: int = 1
     lookaheads: tuple[int, ...] = (4, 24)
     battery_levels: int = 17
+    refine: int = 0
 
     def __post_init__(self) -> None:
-        if self.passes < 1 or not self.lookaheads or min(self.lookaheads) < 1 or self.battery_levels < 2:
-            raise ValueError(f"an oracle budget needs passes >= 1, look-aheads >= 1 and battery_levels >= 2: {self}")
+        if (self.passes < 1 or not self.lookaheads or min(self.lookaheads) < 1 or self.battery_levels < 2
+                or self.refine < 0):
+            raise ValueError(f"an oracle budget needs passes >= 1, look-aheads >= 1, battery_levels >= 2 and "
+                             f"refine >= 0: {self}")
 
     def describe(self) -> str:
         hours = " and ".join(str(h) for h in self.lookaheads)
-        return f"{self.passes} pass{'es' if self.passes > 1 else ''}, look-ahead {hours} h"
+        text = f"{self.passes} pass{'es' if self.passes > 1 else ''}, look-ahead {hours} h"
+        if self.refine:
+            text += f", up to {self.refine} refining sweep{'s' if self.refine > 1 else ''} of whole-day rollouts"
+        return text
 
 
 class Oracle:
@@ -67,7 +82,8 @@ class Oracle:
         width = max(2, spec.regulator.num_taps + 1,
                     budget.battery_levels if cfg.continuous_battery else spec.battery_levels)
         self.budget = budget
-        self.core = core = VVCBatch(cfg, 1 + width, **{"backend": "batched", **env_kwargs})
+        # (twice that: the plan's refinement tries a setting for one hour and to the day's end)
+        self.core = core = VVCBatch(cfg, 1 + 2 * width, **{"backend": "batched", **env_kwargs})
         self.counts = c = core.counts
         self.cbat = core.config.continuous_battery
         C, R, B = c.capacitors, c.regulators, c.batteries
@@ -129,10 +145,55 @@ class Oracle:
         return best
 
     def episode(self, profile: Any) -> tuple[float, list[np.ndarray]]:
-        """(return, actions) of one day, the better of the budget's look-aheads: ``profile``
-        is an episode index or a (horizon, n_loads) array."""
+        """(return, actions) of one day: the better of the budget's look-aheads, then refined
+        (``budget.refine``); ``profile`` is an episode index or a (horizon, n_loads) array."""
         days = [self._plan(profile, h) for h in self.budget.lookaheads]
-        return max(days, key=lambda d: d[0])
+        total, actions = max(days, key=lambda d: d[0])
+        for _ in range(self.budget.refine):
+            total, actions, changed = self._refine(profile, total, actions)
+            if not changed:
+                break
+        return total, actions
+
+    def _rollout(self, state, candidates: np.ndarray, rests: np.ndarray) -> np.ndarray:
+        """Rewards of ``candidates`` (n, A) from ``state``: their hour, then each candidate's
+        own later hours ``rests`` (n, k, A) to the day's end."""
+        core, n = self.core, len(candidates)
+        ids = np.arange(1, 1 + n)
+        for k in ids:
+            core.set_state(int(k), state)
+        total = core.step(candidates, env_ids=ids).reward[ids].copy()
+        for h in range(rests.shape[1]):
+            total += core.step(np.ascontiguousarray(rests[:, h]), env_ids=ids).reward[ids]
+        return total
+
+    def _refine(self, profile: Any, total: float, actions: list[np.ndarray]) -> tuple[float, list[np.ndarray], bool]:
+        """One sweep over the plan ``actions`` (whose day return is ``total``): at each hour,
+        each device's settings tried for that hour alone and from that hour to the day's end,
+        every candidate scored by the whole day; a change is kept where it raises the return.
+        Returns (return, actions, whether anything changed)."""
+        core = self.core
+        plan = np.stack(actions)
+        core.reset([0], [profile])
+        done, changed = 0.0, False
+        for t in range(core.horizon):
+            state = core.get_state(0)
+            for col, values in self._devices:
+                m = len(values)
+                cands = np.repeat(plan[t][None], 2 * m, axis=0)
+                cands[:, col] = np.concatenate([values, values])[:, None] if isinstance(col, slice) else \
+                    np.concatenate([values, values])
+                rests = np.repeat(plan[None, t + 1:], 2 * m, axis=0)
+                # the second half keeps the new setting to the day's end (batteries: that level)
+                rests[m:, :, col] = values[:, None, None] if isinstance(col, slice) else values[:, None]
+                scores = done + self._rollout(state, cands, rests)
+                k = int(np.argmax(scores))
+                # strictly better than the day as planned (rounding noise is no gain)
+                if scores[k] > total + 1e-9 * max(1.0, abs(total)):
+                    plan[t], total, changed = cands[k], float(scores[k]), True
+                    plan[t + 1:] = rests[k]
+            done += float(core.step(plan[t][None], env_ids=[0]).reward[0])
+        return total, list(plan), changed
 
     def _plan(self, profile: Any, lookahead: int) -> tuple[float, list[np.ndarray]]:
         core = self.core

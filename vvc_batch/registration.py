@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.envs.registration import registry
 
 from vvc_batch.systems import NAMESPACE, parse_env_name, strip_env_id, valid_env_names
 
 ENTRY_POINT = "vvc_batch.env:VVCEnv"
-VECTOR_ENTRY_POINT = "vvc_batch.vector_env:VVCVectorEnv"
+VECTOR_ENTRY_POINT = "vvc_batch.registration:vector_engine"
 
 
 #: load scales registered up front (any other scale is registered by :func:`make`)
@@ -39,6 +40,30 @@ def _register(name: str) -> str:
             max_episode_steps=cfg.system.horizon,
         )
     return gid
+
+
+def vector_engine(env_name: str = "13Bus", num_envs: int = 1, *, action_scale: float | None = None,
+                  **kwargs: Any):
+    """Every id's ``vector_entry_point``: a :class:`~vvc_batch.vector_env.VVCVectorEnv` of
+    ``num_envs`` environments (keyword arguments as there); with ``action_scale`` (> 0) it
+    acts on ``Box(-1 / action_scale, 1 / action_scale)`` per device instead
+    (:class:`~vvc_batch.wrappers.VectorContinuousActions`), e.g.
+    ``gymnasium.make_vec("vvc_batch/13Bus-v0", 8, vectorization_mode="vector_entry_point",
+    action_scale=0.135)``: an env runner on a remote node builds that from its ``env_config``.
+
+    Raises:
+        ValueError: ``action_scale`` not a finite number > 0 (the engine is not started).
+    """
+    from vvc_batch.vector_env import VVCVectorEnv
+
+    if action_scale is None:
+        return VVCVectorEnv(env_name, num_envs, **kwargs)
+    from vvc_batch.wrappers import VectorContinuousActions
+
+    scale = float(action_scale)
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"action_scale must be a finite number > 0, got {action_scale}")
+    return VectorContinuousActions(VVCVectorEnv(env_name, num_envs, **kwargs), scale=scale)
 
 
 def register_all() -> list[str]:

@@ -50,27 +50,22 @@ BOX_ACTION_SCALE = math.exp(-2.0)
 
 
 class VectorEngineCreator:
-    """Picklable env creator for RLlib: ``creator({"num_envs": n, **env_config})`` returns a
-    :class:`~vvc_batch.vector_env.VVCVectorEnv` of ``n`` environments (used for names that
-    are not registered with gymnasium up front, and for Box actions). With
-    ``action_scale`` the engine acts on scaled Box actions
-    (:class:`~vvc_batch.wrappers.VectorContinuousActions`)."""
+    """Picklable env creator for RLlib: ``creator({"num_envs": n, **env_config})`` returns the
+    engine of ``n`` environments that :func:`vvc_batch.registration.vector_engine` builds
+    (used for names that are not registered with gymnasium up front). An ``action_scale`` in
+    ``env_config`` (or given here) puts the engine on scaled Box actions."""
 
     def __init__(self, env_name: str, action_scale: float | None = None) -> None:
         self.env_name = env_name
         self.action_scale = action_scale
 
     def __call__(self, ctx: Mapping[str, Any]):
-        from vvc_batch.vector_env import VVCVectorEnv
+        from vvc_batch.registration import vector_engine
 
         kwargs = dict(ctx)
         num_envs = int(kwargs.pop("num_envs", 1))
-        env = VVCVectorEnv(self.env_name, num_envs, **kwargs)
-        if self.action_scale is None:
-            return env
-        from vvc_batch.wrappers import VectorContinuousActions
-
-        return VectorContinuousActions(env, scale=self.action_scale)
+        scale = kwargs.pop("action_scale", self.action_scale)
+        return vector_engine(self.env_name, num_envs, action_scale=scale, **kwargs)
 
 
 def _horizon(system: str, spec: Any = None) -> int:
@@ -81,16 +76,13 @@ def _horizon(system: str, spec: Any = None) -> int:
     return parse_env_name(system).system.horizon
 
 
-def env_descriptor(system: str, spec: Any = None, action_scale: float | None = None) -> str:
+def env_descriptor(system: str, spec: Any = None) -> str:
     """What to pass to ``AlgorithmConfig.environment(env=...)`` for ``system`` (an environment
     name such as ``"34Bus_soc_s1.5"``): ``"vvc_batch:vvc_batch/<name>-v0"`` when vvc_batch
-    registers that id on import; otherwise (a load scale outside the registered ones, or a
-    user's feeder given by ``spec``, whose name is free) ``"vvc_batch/<name>-v0"`` registered
-    with Ray's env registry (shared by every node of the cluster) as a
-    :class:`VectorEngineCreator`.
-
-    With ``action_scale`` (scaled Box actions) always a Ray-registered creator, named
-    ``"vvc_batch/<name>-box<scale>-v0"``.
+    registers that id on import (every node then imports vvc_batch and finds the id there);
+    otherwise (a load scale outside the registered ones, or a user's feeder given by ``spec``,
+    whose name is free) ``"vvc_batch/<name>-v0"`` registered with Ray's env registry (shared
+    by the nodes of the cluster, per Ray job) as a :class:`VectorEngineCreator`.
 
     Raises:
         UnknownSystemError: not a valid environment name (and no spec).
@@ -100,15 +92,13 @@ def env_descriptor(system: str, spec: Any = None, action_scale: float | None = N
         gid = env_id(name)
         import vvc_batch  # noqa: F401  (registers the standard ids)
 
-        if action_scale is None and gid in registry and registry[gid].vector_entry_point is not None:
+        if gid in registry and registry[gid].vector_entry_point is not None:
             return f"vvc_batch:{gid}"
     else:
         name, gid = system, env_id(system)
     from ray.tune.registry import register_env
 
-    if action_scale is not None:
-        gid = gid.removesuffix("-v0") + f"-box{float(action_scale):.6g}-v0"
-    register_env(gid, VectorEngineCreator(name, action_scale))
+    register_env(gid, VectorEngineCreator(name))
     return gid
 
 
@@ -168,7 +158,9 @@ def configure(config, system: str, num_env_runners: int = 1, envs_per_runner: in
     horizon = _horizon(system, env_kwargs.get("spec"))
     if action_scale is not None and not (np.isfinite(action_scale) and action_scale > 0):
         raise ValueError(f"action_scale must be a finite number > 0, got {action_scale}")
-    config.environment(env=env_descriptor(system, env_kwargs.get("spec"), action_scale), env_config=cfg)
+    if action_scale is not None:
+        cfg["action_scale"] = float(action_scale)  # the env runner's vector_engine wraps the engine
+    config.environment(env=env_descriptor(system, env_kwargs.get("spec")), env_config=cfg)
     config.env_runners(
         num_env_runners=int(num_env_runners),
         num_envs_per_env_runner=int(envs_per_runner),

@@ -28,8 +28,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -366,6 +367,39 @@ class Run:
             raise ValueError(f"unknown log column(s) {', '.join(sorted(unknown))}; valid: "
                              f"{', '.join(LOG_COLUMNS + LOG_OPTIONAL)}")
         self.log.append({k: float(row.get(k, float("nan"))) for k in LOG_COLUMNS + LOG_OPTIONAL})
+
+    def spent_seconds(self) -> dict[str, float]:
+        """``{"env_s", "eval_s"}`` of the log's last row (0 where absent: an empty or old log):
+        where a resumed run's time split goes on from (seconds)."""
+        last = self.log[-1] if self.log else {}
+        return {k: float(last[k]) if np.isfinite(last.get(k, np.nan)) else 0.0 for k in ("env_s", "eval_s")}
+
+    def record_evaluation(self, policy: Policy, env: Any, *, env_steps: int, train_return: float,
+                          started: float, env_s: float, eval_s: float, save_kept: Callable[[], None]) -> float:
+        """One evaluation during training: play ``policy`` on the test days and, in a selecting
+        run, on the selection days (:attr:`selection_profiles`) on ``env`` (the evaluation
+        engine); append the log row, its wall time (seconds since ``started``, a
+        ``time.perf_counter()`` value) split into ``env_s`` (the training environments' time so
+        far), the evaluations' (``eval_s`` so far plus this one's) and the learner's (the
+        rest). When the train-day return beats every earlier row's, ``save_kept()`` stores the
+        policy as the kept one and the log is written (it names the kept policy's row).
+        Returns the evaluations' seconds so far, this one included."""
+        t = time.perf_counter()
+        test = self.returns(policy, env=env)
+        days = self.selection_profiles
+        chosen = float(np.mean(self.returns(policy, days, env=env))) if days else float("nan")
+        eval_s += time.perf_counter() - t
+        kept = self.selected_row()
+        best = kept.get("select_mean", np.nan) if kept is not None else np.nan
+        wall = time.perf_counter() - started
+        self.append_log({"env_steps": env_steps, "wall_s": wall, "train_return": float(train_return),
+                         "test_mean": float(np.mean(test)), "test_std": float(np.std(test)), "select_mean": chosen,
+                         "env_s": env_s, "eval_s": eval_s, "learner_s": wall - env_s - eval_s})
+        # the selection sees train days only: the kept policy's test return is unbiased
+        if days and not chosen <= best:  # a NaN best (no earlier selection) is beaten too
+            save_kept()
+            self.write_log()
+        return eval_s
 
     def write_log(self) -> None:
         """Write ``log.csv`` and (when there are rows) ``learning_curve.png``."""

@@ -131,8 +131,7 @@ def train_sb3(run: Run, *, resume: bool = False) -> int:
     if not resume:
         run.save()
     cfg, log = run.config, run.log
-    last = log[-1] if log else {}
-    spent = {k: float(last[k]) if np.isfinite(last.get(k, np.nan)) else 0.0 for k in ("env_s", "eval_s")}
+    spent = run.spent_seconds()
     timer = VecTimer(SB3VecEnv.make(cfg["system"], cfg["num_envs"], num_workers=cfg["workers"],
                                     continuous_actions=cfg["continuous_actions"], train_profiles=run.split["train"],
                                     **run.env_kwargs()), env_s=spent["env_s"])
@@ -176,31 +175,20 @@ def train_sb3(run: Run, *, resume: bool = False) -> int:
                desc=f"{cfg['algo']} {cfg['system']}")
 
     evals = run.eval_env()  # every test profile at once, returns as a single environment's
-    selection = run.selection_profiles
-    kept = run.selected_row()
-    best = kept["select_mean"] if kept is not None and np.isfinite(kept.get("select_mean", np.nan)) else -np.inf
 
     def evaluate_now(steps: int) -> None:
-        nonlocal best
-        t = time.perf_counter()
         normalizer = venv if isinstance(venv, VecNormalize) else None
-        policy = sb3_policy(model, evals, cfg["continuous_actions"], normalizer)
-        rets = run.returns(policy, env=evals)
-        # the checkpoint selection sees train days only: the kept policy's test return is unbiased
-        chosen = float(np.mean(run.returns(policy, selection, env=evals))) if selection else float("nan")
-        spent["eval_s"] += time.perf_counter() - t
-        recent = [e["r"] for e in model.ep_info_buffer] if model.ep_info_buffer else [float("nan")]
-        wall = time.perf_counter() - t0
-        run.append_log({"env_steps": steps, "wall_s": wall, "train_return": float(np.mean(recent)),
-                        "test_mean": float(np.mean(rets)), "test_std": float(np.std(rets)), "select_mean": chosen,
-                        "env_s": timer.env_s, "eval_s": spent["eval_s"],
-                        "learner_s": wall - timer.env_s - spent["eval_s"]})
-        if selection and chosen > best:
-            best = chosen
+
+        def save_kept() -> None:
             model.save(run.selected_model_path)
             if normalizer is not None:
                 normalizer.save(str(run.selected_normalizer_path))
-            run.write_log()  # the log names the row the selected model belongs to
+
+        recent = [e["r"] for e in model.ep_info_buffer] if model.ep_info_buffer else [float("nan")]
+        spent["eval_s"] = run.record_evaluation(
+            sb3_policy(model, evals, cfg["continuous_actions"], normalizer), evals, env_steps=steps,
+            train_return=float(np.mean(recent)), started=t0, env_s=timer.env_s, eval_s=spent["eval_s"],
+            save_kept=save_kept)
         row = log[-1]
         bar.set_postfix(test=f"{row['test_mean']:.2f}", steps_per_s=f"{steps / max(row['wall_s'], 1e-9):.0f}")
 
@@ -272,8 +260,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profiles", choices=PROFILE_SOURCES, default="auto",
                    help="load-profile source (synthetic: the built-in generator, for data without load shapes)")
     p.add_argument("--actions", choices=["box", "discrete"], default=None,
-                   help="box (default for sb3): Box(-1, 1) per device, taps in order (see vvc_batch.wrappers); "
-                        "discrete: PPO on the MultiDiscrete space")
+                   help="box (default): Box(-1, 1) per device, taps in order (see vvc_batch.wrappers; RLlib: "
+                        "vvc_batch.rllib.ppo_config's recipe on it); discrete: PPO on the MultiDiscrete space")
     p.add_argument("--hparam", action="append", default=None, metavar="KEY=VALUE", help=HPARAM_HELP)
     p.add_argument("--normalize", action="store_true", help="standardize observations and rewards (VecNormalize)")
     p.add_argument("--select", choices=["train", "last"], default="train",
@@ -328,9 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--actions is fixed when a run starts (see its config.json); --resume keeps the run's")
     if args.actions == "discrete" and args.algo == "sac":
         p.error("SAC needs --actions box")
-    # RLlib's Box recipe runs in the driver's env runner (--env-runners 0); remote env runners
-    # do not find its Ray-registered engine yet, so the rllib trainer defaults to MultiDiscrete
-    args.actions = args.actions or ("discrete" if args.trainer == "rllib" else "box")
+    args.actions = args.actions or "box"  # both trainers: the ordered Box actions (RLlib: ppo_config's recipe)
     if args.hparam:
         if args.trainer == "rllib":
             p.error("--hparam sets Stable-Baselines3 arguments; it applies to --trainer sb3")

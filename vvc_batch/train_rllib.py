@@ -63,30 +63,15 @@ def train_rllib(run: Run, *, resume: bool = False, address: str | None = None) -
         bar = tqdm(total=cfg["total_steps"], initial=min(steps, cfg["total_steps"]), unit="step", file=sys.stderr,
                    desc=f"rllib ppo {cfg['system']}")
         recent = [float("nan")]
-        last = log[-1] if log else {}
-        spent = {k: float(last[k]) if np.isfinite(last.get(k, np.nan)) else 0.0 for k in ("env_s", "eval_s")}
-        selection = run.selection_profiles
-        kept = run.selected_row()
-        best = kept["select_mean"] if kept is not None and np.isfinite(kept.get("select_mean", np.nan)) else -np.inf
+        spent = run.spent_seconds()
 
         def evaluate_now() -> None:
-            nonlocal best
-            t = time.perf_counter()
             # every test profile at once on the evaluation engine (a single environment's returns)
             policy = module_policy(algo.get_module())
-            policy = box_policy(policy, evals) if box else policy
-            rets = run.returns(policy, env=evals)
-            chosen = float(np.mean(run.returns(policy, selection, env=evals))) if selection else float("nan")
-            spent["eval_s"] += time.perf_counter() - t
-            wall = time.perf_counter() - t0
-            run.append_log({"env_steps": steps, "wall_s": wall, "train_return": float(np.mean(recent)),
-                            "test_mean": float(np.mean(rets)), "test_std": float(np.std(rets)),
-                            "select_mean": chosen, "env_s": spent["env_s"], "eval_s": spent["eval_s"],
-                            "learner_s": wall - spent["env_s"] - spent["eval_s"]})
-            if selection and chosen > best:
-                best = chosen
-                algo.get_module().save_to_path(str(run.selected_module_path.resolve()))
-                run.write_log()
+            spent["eval_s"] = run.record_evaluation(
+                box_policy(policy, evals) if box else policy, evals, env_steps=steps,
+                train_return=float(np.mean(recent)), started=t0, env_s=spent["env_s"], eval_s=spent["eval_s"],
+                save_kept=lambda: algo.get_module().save_to_path(str(run.selected_module_path.resolve())))
             row = log[-1]
             bar.set_postfix(test=f"{row['test_mean']:.2f}", steps_per_s=f"{steps / max(row['wall_s'], 1e-9):.0f}")
 
