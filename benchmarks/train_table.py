@@ -39,10 +39,12 @@ RESULTS = ROOT / "benchmarks" / "results" / "training.json"
 DOC = ROOT / "docs" / "results.md"
 CURVES = ROOT / "docs" / "learning_curves.png"
 AGENTS = ("ppo", "sac", "rllib_ppo")
-DEFAULT_BUDGET = {"13Bus": 200_000, "34Bus": 400_000, "123Bus": 200_000, "8500Node": 20_000}
-# env steps between test evaluations (default: a tenth of the budget); 8500Node's evaluations
-# (every test profile, one environment) cost as much as its training
-EVAL_EVERY = {"8500Node": 5_000}
+DEFAULT_BUDGET = {"13Bus": 200_000, "34Bus": 400_000, "123Bus": 200_000, "8500Node": 1_000_000}
+# env steps between test evaluations where not a twentieth of the budget
+EVAL_EVERY: dict[str, int] = {}
+# Stable-Baselines3 runs' extra flags: 8500Node's rewards (about -8 to -1,000 an hour) would
+# make the value loss's gradient swamp the policy's under the shared gradient-norm clip
+SB3_FLAGS = {"8500Node": ["--normalize"]}
 # evaluations per run elsewhere; each also plays the train days for the checkpoint selection
 EVALUATIONS = 20
 # best_fixed tries its 66 settings on this many train profiles (a seeded subset) where the
@@ -100,6 +102,8 @@ def run_training(algo: str, system: str, seed: int, budget: int, args, profiles:
             cmd.append("--anneal-lr")  # both trainers' PPO: the learning rate falls linearly to 0
         if trainer == "rllib":
             cmd += ["--env-runners", "0", "--actions", "box"]  # the driver's env runner; SB3's recipe
+        elif not resume:
+            cmd += SB3_FLAGS.get(system, [])
         if resume:
             cmd.append("--resume")
         subprocess.run(cmd, check=True)
@@ -250,7 +254,11 @@ def write_doc(results: dict, budget: dict, args) -> None:
     if any("rllib_ppo" in t for t in results.values()):
         methods.insert(2, "rllib_ppo")
     # results from before --backend trained on OpenDSS
-    backends = sorted({t[a].get("backend", "opendss") for t in results.values() for a in AGENTS if a in t})
+    trained: dict[str, list[str]] = {}  # backend -> "system algo/algo" (results from before --backend: opendss)
+    for system, t in results.items():
+        for b in sorted({t[a].get("backend", "opendss") for a in AGENTS if a in t}):
+            trained.setdefault(b, []).append(f"{system} " + "/".join(a for a in AGENTS if a in t
+                                                                      and t[a].get("backend", "opendss") == b))
     lines = [
         "# Training results",
         "",
@@ -268,9 +276,9 @@ def write_doc(results: dict, budget: dict, args) -> None:
         "Box actions scaled by e^-2 so that RLlib's std-1 Gaussian explores with std e^-2, a free log-std, "
         "gamma 0.9, lambda 0.95, batches of two days of every environment in minibatches of half, 10 epochs, "
         "no KL term, gradient clip 0.5, a 64-64 tanh network, the annealed learning rate and the same "
-        "selection), sampled in the driver's env runner holding the engine. The agents trained and were "
-        "evaluated on the "
-        f"{' and '.join(backends or ['opendss'])} power-flow backend (`--backend`); the baselines on OpenDSS.",
+        "selection), sampled in the driver's env runner holding the engine. The agents' power-flow backend "
+        "(`--backend`, training and evaluations): " + "; ".join(f"{b} for {', '.join(v)}" for b, v in trained.items())
+        + "; the baselines on OpenDSS.",
         "",
         "| system | " + " | ".join(methods) + " | PPO headroom closed |",
         "|---|" + "---|" * (len(methods) + 1),
@@ -333,6 +341,10 @@ def write_doc(results: dict, budget: dict, args) -> None:
     notes += [f"{system}, {a}: kept policies from env steps {', '.join(f'{x:,}' for x in t[a]['selected_at'])} "
               "(per seed; chosen on train days)." for system, t in results.items() for a in AGENTS
               if "selected_at" in t.get(a, {})]
+    notes += [f"{system}, {a}: observations and rewards standardized (`--normalize`, VecNormalize): with rewards of "
+              "about -8 to -1,000 an hour the value loss's gradient would swamp the policy's under the shared "
+              "gradient-norm clip." for system, t in results.items() for a in ("ppo", "sac")
+              if system in SB3_FLAGS and "selected_at" in t.get(a, {})]
     notes += [f"{system}: the agents' test returns are measured every {EVAL_EVERY[system]:,} env steps (each "
               "evaluation plays every test profile)." for system in results if system in EVAL_EVERY]
     lines += ["", "## Where the agents stand", "", *verdicts, "", *(f"- {n}" for n in notes), *([""] if notes else []),

@@ -234,7 +234,10 @@ def test_train_table_passes_trainer_and_backend(tmp_path, monkeypatch):
     assert "--anneal-lr" in commands[-1] and commands[-1][commands[-1].index("--eval-every") + 1] == "100"
     assert "--env-runners" not in commands[-1]
     table.run_training("sac", "34Bus", 0, 2000, args)
-    assert "--anneal-lr" not in commands[-1]
+    assert "--anneal-lr" not in commands[-1] and "--normalize" not in commands[-1]
+    table.run_training("ppo", "8500Node", 0, 2000, args)  # its rewards standardized
+    assert "--normalize" in commands[-1] and "--anneal-lr" in commands[-1]
+    del commands[-1]
     del commands[-2:]
     table.run_training("rllib_ppo", "13Bus", 0, 10, args)  # complete: skipped
     assert len(commands) == 1

@@ -187,3 +187,31 @@ def test_cbat_oracle_actions_are_valid():
         env.step(act)
     oracle.close()
     env.close()
+
+
+def test_oracle_budget_benchmark_measures_and_writes_its_table(tmp_path, monkeypatch):
+    """benchmarks/oracle_budget.py: a budget's measured returns are the oracle's, and the doc
+    has one row per budget with every system's mean and seconds a day."""
+    import importlib.util
+    from pathlib import Path
+
+    from vvc_batch.oracle import Oracle, OracleBudget
+
+    spec = importlib.util.spec_from_file_location(
+        "oracle_budget", Path(__file__).resolve().parents[1] / "benchmarks" / "oracle_budget.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    budget = OracleBudget(lookaheads=(1,))
+    row = bench.measure("13Bus", [0], budget)
+    oracle = Oracle("13Bus", budget)
+    try:
+        assert row["returns"] == [oracle.episode(0)[0]] and row["mean"] == row["returns"][0]
+    finally:
+        oracle.close()
+    assert row["budget"] == "1 pass, look-ahead 1 h" and row["seconds_per_day"] > 0
+    monkeypatch.setattr(bench, "DOC", tmp_path / "oracle.md")
+    fake = {"13Bus": [{**row, "mean": -4.5 - i / 10} for i in range(len(bench.BUDGETS))]}
+    bench.write_doc(fake, 1)
+    doc = (tmp_path / "oracle.md").read_text()
+    assert f"| {bench.BUDGETS[0].describe()} | -4.500 (" in doc
+    assert f"| {bench.BUDGETS[-1].describe()} | -{4.5 + (len(bench.BUDGETS) - 1) / 10:.3f} (" in doc
