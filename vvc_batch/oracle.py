@@ -6,17 +6,17 @@ every setting that device has (capacitor open/closed, every tap number, every ba
 level) with the others held at the best found so far, and keeps the best; ``passes``
 sweeps over all devices. A candidate is scored by the reward of its hour plus
 ``lookahead - 1`` further hours that hold its settings (batteries idle), all played on the
-true loads.
+true loads. Every candidate of a device is its own environment, restored from the present
+state's snapshot and stepped in one batched call (:meth:`VVCBatch.set_state`), so a sweep
+over a 33-position regulator is one solve of 33 environments.
 
 The day planned that way is then refined (``refine`` sweeps): hour by hour, each device's
 settings are tried again, for that hour alone and from that hour to the day's end, every
 candidate now scored by the whole day played with the plan's other actions, and a change
-is kept only where it raises the day's return.
-A sweep never lowers the return; the search stops early when a sweep changes nothing. This
-is what catches a switching cost paid now for hours later, or a terminal state-of-charge
-penalty, that a short look-ahead holding one setting misses. Every candidate of a device is its own environment, restored from the
-present state's snapshot and stepped in one batched call (:meth:`VVCBatch.set_state`), so
-a sweep over a 33-position regulator is one solve of 33 environments.
+is kept only where it raises the day's return. A sweep never lowers the return; the search
+stops early when a sweep changes nothing. This catches a switching cost paid now for hours
+later, or a terminal state-of-charge penalty, that a short look-ahead holding one setting
+misses.
 
 It gives the training table a measured ceiling ("headroom": how much better than the best
 fixed setting a controller can be), with its search budget stated alongside.
