@@ -214,6 +214,7 @@ def test_train_table_passes_trainer_and_backend(tmp_path, monkeypatch):
         if "vvc_batch.train" not in cmd:  # anything else in the process (a library's probe) runs for real
             return real_run(cmd, check=check, **kwargs)
         commands.append(cmd)
+        assert kwargs["env"]["OMP_NUM_THREADS"] == "1"  # one torch thread a run
         out = Path(cmd[cmd.index("--out") + 1])
         run = Run.create(out, {"system": "13Bus", "trainer": cmd[cmd.index("--trainer") + 1],
                                "backend": cmd[cmd.index("--backend") + 1]}, {"seed": 0, "train": [], "test": []})
