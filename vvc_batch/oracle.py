@@ -119,18 +119,9 @@ class Oracle:
     def _score(self, state, candidates: np.ndarray, lookahead: int) -> np.ndarray:
         """Rewards of ``candidates`` (n, A) from ``state``: their hour, then up to
         ``lookahead - 1`` hours holding their settings (the day's end stops it)."""
-        core, n = self.core, len(candidates)
-        ids = np.arange(1, 1 + n)
-        for k in ids:
-            core.set_state(int(k), state)
-        total = core.step(candidates, env_ids=ids).reward[ids].copy()
+        hours = max(0, min(lookahead - 1, self.core.horizon - int(state.t) - 1))
         held = np.stack([self._hold(a) for a in candidates])
-        for _ in range(lookahead - 1):
-            live = ids[core.t[ids] < core.horizon]
-            if not len(live):
-                break
-            total[live - 1] += core.step(held[live - 1], env_ids=live).reward[live]
-        return total
+        return self._rollout(state, candidates, np.repeat(held[:, None], hours, axis=1))
 
     def choose(self, state, last: np.ndarray, lookahead: int) -> np.ndarray:
         """The action the search picks from ``state``, starting from ``last`` (the settings
