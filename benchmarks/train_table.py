@@ -31,6 +31,7 @@ import numpy as np
 
 import vvc_batch
 from vvc_batch.evaluation import BASELINES, evaluate_baseline, split_profiles
+from vvc_batch.oracle import OracleBudget
 from vvc_batch.power_flow import BACKENDS
 from vvc_batch.runs import Run, is_run_folder, read_log
 
@@ -50,8 +51,8 @@ EVALUATIONS = 20
 # best_fixed tries its 66 settings on this many train profiles (a seeded subset) where the
 # whole train split would take an hour; it is then evaluated on the whole test split as usual
 BEST_FIXED_SEARCH = {"8500Node": 8}
-# the oracle (a perfect-information search, vvc_batch.oracle) at its default budget costs about
-# 150 s a day on 8500Node (781 candidates an hour): not run there on the whole test split
+# the oracle (a perfect-information search, vvc_batch.oracle) cost about 150 s a day on 8500Node
+# (781 candidates an hour) with one starting plan and no refinement: not run there
 ORACLE_SKIP = {"8500Node"}
 
 
@@ -63,12 +64,13 @@ def best_fixed_search_profiles(system: str, train: list[int], seed: int) -> list
     return sorted(int(x) for x in np.random.default_rng(seed).choice(train, size=k, replace=False))
 
 
-def save_system(results: dict, system: str) -> None:
-    """Write ``results[system]`` into the results file, keeping what other runs of this script
-    (e.g. one per system, side by side) wrote there meanwhile; replaced atomically."""
+def save_system(results: dict, *systems: str) -> None:
+    """Write ``results[system]`` of each of ``systems`` into the results file, keeping what
+    other runs of this script (e.g. one per system, side by side) wrote there meanwhile;
+    replaced atomically."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     current = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    current[system] = results[system]
+    current.update({system: results[system] for system in systems})
     results.update(current)
     tmp = RESULTS.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(current, indent=2))
@@ -115,6 +117,21 @@ def run_training(algo: str, system: str, seed: int, budget: int, args, profiles:
             "selected_at": int(kept["env_steps"]), "time_split": run.time_split(), "backend": run.backend}
 
 
+def oracle_entry(system: str, n: int, seeds: list[int], profiles: str) -> dict:
+    """The oracle's table entry: its day is the same whichever split the day is in, so every
+    test day of the seeds' splits is played once and each seed's mean taken from those
+    (``wall_s``: the time per seed, ``seconds_per_day``: per day played)."""
+    tests = {seed: split_profiles(n, seed)[1] for seed in seeds}
+    days = sorted(set().union(*map(set, tests.values())))
+    t0 = time.perf_counter()
+    by_day = dict(zip(days, evaluate_baseline(system, "oracle", days, profiles=profiles)))
+    spent = time.perf_counter() - t0
+    per_seed = [float(np.mean([by_day[d] for d in tests[seed]])) for seed in seeds]
+    return {"mean": float(np.mean(per_seed)), "std": float(np.std(per_seed)), "seeds": per_seed, "env_steps": 0,
+            "wall_s": spent / len(seeds), "seconds_per_day": spent / len(days), "days": len(days),
+            "seeds_used": list(seeds), "budget": OracleBudget().describe()}
+
+
 def mean_time_split(runs: list[dict]) -> dict | None:
     """The runs' time splits (seconds, env-steps/s), averaged; None if a run has none."""
     splits = [r["time_split"] for r in runs]
@@ -142,6 +159,8 @@ def main(argv=None) -> int:
     budget = dict(DEFAULT_BUDGET)
     budget.update({k: int(v) for k, v in (b.split("=") for b in args.budget)})
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    if keep_curves(results, Path(args.runs), list(args.seeds)):
+        save_system(results, *results)
     if args.doc_only:
         write_doc(results, budget, args)
         return 0
@@ -156,9 +175,14 @@ def main(argv=None) -> int:
             env.close()
         table = results.setdefault(system, {})
         for name in BASELINES:
-            if name in table and table[name].get("seeds_used") == list(args.seeds):
-                continue  # cached
+            if name in table and table[name].get("seeds_used") == list(args.seeds) and (
+                    name != "oracle" or table[name].get("budget") == OracleBudget().describe()):
+                continue  # cached (the oracle: at today's budget)
             if name == "oracle" and system in ORACLE_SKIP:
+                continue
+            if name == "oracle":
+                table[name] = oracle_entry(system, n, args.seeds, profiles)
+                save_system(results, system)
                 continue
             per_seed, spent = [], []
             for seed in args.seeds:
@@ -171,10 +195,6 @@ def main(argv=None) -> int:
                 spent.append(time.perf_counter() - t0)
             table[name] = {"mean": float(np.mean(per_seed)), "std": float(np.std(per_seed)), "seeds": per_seed,
                            "env_steps": 0, "wall_s": float(np.mean(spent)), "seeds_used": list(args.seeds)}
-            if name == "oracle":
-                from vvc_batch.oracle import OracleBudget
-
-                table[name]["budget"] = OracleBudget().describe()
             if name == "best_fixed" and system in BEST_FIXED_SEARCH:
                 table[name]["search_profiles"] = BEST_FIXED_SEARCH[system]
             save_system(results, system)
@@ -189,10 +209,36 @@ def main(argv=None) -> int:
                            "env_steps": runs[0]["env_steps"], "wall_s": float(np.mean([r["wall_s"] for r in runs])),
                            "backend": args.backend, "selected_at": [r["selected_at"] for r in runs],
                            "time_split": mean_time_split(runs),
-                           "by_backend": {b: [x[b] for x in both] for b in BACKENDS}}
+                           "by_backend": {b: [x[b] for x in both] for b in BACKENDS},
+                           "curves": [run_curve(Path(args.runs) / f"{algo}_{system}_{seed}") for seed in args.seeds]}
         save_system(results, system)
     write_doc(results, budget, args)
     return 0
+
+
+def run_curve(folder: Path) -> list[list[float]]:
+    """A run's learning curve: [env steps, test mean return] at each evaluation."""
+    return [[float(r["env_steps"]), float(r["test_mean"])] for r in read_log(folder)]
+
+
+def keep_curves(results: dict, runs: Path, seeds: list[int]) -> bool:
+    """Store in ``results`` the curves of table rows that have none yet, from their run folders
+    in ``runs`` where every seed's folder is there and ends where the row says (its last
+    evaluation at the row's env steps); the figure then no longer needs the folders. Returns
+    whether any was added."""
+    added = False
+    for system, table in results.items():
+        for algo in AGENTS:
+            row = table.get(algo)
+            if row is None or "curves" in row or len(row.get("seeds", [])) != len(seeds):
+                continue
+            folders = [runs / f"{algo}_{system}_{seed}" for seed in seeds]
+            if not all(is_run_folder(f) and read_log(f) for f in folders):
+                continue
+            curves = [run_curve(f) for f in folders]
+            if all(int(c[-1][0]) == int(row["env_steps"]) for c in curves):
+                row["curves"], added = curves, True
+    return added
 
 
 def plot_curves(results: dict, runs: Path, path: Path = CURVES) -> bool:
@@ -204,9 +250,14 @@ def plot_curves(results: dict, runs: Path, path: Path = CURVES) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    found = {system: {a: sorted(p.parent for p in runs.glob(f"{a}_{system}_*/log.csv")) for a in AGENTS}
-             for system in results}
-    systems = [s for s in results if any(found[s].values())]
+    def curves(system: str, algo: str) -> list[np.ndarray]:
+        kept = results[system].get(algo, {}).get("curves")
+        if kept:
+            return [np.array(c, dtype=float).reshape(-1, 2) for c in kept]
+        return [np.array(run_curve(p.parent)).reshape(-1, 2) for p in sorted(runs.glob(f"{algo}_{system}_*/log.csv"))]
+
+    found = {system: {a: curves(system, a) for a in AGENTS} for system in results}
+    systems = [s for s in results if any(len(c) for c in found[s].values())]
     if not systems:
         return False
     fig, axes = plt.subplots(1, len(systems), figsize=(4.2 * len(systems), 3.4), squeeze=False)
@@ -214,8 +265,9 @@ def plot_curves(results: dict, runs: Path, path: Path = CURVES) -> bool:
     for ax, system in zip(axes[0], systems):
         lows, highs = [], []
         for algo, runs_found in found[system].items():
-            for i, run in enumerate(runs_found):
-                xy = np.array([(r["env_steps"], r["test_mean"]) for r in read_log(run)]).reshape(-1, 2)
+            for i, xy in enumerate(runs_found):
+                if not len(xy):
+                    continue
                 ax.plot(xy[:, 0], xy[:, 1], color=colors[algo], alpha=0.8, lw=1.2, label=algo if i == 0 else None)
                 lows.append(np.min(xy[len(xy) // 2:, 1]))
                 highs.append(np.max(xy[:, 1]))
@@ -306,6 +358,9 @@ def write_doc(results: dict, budget: dict, args) -> None:
                 per_seed = f" (ahead of its own split's best_fixed on {wins} of {len(table[algo]['seeds'])} seeds)"
             verdicts.append(f"- {system}, {algo}: beats {', '.join(beaten) or 'no baseline'}"
                             + (f"; falls short of {', '.join(short)}" if short else "") + per_seed)
+    runs = Path(args.runs)
+    missing = [f"{system} {a}" for system, t in results.items() for a in AGENTS
+               if a in t and not t[a].get("curves") and not any(runs.glob(f"{a}_{system}_*/log.csv"))]
     used = {system: {a: f"{int(table[a]['env_steps']):,} in {table[a]['wall_s'] / 60:.1f} min"
                      for a in AGENTS if a in table} for system, table in results.items()}
     notes = [f"best_fixed on {system} chooses its setting on {t['best_fixed']['search_profiles']} train profiles (a "
@@ -318,21 +373,21 @@ def write_doc(results: dict, budget: dict, args) -> None:
     with_oracle = {system: t["oracle"] for system, t in results.items() if "oracle" in t}
     if with_oracle:
         budgets = sorted({o["budget"] for o in with_oracle.values()})
-        notes.append("oracle: vvc_batch.oracle, a perfect-information coordinate search from snapshots on the batched "
-                     "backend (a measured ceiling, not a policy), budget " + "; ".join(budgets) + "; per seed's test "
-                     "split " + ", ".join(f"{s} {o['wall_s']:.0f} s" for s, o in with_oracle.items())
+        notes.append("oracle: vvc_batch.oracle, a perfect-information search from snapshots on the batched backend "
+                     "(coordinate moves from several starting plans, the best refined by whole-day rollouts; a "
+                     "measured ceiling, not a policy), budget " + "; ".join(budgets) + "; each test day of the seeds' "
+                     "splits played once: " + ", ".join(
+                         f"{s} {o['days']} days, {o['seconds_per_day']:.0f} s a day" if "days" in o else
+                         f"{s} {o['wall_s']:.0f} s a split" for s, o in with_oracle.items())
                      + ". PPO headroom closed = (ppo - best_fixed) / (oracle - best_fixed), on the mean and per seed "
                      "(each seed on its own split; negative: behind that split's best_fixed).")
     notes += [f"{system}: PPO closes {headroom_closed(t, 'ppo')['mean']:.0%} of the headroom, more than all of it: "
-              "the oracle is not a ceiling there. Its search moves one device (or all regulators, or all capacitors, "
-              "to one setting) at a time from the present settings and gets stuck where only joint moves of several "
-              "regulators help; measured on 123Bus test day 1: the oracle -6.39 (-6.26 after a refining sweep of "
-              "whole-day rollouts, `OracleBudget(refine=1)`), PPO's day -5.89, and the same refining sweep started "
-              "from PPO's day -5.43."
+              "the oracle is not a ceiling there; its search found worse days than the policy's."
               for system, t in results.items() if "oracle" in t and "ppo" in t
               and (headroom_closed(t, "ppo") or {}).get("mean", 0) > 1]
-    notes += [f"{system}: no oracle (about 150 s a day at its budget on 8500Node's test split of "
-              "182 days)." for system in results if system in ORACLE_SKIP and "oracle" not in results[system]]
+    notes += [f"{system}: no oracle (its search cost about 150 s a day on 8500Node with one starting plan and no "
+              "refinement, several times less than the table's budget; the test split has 182 days)."
+              for system in results if system in ORACLE_SKIP and "oracle" not in results[system]]
     notes += [f"{system}, {a}: {t[a]['time_split']['wall_s'] / 60:.1f} min a run, "
               f"{t[a]['time_split']['env_steps_per_s']:,.0f} env-steps/s; of the time "
               + ", ".join(f"{t[a]['time_split'][k] / t[a]['time_split']['wall_s']:.0%} {what}"
@@ -372,10 +427,10 @@ def write_doc(results: dict, budget: dict, args) -> None:
               + " (a run stops at the first whole rollout past its budget).",
               f"Machine: the 2-core development VM ({platform.processor() or platform.machine()}), Python "
               f"{platform.python_version()}, {args.workers} pool workers, {args.num_envs} environments.", "",
-              "Learning curves: one line per run (test mean return at each evaluation), from the run folders "
-              "in `--runs` (default `runs/table`; each also has its own `learning_curve.png`). Runs whose folders "
-              "are gone are not drawn: the SAC runs and the 8500Node runs are from an earlier machine session "
-              "(on OpenDSS, with the budgets of that table).", ""]
+              "Learning curves: one line per run (test mean return at each evaluation), kept in the results "
+              "file (`curves`) from the run folders in `--runs` (default `runs/table`; each also has its own "
+              "`learning_curve.png`). Rows without kept curves whose folders are gone are not drawn"
+              + (": " + ", ".join(missing) + "." if missing else "."), ""]
     if plot_curves(results, Path(args.runs)) or CURVES.is_file():  # an earlier figure stays
         lines.append(f"![learning curves]({CURVES.name})")
     DOC.write_text("\n".join(lines) + "\n")

@@ -364,7 +364,7 @@ def test_results_doc_states_the_headroom_and_where_the_oracle_is_no_ceiling(tmp_
                 "wall_s": 60.0}
 
     results = {"13Bus": {"ppo": entry([-4.76, -4.80]), "best_fixed": entry([-4.90, -4.90]),
-                         "oracle": {**entry([-4.70, -4.70]), "budget": "1 pass"}},
+                         "oracle": {**entry([-4.70, -4.70]), "budget": "1 pass", "days": 10, "seconds_per_day": 5.0}},
                "123Bus": {"ppo": entry([-6.0, -6.2]), "best_fixed": entry([-6.6, -6.6]),
                           "oracle": {**entry([-6.2, -6.2]), "budget": "1 pass"}}}
     table.write_doc(results, dict(table.DEFAULT_BUDGET), Namespace(seeds=[0, 1], workers=1, num_envs=16,
@@ -373,4 +373,43 @@ def test_results_doc_states_the_headroom_and_where_the_oracle_is_no_ceiling(tmp_
     assert "| 13Bus | -4.78 ± 0.02 | - | -4.70 ± 0.00 | -4.90 ± 0.00 |" in doc
     assert "| 60% (70%, 50%) |" in doc and "| 125% (150%, 100%) |" in doc
     assert "123Bus: PPO closes 125% of the headroom, more than all of it: the oracle is not a ceiling" in doc
+    assert "budget 1 pass; each test day of the seeds' splits played once: 13Bus 10 days, 5 s a day, 123Bus 60 s" in doc
+    # learning curves: kept in the results from complete run folders, drawn without them
+    from vvc_batch.runs import Run
+
+    runs = tmp_path / "runs"
+    for seed, last in ((0, -4.9), (1, -4.7)):
+        run = Run.create(runs / f"ppo_13Bus_{seed}", {"algo": "ppo", "system": "13Bus"},
+                         {"seed": seed, "train": [0], "test": [1]})
+        for steps, ret in ((100, -6.0), (200, last)):
+            run.append_log({"env_steps": steps, "wall_s": 1.0, "train_return": ret, "test_mean": ret, "test_std": 0.0})
+        run.write_log()
+    kept = {"13Bus": {"ppo": {**entry([-4.9, -4.7]), "env_steps": 200}},
+            "34Bus": {"ppo": {**entry([-4.6, -4.6]), "env_steps": 200}}}  # no folders: nothing to keep
+    assert table.keep_curves(kept, runs, [0, 1])
+    assert kept["13Bus"]["ppo"]["curves"] == [[[100.0, -6.0], [200.0, -4.9]], [[100.0, -6.0], [200.0, -4.7]]]
+    assert "curves" not in kept["34Bus"]["ppo"] and not table.keep_curves(kept, runs, [0, 1])
+    kept["13Bus"]["ppo"]["env_steps"] = 300  # folders that do not end where the row says are not its runs
+    del kept["13Bus"]["ppo"]["curves"]
+    assert not table.keep_curves(kept, runs, [0, 1])
+    kept["13Bus"]["ppo"]["curves"] = [[[100.0, -6.0], [200.0, -4.9]]]
+    assert table.plot_curves(kept, tmp_path / "gone", tmp_path / "curves.png") and (tmp_path / "curves.png").is_file()
+    assert not table.plot_curves({"34Bus": kept["34Bus"]}, tmp_path / "gone", tmp_path / "none.png")
+    # the oracle's entry: every test day of the seeds' splits played once, each seed's mean from those
+    from vvc_batch.evaluation import split_profiles
+    from vvc_batch.oracle import OracleBudget
+
+    played = []
+
+    def fake_oracle(system, name, days, **kwargs):
+        assert (system, name, kwargs) == ("34Bus", "oracle", {"profiles": "auto"})
+        played.append(list(days))
+        return [-float(d) for d in days]
+
+    monkeypatch.setattr(table, "evaluate_baseline", fake_oracle)
+    oracle = table.oracle_entry("34Bus", 16, [0, 1], "auto")
+    tests = [split_profiles(16, seed)[1] for seed in (0, 1)]
+    assert played == [sorted(set(tests[0]) | set(tests[1]))] and oracle["days"] == len(played[0]) < 16
+    assert oracle["seeds"] == [pytest.approx(-np.mean(t)) for t in tests]
+    assert (oracle["seeds_used"], oracle["budget"]) == ([0, 1], OracleBudget().describe())
     assert "13Bus: PPO closes" not in doc

@@ -162,7 +162,14 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
     cfg = json.loads((run / "config.json").read_text())
     assert (cfg["trainer"], cfg["backend"]) == ("sb3", "opendss")
     args = cmd[3:-2]  # the same command line, in this process
-    assert train.main(args + ["--total-steps", "288", "--out", str(run), "--resume"]) == 0
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        assert train.main(args + ["--total-steps", "288", "--out", str(run), "--resume", "--torch-threads", "1"]) == 0
+        assert torch.get_num_threads() == 1  # the learner's threads
+    finally:
+        torch.set_num_threads(threads)
     norm_run = tmp_path / "runs" / "n"  # standardized observations, MultiDiscrete, evaluated the same way
     assert train.main(args + ["--out", str(norm_run), "--normalize", "--total-steps", "96", "--actions",
                               "discrete"]) == 0
@@ -255,6 +262,10 @@ def test_trainer_and_backend_flags(tmp_path, capsys):
         assert message in capsys.readouterr().err
     assert train.main(["--trainer", "rllib", "--algo", "sac", "--backend", "batched", "--out", str(out)]) == 2
     assert "trains PPO" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(["--torch-threads", "0", "--out", str(tmp_path / "bad")])
+    assert "--torch-threads must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_relative_actions():
