@@ -267,8 +267,7 @@ class Oracle:
             before = best.copy()
             for move in self._orders[order]:
                 cands = move(best[None])[:, 0]
-                rests = np.repeat(np.stack([self._hold(a) for a in cands])[:, None], core.horizon - 1, axis=1)
-                scores = self._rollout(state, cands, rests)
+                scores = self._score(state, cands, core.horizon)  # held to the day's end
                 k = int(np.argmax(scores))
                 best, total = cands[k].copy(), float(scores[k])
             if np.array_equal(best, before):
