@@ -257,8 +257,11 @@ def test_close_idempotent_and_garbage_collected():
 def test_ctrl_c_stops_workers(tmp_path):
     """SIGINT in the parent during stepping ends it promptly, leaving no workers or segments."""
     script = tmp_path / "run.py"
+    # Ctrl-C as in a terminal: a suite started in the background (``cmd &``) leaves SIGINT
+    # ignored in its children, and Python then raises no KeyboardInterrupt at all
     script.write_text(textwrap.dedent("""
-        import sys, numpy as np, vvc_batch
+        import signal, sys, numpy as np, vvc_batch
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         envs = vvc_batch.make_vec("13Bus", num_envs=4, num_workers=2)
         print(" ".join(map(str, envs.worker_pids)), flush=True)
         envs.reset(seed=0)
@@ -272,10 +275,15 @@ def test_ctrl_c_stops_workers(tmp_path):
     """))
     before = shm_segments()
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
-    pids = [int(p) for p in proc.stdout.readline().split()]
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=20)
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:  # it hung: stop it (SIGTERM: it still cleans its workers up)
+            proc.terminate()
+            proc.wait(timeout=30)
     assert proc.returncode == 3 and "interrupted" in out
     deadline = time.monotonic() + 5
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
