@@ -428,7 +428,8 @@ def write_doc(results: dict, budget: dict, args) -> None:
                                                    for k, vs in used.items())
               + " (a run stops at the first whole rollout past its budget).",
               f"Machine: the 2-core development VM ({platform.processor() or platform.machine()}), Python "
-              f"{platform.python_version()}, {args.workers} pool worker{'s' if args.workers != 1 else ''}, {args.num_envs} environments.", "",
+              f"{platform.python_version()}, {args.workers} pool worker{'s' if args.workers != 1 else ''}, "
+              f"{args.num_envs} environments.", "",
               "Learning curves: one line per run (test mean return at each evaluation), kept in the results "
               "file (`curves`) from the run folders in `--runs` (default `runs/table`; each also has its own "
               "`learning_curve.png`). Rows without kept curves whose folders are gone are not drawn"
