@@ -243,20 +243,18 @@ def keep_curves(results: dict, runs: Path, seeds: list[int]) -> bool:
     return added
 
 
-def plot_curves(results: dict, runs: Path, path: Path = CURVES) -> bool:
-    """One panel per system: every agent run's test mean return against env steps, with the
-    oracle, best_fixed and dss baselines; from the run folders in ``runs`` that exist. Returns whether
-    a figure was written."""
+def plot_curves(results: dict, path: Path = CURVES) -> bool:
+    """One panel per system: every agent run's test mean return against env steps (the rows'
+    kept ``curves``, see :func:`keep_curves`), with the oracle, best_fixed and dss baselines.
+    Returns whether a figure was written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     def curves(system: str, algo: str) -> list[np.ndarray]:
-        kept = results[system].get(algo, {}).get("curves")
-        if kept:
-            return [np.array(c, dtype=float).reshape(-1, 2) for c in kept]
-        return [np.array(run_curve(p.parent)).reshape(-1, 2) for p in sorted(runs.glob(f"{algo}_{system}_*/log.csv"))]
+        kept = results[system].get(algo, {}).get("curves") or []
+        return [np.array(c, dtype=float).reshape(-1, 2) for c in kept]
 
     found = {system: {a: curves(system, a) for a in AGENTS} for system in results}
     systems = [s for s in results if any(len(c) for c in found[s].values())]
@@ -360,9 +358,7 @@ def write_doc(results: dict, budget: dict, args) -> None:
                 per_seed = f" (ahead of its own split's best_fixed on {wins} of {len(table[algo]['seeds'])} seeds)"
             verdicts.append(f"- {system}, {algo}: beats {', '.join(beaten) or 'no baseline'}"
                             + (f"; falls short of {', '.join(short)}" if short else "") + per_seed)
-    runs = Path(args.runs)
-    missing = [f"{system} {a}" for system, t in results.items() for a in AGENTS
-               if a in t and not t[a].get("curves") and not any(runs.glob(f"{a}_{system}_*/log.csv"))]
+    missing = [f"{system} {a}" for system, t in results.items() for a in AGENTS if a in t and not t[a].get("curves")]
     used = {system: {a: f"{int(table[a]['env_steps']):,} in {table[a]['wall_s'] / 60:.1f} min"
                      for a in AGENTS if a in table} for system, table in results.items()}
     notes = [f"best_fixed on {system} chooses its setting on {t['best_fixed']['search_profiles']} train profiles (a "
@@ -432,9 +428,10 @@ def write_doc(results: dict, budget: dict, args) -> None:
               f"{args.num_envs} environments.", "",
               "Learning curves: one line per run (test mean return at each evaluation), kept in the results "
               "file (`curves`) from the run folders in `--runs` (default `runs/table`; each also has its own "
-              "`learning_curve.png`). Rows without kept curves whose folders are gone are not drawn"
+              "`learning_curve.png`). Rows without kept curves (their folders gone, or not ending at the row's "
+              "env steps) are not drawn"
               + (": " + ", ".join(missing) + "." if missing else "."), ""]
-    if plot_curves(results, Path(args.runs)) or CURVES.is_file():  # an earlier figure stays
+    if plot_curves(results) or CURVES.is_file():  # an earlier figure stays
         lines.append(f"![learning curves]({CURVES.name})")
     DOC.write_text("\n".join(lines) + "\n")
 

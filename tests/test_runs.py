@@ -393,8 +393,8 @@ def test_results_doc_states_the_headroom_and_where_the_oracle_is_no_ceiling(tmp_
     del kept["13Bus"]["ppo"]["curves"]
     assert not table.keep_curves(kept, runs, [0, 1])
     kept["13Bus"]["ppo"]["curves"] = [[[100.0, -6.0], [200.0, -4.9]]]
-    assert table.plot_curves(kept, tmp_path / "gone", tmp_path / "curves.png") and (tmp_path / "curves.png").is_file()
-    assert not table.plot_curves({"34Bus": kept["34Bus"]}, tmp_path / "gone", tmp_path / "none.png")
+    assert table.plot_curves(kept, tmp_path / "curves.png") and (tmp_path / "curves.png").is_file()
+    assert not table.plot_curves({"34Bus": kept["34Bus"]}, tmp_path / "none.png")
     # the oracle's entry: every test day of the seeds' splits played once, each seed's mean from those
     from vvc_batch.evaluation import split_profiles
     from vvc_batch.oracle import OracleBudget
