@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 import vvc_batch
-from vvc_batch.bench import solve_seconds
+from vvc_batch.bench.cli import solve_seconds
 
 REFERENCE_STEP_MS = {"13Bus": 0.68, "34Bus": 1.48, "123Bus": 2.43, "8500Node": 52.8}
 DEFAULT_STEPS = {"13Bus": 2400, "34Bus": 1200, "123Bus": 960, "8500Node": 96}
@@ -54,7 +54,7 @@ def time_env(env, actions) -> float:
 
 def time_classic(env, actions) -> float:
     """Seconds per step when OpenDSS is driven the way the reference drives it."""
-    from vvc_batch.engine import DssEngine
+    from vvc_batch.power_flow.opendss.engine import DssEngine
 
     core = env.core
     eng = DssEngine(core.engines[0].master, battery_names=core.batteries.names, regulator=core._reg,

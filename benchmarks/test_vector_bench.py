@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import vvc_batch
-from vvc_batch.bench import _action_batches
+from vvc_batch.bench.cli import _action_batches
 
 NUM_ENVS, STEPS = 16, 20
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# the tag of this session's shared-memory segments, inherited by every process it starts
+# (pool workers, Ray's nodes and actors): leak tests look at this session's segments only
+os.environ.setdefault("VVC_BATCH_SEGMENT_TAG", f"test{os.getpid()}")
+# OpenDSS reference solutions (benchmarks/opendss_reference.py) serve the solver's tests too
+sys.path.insert(0, str(REPO / "benchmarks"))
 REFERENCE = REPO.parent / "shared" / "reference"
 
 
@@ -25,6 +31,10 @@ def _data_dir() -> Path:
 
 
 DATA = _data_dir()
+#: the feeders of the tests (vendored and hand-made)
+FEEDERS = Path(__file__).resolve().parent / "feeders"
+#: the hand-made tiny feeder's spec
+TINY_SPEC = FEEDERS / "tiny" / "tiny.json"
 TRACES = REFERENCE / "traces"
 
 

@@ -6,7 +6,7 @@ import os
 import time
 from typing import Callable
 
-from vvc_batch.shared_buffers import SEGMENT_PREFIX
+from vvc_batch.vector.shared_buffers import segment_prefix
 
 
 def alive(pid: int) -> bool:
@@ -27,6 +27,9 @@ def wait_until(cond: Callable[[], bool], timeout: float = 30.0, poll: float = 0.
         time.sleep(poll)
 
 
-def shm_segments(prefixes: tuple[str, ...] = (SEGMENT_PREFIX,)) -> set[str]:
-    """Names in /dev/shm that start with one of ``prefixes`` (default: vvc_batch's)."""
-    return {n for n in os.listdir("/dev/shm") if n.startswith(prefixes)}
+def shm_segments() -> set[str]:
+    """The segments in /dev/shm that this test session created (their names carry its tag,
+    which conftest sets for this process and every process it starts, Ray's included):
+    other jobs on the machine cannot change what a leak test sees."""
+    prefix = segment_prefix()
+    return {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}

@@ -87,3 +87,21 @@ class UnsupportedElementError(VVCError, ValueError):
 
     def __reduce__(self):
         return type(self), (self.args[0], self.element)
+
+__all__ = [
+    "ClosedError",
+    "DataNotFoundError",
+    "EngineError",
+    "EpisodeEndedError",
+    "FetchError",
+    "InvalidActionError",
+    "RayConnectionError",
+    "ResetNeededError",
+    "RewardFunctionError",
+    "SpecError",
+    "UnknownSystemError",
+    "UnsupportedElementError",
+    "VVCError",
+    "WorkerDiedError",
+    "WorkerError",
+]

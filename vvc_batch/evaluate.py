@@ -22,10 +22,10 @@ import sys
 from pathlib import Path
 
 import vvc_batch
-from vvc_batch.evaluation import BASELINES, evaluate_baseline, split_profiles, summary
-from vvc_batch.power_flow import BACKENDS
-from vvc_batch.profiles import PROFILE_SOURCES
-from vvc_batch.runs import EVAL_ENVS, Run, RunFolderError
+from vvc_batch.training.evaluation import BASELINES, evaluate_baseline, split_profiles, summary
+from vvc_batch.power_flow.interface import BACKENDS
+from vvc_batch.systems.profiles import PROFILE_SOURCES
+from vvc_batch.training.runs import EVAL_ENVS, Run, RunFolderError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
     return 0
+
+__all__ = ["main"]
 
 
 if __name__ == "__main__":

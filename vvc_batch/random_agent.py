@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 import vvc_batch
-from vvc_batch.evaluation import episode_return, split_profiles
-from vvc_batch.spaces import flat_action
+from vvc_batch.training.evaluation import episode_return, split_profiles
+from vvc_batch.env.spaces import flat_action
 
 MODES = ("single", "parallel", "episodic", "dss")
 ALIASES = {"parallele": "parallel"}
@@ -141,7 +141,7 @@ def run_dss(args) -> None:
 
 
 def _plots(args, env, profile) -> None:
-    from vvc_batch import plot
+    from vvc_batch.viz import plot
 
     out = Path("random_agent_plots")
     traj = plot.episode_gif(env, "random", out / f"{args.env_name}_episode.gif", profile=profile, seed=args.seed,
@@ -168,6 +168,17 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+__all__ = [
+    "ALIASES",
+    "MODES",
+    "main",
+    "parse_args",
+    "run_dss",
+    "run_episodic",
+    "run_parallel",
+    "run_single",
+]
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import registry
 
-from vvc_batch.systems import NAMESPACE, parse_env_name, strip_env_id, valid_env_names
+from vvc_batch.systems.specs import NAMESPACE, parse_env_name, strip_env_id, valid_env_names
 
-ENTRY_POINT = "vvc_batch.env:VVCEnv"
+ENTRY_POINT = "vvc_batch.env.single_env:VVCEnv"
 VECTOR_ENTRY_POINT = "vvc_batch.registration:vector_engine"
 
 
@@ -44,21 +44,21 @@ def _register(name: str) -> str:
 
 def vector_engine(env_name: str = "13Bus", num_envs: int = 1, *, action_scale: float | None = None,
                   **kwargs: Any):
-    """Every id's ``vector_entry_point``: a :class:`~vvc_batch.vector_env.VVCVectorEnv` of
+    """Every id's ``vector_entry_point``: a :class:`~vvc_batch.vector.vector_env.VVCVectorEnv` of
     ``num_envs`` environments (keyword arguments as there); with ``action_scale`` (> 0) it
     acts on ``Box(-1 / action_scale, 1 / action_scale)`` per device instead
-    (:class:`~vvc_batch.wrappers.VectorContinuousActions`), e.g.
+    (:class:`~vvc_batch.env.wrappers.VectorContinuousActions`), e.g.
     ``gymnasium.make_vec("vvc_batch/13Bus-v0", 8, vectorization_mode="vector_entry_point",
     action_scale=0.135)``: an env runner on a remote node builds that from its ``env_config``.
 
     Raises:
         ValueError: ``action_scale`` not a finite number > 0 (the engine is not started).
     """
-    from vvc_batch.vector_env import VVCVectorEnv
+    from vvc_batch.vector.vector_env import VVCVectorEnv
 
     if action_scale is None:
         return VVCVectorEnv(env_name, num_envs, **kwargs)
-    from vvc_batch.wrappers import VectorContinuousActions
+    from vvc_batch.env.wrappers import VectorContinuousActions
 
     scale = float(action_scale)
     if not (np.isfinite(scale) and scale > 0):
@@ -98,8 +98,8 @@ def make_vec(name: str, num_envs: int = 1, num_workers: int | None = None, dss_m
     """The vector engine: ``num_envs`` environments on ``num_workers`` processes (default: one
     per core), the same as ``gymnasium.make_vec("vvc_batch/<name>-v0", num_envs, ...)``.
     ``name`` is an environment name or a full id (a registered user feeder too).
-    See :class:`vvc_batch.vector_env.VVCVectorEnv` for the keyword arguments."""
-    from vvc_batch.vector_env import VVCVectorEnv
+    See :class:`vvc_batch.vector.vector_env.VVCVectorEnv` for the keyword arguments."""
+    from vvc_batch.vector.vector_env import VVCVectorEnv
 
     registered = dict(registry[gym_id(name)].kwargs)
     registered.update(kwargs)
@@ -110,7 +110,7 @@ def make(name: str, **kwargs: Any) -> gym.Env:
     """``gymnasium.make("vvc_batch/<name>-v0", **kwargs)`` for any valid name (any scale) or
     full id (``"vvc_batch/13Bus-v0"``, a registered user feeder too).
 
-    Keyword arguments go to :class:`vvc_batch.env.VVCEnv` (``data_dir``, ``dss_mode``,
+    Keyword arguments go to :class:`vvc_batch.env.single_env.VVCEnv` (``data_dir``, ``dss_mode``,
     ``solver_tolerance``, ``solver_options``, ``max_iterations``, ``reward_fn``) or to
     gymnasium.make.
 
@@ -123,13 +123,13 @@ def make(name: str, **kwargs: Any) -> gym.Env:
 def make_from_spec(spec: Any, *, continuous_battery: bool = False, soc_penalty: bool = False, scale: float = 1.0,
                    **kwargs: Any) -> gym.Env:
     """An environment of a user's feeder (spec: a JSON file path or a mapping; see
-    :mod:`vvc_batch.feeder_spec`). Keyword arguments as for :class:`vvc_batch.env.VVCEnv`.
+    :mod:`vvc_batch.systems.feeder_spec`). Keyword arguments as for :class:`vvc_batch.env.single_env.VVCEnv`.
 
     Raises:
         SpecError: a malformed spec entry, or one that does not fit the circuit.
         DataNotFoundError: a missing spec or circuit file.
     """
-    from vvc_batch.env import VVCEnv
+    from vvc_batch.env.single_env import VVCEnv
 
     return VVCEnv(spec=spec, continuous_battery=continuous_battery, soc_penalty=soc_penalty, scale=scale, **kwargs)
 
@@ -138,7 +138,7 @@ def register(name: str, spec: Any, *, continuous_battery: bool = False, soc_pena
              scale: float = 1.0) -> str:
     """Register a user's feeder with gymnasium as ``vvc_batch/<name>-v0`` (also for
     ``gymnasium.make_vec``); returns the id. The spec is checked now."""
-    from vvc_batch.feeder_spec import load_spec
+    from vvc_batch.systems.feeder_spec import load_spec
 
     system = load_spec(spec)
     kwargs = {"spec": dict(system.raw), "continuous_battery": continuous_battery, "soc_penalty": soc_penalty,
@@ -149,3 +149,17 @@ def register(name: str, spec: Any, *, continuous_battery: bool = False, soc_pena
     gym.register(id=gid, entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT, kwargs=kwargs,
                  max_episode_steps=system.horizon)
     return gid
+
+__all__ = [
+    "ENTRY_POINT",
+    "REGISTERED_SCALES",
+    "VECTOR_ENTRY_POINT",
+    "env_id",
+    "gym_id",
+    "make",
+    "make_from_spec",
+    "make_vec",
+    "register",
+    "register_all",
+    "vector_engine",
+]

@@ -1,0 +1,606 @@
+"""The batched core: K Volt-Var control environments of one system in one process.
+
+Each environment keeps its own state (step in the episode, profile slot, capacitor states,
+tap numbers, battery energy) as rows of arrays, and its circuit is solved by a power-flow
+backend (:mod:`vvc_batch.power_flow.interface`): one OpenDSS engine per environment, or one batched
+solver for all K. The load multipliers of all episodes live in one numpy array that the
+backend reads in place. Steps take arrays for K environments and write observations,
+rewards and info values into preallocated arrays (which a worker pool may place in shared
+memory); the semantics (battery projection, energy, device changes, reward, observation)
+are array operations over the batch, with the reference's arithmetic operation for
+operation, so that results do not depend on the batch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from vvc_batch.env.battery import BatteryBank
+from vvc_batch.errors import (
+    ClosedError,
+    DataNotFoundError,
+    EpisodeEndedError,
+    InvalidActionError,
+    ResetNeededError,
+    RewardFunctionError,
+)
+from vvc_batch.power_flow.interface import SolverSettings, check_backend
+from vvc_batch.systems.profiles import select_profiles
+from vvc_batch.env.reset_options import check_drawable, profile_entry
+from vvc_batch.env.reward import (
+    INFO_KEYS,
+    RewardInputs,
+    apply_reward_fn,
+    control_rewards,
+    loss_ratios,
+    total_reward,
+    voltage_reward,
+)
+from vvc_batch.env.spaces import ActionChecker, DeviceCounts, ObservationLayout, action_space
+from vvc_batch.systems.specs import EnvConfig, circuit_source, parse_env_name
+
+#: info entries of every step, besides the reward components in ``INFO_KEYS``
+STEP_INFO_KEYS = INFO_KEYS + ("converged", "hour", "profile")
+# the step counter of an environment whose last step failed in the user's reward_fn
+_FAILED = -2
+
+
+def _sum_columns(x: np.ndarray) -> np.ndarray:
+    """Row sums of (n, m) adding the columns left to right, as Python's ``sum`` adds a
+    list (numpy's pairwise reduction rounds differently beyond 8 terms)."""
+    if x.shape[1] == 0:
+        return np.zeros(x.shape[0])
+    acc = x[:, 0].copy()
+    for j in range(1, x.shape[1]):
+        acc += x[:, j]
+    return acc
+
+
+@dataclass(frozen=True)
+class EnvState:
+    """One environment's complete state (see :meth:`VVCBatch.get_state`), picklable.
+
+    Attributes:
+        env, backend, dss_mode: what it is a state of.
+        t: hours played in the episode; profile_id: the episode index (-1: an array);
+            profile: the day's multipliers (horizon, n_loads) when not an episode of the
+            system.
+        caps, taps, kwh, bat_kw, v: device settings, stored energy (kWh), battery power
+            drawn (kW) and node voltages (pu) after the last step.
+        obs, reward, terminated, truncated, info: the last step's outputs.
+        solver: the batched solver's warm start of this environment (batched backend).
+        history: the actions since reset (OpenDSS backend, replayed on restore).
+        rng: the state of the environment's generator (set by the environments, which own
+            it; the core has none).
+    """
+
+    env: str
+    backend: str
+    dss_mode: bool
+    t: int
+    profile_id: int
+    profile: np.ndarray | None
+    caps: np.ndarray
+    taps: np.ndarray
+    kwh: np.ndarray
+    bat_kw: np.ndarray
+    v: np.ndarray
+    obs: np.ndarray
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict
+    solver: Any = None
+    history: np.ndarray | None = None
+    rng: dict | None = None
+
+
+@dataclass
+class StepBuffers:
+    """Output arrays of a batch of K environments (any may live in shared memory)."""
+
+    obs: np.ndarray  # (K, D) float32
+    reward: np.ndarray  # (K,) float64
+    terminated: np.ndarray  # (K,) bool
+    truncated: np.ndarray  # (K,) bool
+    info: dict[str, np.ndarray]  # STEP_INFO_KEYS -> (K,)
+
+    @classmethod
+    def allocate(cls, num_envs: int, obs_dim: int) -> "StepBuffers":
+        """Plain numpy buffers."""
+        info = {k: np.zeros(num_envs, dtype=np.float64) for k in INFO_KEYS}
+        info["converged"] = np.ones(num_envs, dtype=bool)
+        info["hour"] = np.zeros(num_envs, dtype=np.int64)
+        info["profile"] = np.full(num_envs, -1, dtype=np.int64)
+        return cls(
+            obs=np.zeros((num_envs, obs_dim), dtype=np.float32),
+            reward=np.zeros(num_envs, dtype=np.float64),
+            terminated=np.zeros(num_envs, dtype=bool),
+            truncated=np.zeros(num_envs, dtype=bool),
+            info=info,
+        )
+
+
+class VVCBatch:
+    """K environments of one Volt-Var control system on one power-flow backend.
+
+    Args:
+        env: environment name (``123Bus_soc_s1.5``) or a parsed :class:`EnvConfig`.
+        num_envs: K, the number of environments.
+        data_dir: folder holding the system folders (default: ``$VVC_BATCH_DATA``).
+        dss_mode: OpenDSS's RegControls/CapControls act; actions are ignored, batteries idle.
+        backend: ``"opendss"`` (one OpenDSS engine per environment, exact to the
+            reference) or ``"batched"`` (one solver for all K; see
+            :mod:`vvc_batch.power_flow.batched`).
+        solver: tolerance, iterations and OpenDSS options (:class:`SolverSettings`).
+        profiles: where episodes come from: ``"auto"`` (default: the data directory's
+            load-shape files if present, else the built-in generator), ``"powergym"`` (the
+            load-shape files; an error if absent), ``"synthetic"`` (the built-in generator,
+            see :mod:`vvc_batch.systems.synthetic_profiles`), or an array (episodes, horizon,
+            n_loads) of multipliers in ``load_names`` column order, used as given.
+            ``_s<scale>`` multiplies the load-shape and synthetic multipliers.
+        profile_seed: seed of the built-in generator.
+        profile_pool: the episode indices a reset without a profile draws from (a train
+            split; default: all).
+        buffers: output arrays to write into (default: newly allocated).
+        reward_fn: a user's reward, ``reward_fn(RewardInputs) -> (K,)`` (see
+            :class:`~vvc_batch.env.reward.RewardInputs`); None: PowerGym's.
+        env_offset: index of environment 0 in the vector env (for ``RewardInputs.env_ids``
+            and messages).
+
+    Raises:
+        UnknownSystemError: unknown environment name.
+        DataNotFoundError: missing data directory, master file or battery file.
+        ValueError: an unknown backend, or the batched backend in dss mode.
+    """
+
+    def __init__(
+        self,
+        env: str | EnvConfig,
+        num_envs: int = 1,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        dss_mode: bool = False,
+        backend: str = "opendss",
+        solver: SolverSettings | None = None,
+        profiles: np.ndarray | str | None = None,
+        profile_pool: Sequence[int] | None = None,
+        profile_seed: int = 0,
+        buffers: StepBuffers | None = None,
+        reward_fn: Callable[[RewardInputs], Any] | None = None,
+        env_offset: int = 0,
+    ) -> None:
+        self.config = cfg = parse_env_name(env) if isinstance(env, str) else env
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        self.num_envs = K = int(num_envs)
+        self.dss_mode = bool(dss_mode)
+        self.backend_name = check_backend(backend, self.dss_mode)
+        self.solver = solver = SolverSettings() if solver is None else solver
+        if reward_fn is not None and not callable(reward_fn):
+            raise TypeError(f"reward_fn must be callable, got {type(reward_fn).__name__}")
+        self.reward_fn = reward_fn
+        self.env_offset = int(env_offset)
+        spec = cfg.system
+        self.horizon = H = spec.horizon
+        self.step_hours = spec.step_hours
+        self.source = src = circuit_source(spec, data_dir)
+        if src.kind == "data" and src.battery_file.is_file():  # the reference's ratings file
+            bank = BatteryBank.from_csv(src.battery_file, levels=spec.battery_levels)
+        elif src.batteries or src.kind == "custom":
+            bank = BatteryBank.from_records(src.batteries, levels=spec.battery_levels)
+        else:
+            raise DataNotFoundError(
+                f"battery file of system {spec.name!r} not found: {str(src.battery_file)!r}"
+            )
+        self.batteries = bank
+        circuit = dict(master=src.master, battery_names=bank.names, regulator=spec.regulator, horizon=H,
+                       battery_defs=src.batteries, capacitors=spec.capacitors, regulators=spec.regulators)
+        if self.backend_name == "opendss":
+            from vvc_batch.power_flow.opendss.backend import OpenDSSBackend
+
+            self.backend = OpenDSSBackend(num_envs=K, settings=solver, controls=self.dss_mode, **circuit)
+        else:
+            from vvc_batch.power_flow.batched.backend import BatchedBackend
+
+            self.backend = BatchedBackend(num_envs=K, settings=solver, **circuit)
+        self._closed = False
+        try:
+            self._setup(cfg, K, H, bank, profiles, profile_seed, profile_pool, buffers)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, cfg, K, H, bank, profiles, profile_seed, profile_pool, buffers) -> None:
+        spec, src = cfg.system, self.source
+        lay = self.backend.layout
+        self.layout = lay
+        self.counts = DeviceCounts(
+            capacitors=len(lay.capacitor_names),
+            regulators=len(lay.regulator_names),
+            batteries=bank.n,
+            reg_levels=spec.regulator.num_taps + 1,
+            bat_levels=spec.battery_levels,
+        )
+        self.profiles, self.profile_source = select_profiles(
+            profiles, load_names=lay.load_names, horizon=H, scale=cfg.scale, loadshape_dir=src.loadshape_dir,
+            spec_default=spec.profiles, seed=profile_seed,
+        )
+        self.num_profiles = E = self.profiles.shape[0]
+        pool = np.arange(E) if profile_pool is None else np.asarray(profile_pool, dtype=np.int64).reshape(-1)
+        if profile_pool is not None and (pool.size == 0 or pool.min() < 0 or pool.max() >= E):
+            raise ValueError(f"profile_pool must hold episode indices in 0..{E - 1}, got {list(profile_pool)}")
+        self.profile_pool = pool
+        # slots 0..E-1: the system's episodes; slot E+k: environment k's own profile
+        L = len(lay.load_names)
+        self.load_mult = np.ones(((E + K) * H, L), dtype=np.float64)
+        self.load_mult[: E * H] = self.profiles.reshape(E * H, L)
+        self.backend.attach_profiles(self.load_mult)
+
+        self.obs_layout = obs = ObservationLayout(
+            node_names=lay.node_names, capacitor_names=lay.capacitor_names, regulator_names=lay.regulator_names,
+            battery_names=bank.names, reg_levels=self.counts.reg_levels, bat_levels=self.counts.bat_levels,
+        )
+        self.node_names = lay.node_names
+        self.num_nodes = obs.num_nodes
+        C, R, B = self.counts.capacitors, self.counts.regulators, bank.n
+        self.obs_names = obs.names
+        self.obs_dim = D = obs.dim
+        self.single_action_space = action_space(self.counts, cfg.continuous_battery)
+        self.single_observation_space = obs.space()
+        self.checker = ActionChecker(self.counts, cfg.continuous_battery)
+        self.weights = cfg.weights
+        self.buffers = buffers if buffers is not None else StepBuffers.allocate(K, D)
+        if self.buffers.obs.shape != (K, D):
+            raise ValueError(f"buffers.obs must have shape {(K, D)}, got {self.buffers.obs.shape}")
+
+        # ---- per-environment state, one row per environment
+        reg = spec.regulator
+        self._reg = reg
+        self.t = np.full(K, -1, dtype=np.int64)  # steps taken; -1 = never reset
+        self.slot = np.zeros(K, dtype=np.int64)
+        self.profile_id = np.full(K, -1, dtype=np.int64)
+        # the circuit's own capacitor states and the spec's reset tap are the reset settings
+        self._cap0 = self.backend.initial_capacitor_states().astype(np.float64)
+        self._tap0 = np.full(R, float(reg.reset_tap_number))
+        self._ratio0 = reg.ratio(self._tap0)
+        # the reference resets energy as soc * capacity
+        self._soc0 = np.asarray(bank.initial_soc, dtype=np.float64)
+        self._kwh0 = self._soc0 * np.asarray(bank.max_kwh, dtype=np.float64)
+        self.caps = np.tile(self._cap0, (K, 1))  # capacitor states, 0 open / 1 closed
+        self.taps = np.tile(self._tap0, (K, 1))  # regulator tap numbers
+        self.tap_ratio = np.tile(self._ratio0, (K, 1))  # regulator tap ratios, pu
+        self.kwh = np.tile(self._kwh0, (K, 1))  # stored energy of every battery, kWh
+        self.bat_kw = np.zeros((K, B))  # power drawn by each battery at the last solve, kW
+        self.v = np.zeros((K, self.num_nodes))  # node voltage magnitudes at the last solve, pu
+        # the actions since each environment's reset (OpenDSS backend: snapshots replay them)
+        self._history = np.zeros((K, H, self.counts.action_size)) if self.backend_name == "opendss" else None
+        self._max_kwh = np.asarray(bank.max_kwh, dtype=np.float64)
+        self._inv_max_kw = 1.0 / np.asarray(bank.max_kw, dtype=np.float64)
+        self._all = slice(None)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def load_names(self) -> tuple[str, ...]:
+        """Lower-case OpenDSS load names: the column order of a profile array."""
+        return self.layout.load_names
+
+    @property
+    def reset_capacitors(self) -> np.ndarray:
+        """Capacitor states at reset (the circuit's own), 0 open / 1 closed."""
+        return self._cap0.copy()
+
+    @property
+    def engines(self) -> list:
+        """The OpenDSS engines of the backend (one per environment on ``"opendss"``; the one
+        the batched backend read its model from)."""
+        return self.backend.engines
+
+    def _resolve_profile(self, k: int, profile: Any, rng: np.random.Generator | None) -> tuple[int, int, np.ndarray | None]:
+        """(slot, profile id, array to write or None) for environment ``k``. Without a
+        profile one is drawn from the profile pool; a system without episodes replays the
+        environment's own last profile array (an autoreset)."""
+        E, H, L = self.num_profiles, self.horizon, len(self.layout.load_names)
+        if profile is None:
+            if E == 0:
+                if self.slot[k] == E + k and self.t[k] != -1:
+                    return E + k, -1, None
+                check_drawable([None], 0, self.config.system.name, H, L, [k])
+            pool = self.profile_pool
+            idx = int(pool[rng.integers(len(pool))]) if rng is not None else int(pool[0])
+            return idx, idx, None
+        entry = profile_entry(profile, E, H, L, k if self.num_envs > 1 else None)
+        if isinstance(entry, int):
+            return entry, entry, None
+        return E + k, -1, entry
+
+    def _place_profiles(self, ids: list[int], profiles: Sequence[Any], rngs: Sequence[Any]) -> None:
+        """Give environments ``ids`` their days (resolved and checked before any is changed)."""
+        plans = [self._resolve_profile(k, p, r) for k, p, r in zip(ids, profiles, rngs)]
+        H = self.horizon
+        for k, (slot, pid, arr) in zip(ids, plans):
+            if arr is not None:
+                self.load_mult[slot * H : (slot + 1) * H] = arr
+            self.slot[k], self.profile_id[k] = slot, pid
+
+    def _selection(self, env_ids) -> tuple[Any, np.ndarray]:
+        if self._closed:
+            raise ClosedError("this environment has been closed; make a new one")
+        if env_ids is None:
+            return self._all, np.arange(self.num_envs)
+        ids = np.asarray(env_ids, dtype=np.int64).reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_envs):
+            raise IndexError(f"environment indices must lie in 0..{self.num_envs - 1}, got {ids.tolist()}")
+        return ids, ids
+
+    def _write_obs(self, sel: Any, v: np.ndarray, caps: np.ndarray, taps: np.ndarray, soc: np.ndarray,
+                   drawn: np.ndarray) -> None:
+        """Observation rows: voltages, capacitor states, tap numbers, [soc, -(kW drawn)/max_kw]."""
+        lay, obs = self.obs_layout, self.buffers.obs
+        obs[sel, lay.voltages] = v
+        obs[sel, lay.capacitors] = caps
+        obs[sel, lay.regulators] = taps
+        obs[sel, lay.soc] = soc
+        obs[sel, lay.battery_power] = -drawn * self._inv_max_kw
+
+    def invalidate_engine_state(self, k: int) -> None:
+        """Forget what environment ``k``'s engine holds, so that the next step writes every
+        device setting (call after changing that engine directly; OpenDSS backend)."""
+        self.backend.forget(k)
+
+    # ------------------------------------------------------------------ reset
+    def reset(
+        self,
+        env_ids: Sequence[int] | np.ndarray | None = None,
+        profiles: Sequence[Any] | None = None,
+        rngs: Sequence[np.random.Generator | None] | None = None,
+    ) -> np.ndarray:
+        """Start new episodes; returns the observations (len(env_ids), D) (also in ``buffers``).
+
+        Args:
+            env_ids: environments to reset (default: all).
+            profiles: per environment, ``None`` (drawn with ``rngs``, or profile 0), an episode
+                index, or a (horizon, n_loads) array of load multipliers used as given.
+            rngs: per environment, the generator that draws a profile when none is given.
+        """
+        sel, ids = self._selection(env_ids)
+        n = len(ids)
+        profiles = [None] * n if profiles is None else list(profiles)
+        rngs = [None] * n if rngs is None else list(rngs)
+        if len(profiles) != n or len(rngs) != n:
+            raise ValueError(f"reset got {n} environments but {len(profiles)} profiles and {len(rngs)} rngs")
+        self._place_profiles(ids.tolist(), profiles, rngs)
+        H = self.horizon
+        self.t[sel] = 0
+        self.caps[sel], self.taps[sel], self.tap_ratio[sel], self.kwh[sel] = self._cap0, self._tap0, self._ratio0, \
+            self._kwh0
+        caps = self.caps[sel]
+        zero = np.zeros((n, self.batteries.n))
+        # the reset solution is at the hour that maps to the profile's last row
+        res = self.backend.solve(ids, self.slot[sel] * H + H - 1, caps, self.taps[sel], zero, zero, cold=True)
+        self.bat_kw[sel], self.v[sel] = res.battery_kw, res.v_pu
+        self._write_obs(sel, res.v_pu, caps, self.taps[sel], self.kwh[sel] / self._max_kwh, res.battery_kw)
+        buf = self.buffers
+        info = buf.info
+        for key in INFO_KEYS:
+            info[key][sel] = 0.0
+        info["converged"][sel] = res.converged
+        info["hour"][sel] = 0
+        info["profile"][sel] = self.profile_id[sel]
+        buf.reward[sel] = 0.0
+        buf.terminated[sel] = False
+        buf.truncated[sel] = False
+        return buf.obs[sel]
+
+    # ------------------------------------------------------------------ step
+    def step(self, actions: np.ndarray | None, env_ids: Sequence[int] | np.ndarray | None = None) -> StepBuffers:
+        """Advance environments ``env_ids`` (default: all) by one hour.
+
+        Args:
+            actions: validated (len(env_ids), A) array (see :class:`ActionChecker`);
+                ignored (may be ``None``) in dss mode.
+
+        Returns:
+            the output buffers, rows ``env_ids`` updated.
+
+        Raises:
+            ResetNeededError / EpisodeEndedError: an environment was never reset or has ended.
+            RewardFunctionError: the user's reward function failed (these environments then
+                need a reset).
+        """
+        sel, ids = self._selection(env_ids)
+        t = self.t[sel]
+        H = self.horizon
+        if t.min() < 0 or t.max() >= H:
+            i = int(np.flatnonzero((t < 0) | (t >= H))[0])
+            k = int(ids[i])
+            if t[i] == _FAILED:
+                raise ResetNeededError(
+                    f"environment {k}'s last step failed in its reward_fn; reset it before stepping again")
+            if t[i] < 0:
+                raise ResetNeededError(f"environment {k} must be reset before step")
+            raise EpisodeEndedError(
+                f"environment {k} finished its {H}-step episode (truncated=True was "
+                f"returned); call reset before stepping again"
+            )
+        n = len(ids)
+        C, R, B = self.counts.capacitors, self.counts.regulators, self.batteries.n
+        bank, hours, dss, reg = self.batteries, self.step_hours, self.dss_mode, self._reg
+        prev_caps, prev_taps, kwh = self.caps[sel], self.taps[sel], self.kwh[sel]
+        if dss:
+            kw = np.zeros((n, B))
+            caps, taps = prev_caps, prev_taps
+        else:
+            if actions is None:
+                raise InvalidActionError("step(None) is only allowed in dss mode; pass an action")
+            acts = np.asarray(actions, dtype=np.float64)
+            caps, taps = acts[:, :C], acts[:, C:C + R]
+            if self.config.continuous_battery:
+                kw = bank.project_continuous(acts[:, C + R:], kwh, hours)
+            else:
+                kw = bank.project_discrete(acts[:, C + R:], kwh, hours)
+            ratios = reg.min_tap + taps * reg.tap_step
+        t_new = t + 1
+        res = self.backend.solve(ids, self.slot[sel] * H + t, caps, taps, kw, bank.kvar(kw), controls=dss)
+        if dss:
+            caps, ratios = self.backend.device_states(ids)
+            taps = np.rint((ratios - reg.min_tap) / reg.tap_step)
+        drawn = res.battery_kw
+        new_kwh = bank.update_energy(kwh, drawn, hours)
+        soc = new_kwh / self._max_kwh
+        # per environment: the sums in the reference's order, then the averages over devices
+        cap_change = _sum_columns(np.abs(caps - prev_caps))
+        tap_change = _sum_columns(np.abs(taps - prev_taps))
+        dis = _sum_columns(np.where(kw > 0.0, kw * self._inv_max_kw, 0.0))
+        soc_err = _sum_columns(np.abs(soc - self._soc0))
+        last = t_new >= H
+        ctrl = control_rewards(self.weights, cap_change, tap_change, dis, soc_err, last)
+        ratio = loss_ratios(res.loss_kw, res.source_kw)
+        v = res.v_pu
+        vol = voltage_reward(v, self.layout.bus_start)
+        reward = total_reward(self.weights, ratio, vol, ctrl)
+        if self.reward_fn is not None:
+            inputs = RewardInputs(
+                env_ids=ids + self.env_offset, voltages=v.copy(), bus_start=np.asarray(self.layout.bus_start),
+                power_loss_ratio=ratio, loss_kw=res.loss_kw, source_kw=res.source_kw,
+                cap_change=np.abs(caps - prev_caps), tap_change=np.abs(taps - prev_taps), battery_kw=kw.copy(),
+                soc=soc.copy(), initial_soc=self._soc0.copy(), hour=t_new.copy(), last_step=last,
+                reward=reward.copy(),
+            )
+            try:
+                reward = apply_reward_fn(self.reward_fn, inputs)
+            except RewardFunctionError:
+                self.t[sel] = _FAILED
+                raise
+        # the new state, and the outputs in bulk
+        if self._history is not None and not dss:
+            self._history[ids, t] = acts  # before t moves on: t may be a view of self.t
+        self.t[sel] = t_new
+        self.caps[sel], self.taps[sel], self.tap_ratio[sel], self.kwh[sel] = caps, taps, ratios, new_kwh
+        self.bat_kw[sel], self.v[sel] = drawn, v
+        self._write_obs(sel, v, caps, taps, soc, drawn)
+        nC, nR, nB = C or 1, R or 1, B or 1
+        buf = self.buffers
+        info = buf.info
+        info["converged"][sel] = res.converged
+        info["power_loss_ratio"][sel] = ratio
+        info["vol_reward"][sel] = vol
+        info["ctrl_reward"][sel] = ctrl
+        info["av_cap_err"][sel] = cap_change / nC
+        info["av_reg_err"][sel] = tap_change / nR
+        info["av_dis_err"][sel] = dis / nB
+        info["av_soc_err"][sel] = soc_err / nB
+        info["av_soc"][sel] = _sum_columns(soc) / nB
+        info["hour"][sel] = t_new
+        info["profile"][sel] = self.profile_id[sel]
+        buf.reward[sel] = reward
+        buf.terminated[sel] = False
+        buf.truncated[sel] = last
+        return buf
+
+    # ------------------------------------------------------------------ snapshots
+    def get_state(self, k: int) -> EnvState:
+        """Environment ``k``'s complete state (a picklable :class:`EnvState`): hour, profile,
+        device settings, stored energy, the last outputs, and what the backend keeps
+        (the batched solver's warm start; on the OpenDSS backend the actions since reset).
+
+        Raises:
+            ResetNeededError: the environment was never reset, or its last step failed.
+        """
+        self._selection([k])
+        t = int(self.t[k])
+        if t < 0:
+            raise ResetNeededError(f"environment {k} has no state to save: reset it first")
+        H, E = self.horizon, self.num_profiles
+        own = int(self.slot[k]) >= E
+        buf = self.buffers
+        return EnvState(
+            env=self.config.name, backend=self.backend_name, dss_mode=self.dss_mode, t=t,
+            profile_id=int(self.profile_id[k]),
+            profile=self.load_mult[int(self.slot[k]) * H:(int(self.slot[k]) + 1) * H].copy() if own else None,
+            caps=self.caps[k].copy(), taps=self.taps[k].copy(), kwh=self.kwh[k].copy(),
+            bat_kw=self.bat_kw[k].copy(), v=self.v[k].copy(), obs=buf.obs[k].copy(),
+            reward=float(buf.reward[k]), terminated=bool(buf.terminated[k]), truncated=bool(buf.truncated[k]),
+            info={key: arr[k].item() for key, arr in buf.info.items()},
+            solver=self.backend.solver.slot_state(k) if self.backend_name == "batched" else None,
+            history=None if self._history is None or self.dss_mode else self._history[k, :t].copy(),
+        )
+
+    def set_state(self, k: int, state: EnvState) -> None:
+        """Put environment ``k`` in ``state`` (from :meth:`get_state` of any environment of
+        the same system, backend and mode): what follows is exactly what followed the saved
+        state. The batched backend copies the state in; the OpenDSS backend replays the
+        saved day from its reset (resets are history-free, so the engine ends in the same
+        state bit for bit), which costs one solve per hour already played.
+
+        Raises:
+            ValueError: a state of another system, backend or mode.
+            EngineError: the replay did not reproduce the saved observation.
+        """
+        self._selection([k])
+        if not isinstance(state, EnvState):
+            raise ValueError(f"state must be an EnvState (from get_state), got {type(state).__name__}")
+        mine = (self.config.name, self.backend_name, self.dss_mode)
+        if (state.env, state.backend, state.dss_mode) != mine:
+            raise ValueError(
+                f"a state of {state.env} (backend {state.backend!r}, dss_mode={state.dss_mode}) cannot be put in "
+                f"an environment of {mine[0]} (backend {mine[1]!r}, dss_mode={mine[2]})"
+            )
+        profile = state.profile if state.profile is not None else state.profile_id
+        if self.backend_name == "opendss":
+            self._replay(k, state, profile)
+        else:
+            self._place_profiles([k], [profile], [None])
+            self.t[k] = state.t
+            self.caps[k], self.taps[k], self.kwh[k] = state.caps, state.taps, state.kwh
+            self.tap_ratio[k] = self._reg.min_tap + state.taps * self._reg.tap_step
+            self.bat_kw[k], self.v[k] = state.bat_kw, state.v
+            self.backend.solver.set_slot_state(k, state.solver)
+        buf = self.buffers
+        buf.obs[k] = state.obs
+        buf.reward[k], buf.terminated[k], buf.truncated[k] = state.reward, state.terminated, state.truncated
+        for key, value in state.info.items():
+            buf.info[key][k] = value
+
+    def _replay(self, k: int, state: EnvState, profile: Any) -> None:
+        """The OpenDSS backend's restore: reset to the saved day, play the saved actions."""
+        from vvc_batch.errors import EngineError
+
+        user, self.reward_fn = self.reward_fn, None  # the user's reward is not asked again
+        try:
+            self.reset([k], [profile])
+            for t in range(state.t):
+                self.step(None if self.dss_mode else state.history[t][None], env_ids=[k])
+        finally:
+            self.reward_fn = user
+        if not np.array_equal(self.buffers.obs[k], state.obs) or not np.array_equal(self.kwh[k], state.kwh):
+            raise EngineError(f"replaying the saved day of environment {k} did not reproduce its state")
+
+    # ------------------------------------------------------------------ misc
+    def info_of(self, k: int) -> dict[str, Any]:
+        """The info values of environment ``k`` as plain Python numbers."""
+        return {key: arr.item(k) for key, arr in self.buffers.info.items()}
+
+    def close(self) -> None:
+        """Release the backend (idempotent); later calls raise :class:`ClosedError`."""
+        self._closed = True
+        self.backend.close()
+
+    def describe(self) -> Mapping[str, Any]:
+        """Sizes and names of this system, for reports."""
+        return {
+            "env": self.config.name,
+            "backend": self.backend_name,
+            "nodes": self.num_nodes,
+            "capacitors": list(self.layout.capacitor_names),
+            "regulators": list(self.layout.regulator_names),
+            "batteries": list(self.batteries.names),
+            "loads": len(self.layout.load_names),
+            "profiles": self.num_profiles,
+        }
+
+__all__ = ["STEP_INFO_KEYS", "EnvState", "StepBuffers", "VVCBatch"]

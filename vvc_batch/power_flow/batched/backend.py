@@ -1,0 +1,114 @@
+"""The ``"batched"`` power-flow backend: one solver for all environments of a worker.
+
+The circuit is compiled once with OpenDSS; :func:`~vvc_batch.power_flow.batched.model.extract_model`
+reads its model (Y, the source, the devices' primitive admittances, the loads and battery
+generators), and a :class:`~vvc_batch.power_flow.batched.solver.BatchedSolver` solves every
+environment of a batch together, each with its own load multipliers, device settings and
+warm start. A single environment is a batch of one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from vvc_batch.power_flow.opendss.engine import DssEngine
+from vvc_batch.power_flow.interface import BATCHED_DEFAULT_TOLERANCE, FlowResult, SolverSettings
+from vvc_batch.systems.specs import RegulatorSpec
+
+#: iterations before a batched solve is declared not converged, when none is given
+BATCHED_DEFAULT_MAX_ITERATIONS = 100
+
+
+class BatchedBackend:
+    """K environments of one circuit on one :class:`~vvc_batch.power_flow.batched.solver.BatchedSolver`
+    (see :class:`vvc_batch.power_flow.interface.PowerFlowBackend`).
+
+    Args:
+        master: the system's daily-mode master file.
+        num_envs: K.
+        settings: tolerance (default :data:`~vvc_batch.power_flow.interface.BATCHED_DEFAULT_TOLERANCE`)
+            and iteration limit; ``solver_options`` (an OpenDSS setting) must stay 0.
+        battery_names, regulator, horizon, battery_defs, capacitors, regulators: as for
+            :class:`~vvc_batch.power_flow.opendss.engine.DssEngine`.
+
+    Raises:
+        UnsupportedElementError: the circuit holds an element the batched solver does not
+            model (named in the message).
+        ValueError: ``solver_options`` other than 0.
+    """
+
+    kind = "batched"
+
+    def __init__(
+        self,
+        master: str | os.PathLike[str],
+        num_envs: int,
+        *,
+        settings: SolverSettings,
+        battery_names: Sequence[str],
+        regulator: RegulatorSpec,
+        horizon: int,
+        battery_defs: Sequence[Mapping[str, Any]] = (),
+        capacitors: Any = None,
+        regulators: Any = None,
+    ) -> None:
+        from vvc_batch.power_flow.batched.model import extract_model
+        from vvc_batch.power_flow.batched.solver import BatchedSolver
+
+        if settings.solver_options != 0:
+            raise ValueError(
+                f"solver_options={settings.solver_options} is an OpenDSS setting; the batched backend has one "
+                f"factorization for all environments and takes none"
+            )
+        self.regulator = regulator
+        tolerance = BATCHED_DEFAULT_TOLERANCE if settings.tolerance is None else float(settings.tolerance)
+        iterations = BATCHED_DEFAULT_MAX_ITERATIONS if settings.max_iterations is None else int(settings.max_iterations)
+        self.settings = SolverSettings(tolerance=tolerance, max_iterations=iterations)
+        eng = DssEngine(master, battery_names=battery_names, regulator=regulator, horizon=horizon,
+                        battery_defs=battery_defs, capacitors=capacitors, regulators=regulators)
+        self.engines = [eng]
+        try:
+            eng.reset_regulators()
+            self.model = model = extract_model(eng)
+            self.solver = BatchedSolver(model, int(num_envs), tolerance=tolerance, max_iterations=iterations)
+        except BaseException:
+            eng.close()
+            raise
+        self.layout = eng.layout
+        names = list(self.layout.load_names)
+        order = [names.index(n) for n in model.loads.names] if tuple(model.loads.names) != tuple(names) else None
+        self._load_columns = None if order is None else np.asarray(order, dtype=np.int64)
+        self._cap0 = eng.read_capacitor_states().astype(np.float64)
+        self.load_mult = np.ones((0, len(names)))
+
+    def attach_profiles(self, load_mult: np.ndarray) -> None:
+        self.load_mult = load_mult
+
+    def initial_capacitor_states(self) -> np.ndarray:
+        return self._cap0.copy()
+
+    def solve(self, ids: np.ndarray, rows: np.ndarray, caps: np.ndarray, taps: np.ndarray, kw: np.ndarray,
+              kvar: np.ndarray, cold: bool = False, controls: bool = False) -> FlowResult:
+        if controls:
+            raise ValueError("the batched backend has no OpenDSS controllers (dss mode needs backend='opendss')")
+        mult = self.load_mult[rows]
+        if self._load_columns is not None:
+            mult = mult[:, self._load_columns]
+        res = self.solver.solve(ids, mult, caps, taps, kw, kvar, cold=cold)
+        return FlowResult(converged=res.converged, v_pu=res.v_pu, loss_kw=res.loss_kw, source_kw=res.source_kw,
+                          battery_kw=res.battery_kw)
+
+    def device_states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise ValueError("the batched backend has no OpenDSS controllers (dss mode needs backend='opendss')")
+
+    def forget(self, k: int) -> None:
+        """Nothing to forget: every solve is given every setting."""
+
+    def close(self) -> None:
+        for e in self.engines:
+            e.close()
+
+__all__ = ["BATCHED_DEFAULT_MAX_ITERATIONS", "BatchedBackend"]

@@ -1,0 +1,330 @@
+"""OpenDSS's load and generator models, vectorized over environments (numba).
+
+:func:`load_current` follows ``Load.pas`` (models 1-8 with their low- and high-voltage
+regions), :func:`generator_current` ``generator.pas`` model 1 (constant PQ between Vminpu
+and Vmaxpu, constant impedance outside). :func:`add_injections` builds the right-hand side
+of the fixed-point iteration for a batch (layout of :mod:`vvc_batch.power_flow.batched.linalg`; row
+``n`` of the voltage and right-hand-side arrays is ground: always 0 / discarded).
+
+Units: volts, amperes, siemens, W and var per phase.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+from vvc_batch.power_flow.batched.linalg import cdiv, cmul
+
+_SQRT3 = math.sqrt(3.0)
+
+
+# ---------------------------------------------------------------------- element models
+@njit(cache=True, nogil=True)
+def load_current(model, vr, vi, vmag, wn, vn, vbase, vlow, vmin, vmax, cvrw, cvrv, zipv, varbase):
+    """Current (A, re and im) drawn by one phase branch of an OpenDSS load (Load.pas).
+
+    ``v = vr + j vi`` the branch voltage (V), ``vmag`` its magnitude, ``wn`` / ``vn`` the
+    nominal per-phase W / var, ``vbase`` (V), ``vlow`` / ``vmin`` / ``vmax`` (pu),
+    ``cvrw`` / ``cvrv`` the CVR exponents, ``zipv`` (7,), ``varbase`` the per-phase var of
+    models 6 and 7."""
+    vb2 = vbase * vbase
+    yr = wn / vb2
+    yi = -vn / vb2
+    if model == 2:
+        return cmul(yr, yi, vr, vi)
+    vbase_low = vlow * vbase
+    if vmag <= vbase_low:
+        return cmul(yr, yi, vr, vi)
+    vbase95 = vmin * vbase
+    vbase105 = vmax * vbase
+    if vmin != 0.0:
+        y95r = yr / (vmin * vmin)
+        y95i = yi / (vmin * vmin)
+    else:
+        y95r = 0.0
+        y95i = 0.0
+    if vmax != 0.0:
+        y105r = yr / (vmax * vmax)
+        y105i = yi / (vmax * vmax)
+        y105ir = yr / vmax
+        y105ii = yi / vmax
+    else:
+        y105r = yr
+        y105i = yi
+        y105ir = yr
+        y105ii = yi
+    ilr = yr * vbase_low
+    ili = yi * vbase_low
+    span = vbase95 - vbase_low
+    if model == 1 or model == 3 or model == 4:
+        if vmag <= vbase95:  # admittance interpolated between Vlowpu and Vminpu
+            m95r = (y95r * vbase95 - ilr) / span
+            m95i = (y95i * vbase95 - ili) / span
+            gr = (ilr + m95r * (vmag - vbase_low)) / vmag
+            gi = (ili + m95i * (vmag - vbase_low)) / vmag
+            return cmul(gr, gi, vr, vi)
+        if vmag > vbase105:
+            return cmul(y105r, y105i, vr, vi)
+        if model == 1:
+            cr, ci = cdiv(wn, vn, vr, vi)
+            return cr, -ci
+        if model == 3:
+            cr, ci = cdiv(wn, 0.0, vr, vi)
+            qr, qi = cmul(0.0, yi, vr, vi)
+            return cr + qr, -ci + qi
+        # model 4, CVR
+        vratio = vmag / vbase
+        if cvrw != 1.0:
+            wf = vratio ** cvrw
+        else:
+            wf = vratio
+        if wf > 0.0:
+            cr, ci = cdiv(wn * wf, 0.0, vr, vi)
+            ci = -ci
+        else:
+            cr = 0.0
+            ci = 0.0
+        if vmag == 0.0:
+            qr = 0.0
+            qi = 0.0
+        elif cvrv == 2.0:
+            qr, qi = cmul(0.0, yi, vr, vi)
+        elif cvrv == 3.0:
+            qr, qi = cdiv(0.0, vn * (vratio * vratio * vratio), vr, vi)
+            qi = -qi
+        else:
+            qr, qi = cdiv(0.0, vn * vratio ** cvrv, vr, vi)
+            qi = -qi
+        return cr + qr, ci + qi
+    if model == 5:
+        if vmag <= vbase95:
+            m95r = (yr * vbase - ilr) / span
+            m95i = (yi * vbase - ili) / span
+            gr = (ilr + m95r * (vmag - vbase_low)) / vmag
+            gi = (ili + m95i * (vmag - vbase_low)) / vmag
+            return cmul(gr, gi, vr, vi)
+        if vmag > vbase105:
+            return cmul(y105ir, y105ii, vr, vi)
+        cr, ci = cdiv(wn, vn, (vr / vmag) * vbase, (vi / vmag) * vbase)
+        return cr, -ci
+    if model == 6 or model == 7:
+        yq = -varbase / vb2
+        if vmag <= vbase95:
+            return cmul(y95r, yq, vr, vi)
+        if vmag > vbase105:
+            return cmul(y105r, yq, vr, vi)
+        if model == 6:
+            cr, ci = cdiv(wn, varbase, vr, vi)
+            return cr, -ci
+        cr, ci = cdiv(wn, 0.0, vr, vi)
+        qr, qi = cmul(0.0, yq, vr, vi)
+        return cr + qr, -ci + qi
+    # model 8, ZIPV
+    z1 = zipv[0]
+    z2 = zipv[1]
+    z3 = zipv[2]
+    z4 = zipv[3]
+    z5 = zipv[4]
+    z6 = zipv[5]
+    z7 = zipv[6]
+    czr = 0.0
+    czi = 0.0
+    cir = 0.0
+    cii = 0.0
+    cpr = 0.0
+    cpi = 0.0
+    if vmag <= vbase95:
+        if z1 != 0.0 or z4 != 0.0:
+            czr = yr * z1
+            czi = yi * z4
+        if z3 != 0.0 or z6 != 0.0:
+            m95r = (y95r * vbase95 - ilr) / span
+            m95i = (y95i * vbase95 - ili) / span
+            cpr = (ilr + m95r * (vmag - vbase_low)) / vmag * z3
+            cpi = (ili + m95i * (vmag - vbase_low)) / vmag * z6
+        if z2 != 0.0 or z5 != 0.0:
+            m95r = (yr * vbase - ilr) / span
+            m95i = (yi * vbase - ili) / span
+            cir = (ilr + m95r * (vmag - vbase_low)) / vmag * z2
+            cii = (ili + m95i * (vmag - vbase_low)) / vmag * z5
+        cr, ci = cmul(czr + cir + cpr, czi + cii + cpi, vr, vi)
+    elif vmag > vbase105:
+        if z1 != 0.0 or z4 != 0.0:
+            czr = yr * z1
+            czi = yi * z4
+        if z3 != 0.0 or z6 != 0.0:
+            cpr = y105r * z3
+            cpi = y105i * z6
+        if z2 != 0.0 or z5 != 0.0:
+            cir = y105ir * z2
+            cii = y105ii * z5
+        cr, ci = cmul(czr + cir + cpr, czi + cii + cpi, vr, vi)
+    else:
+        if z1 != 0.0 or z4 != 0.0:
+            czr, czi = cmul(yr * z1, yi * z4, vr, vi)
+        if z2 != 0.0 or z5 != 0.0:
+            cir, cii = cdiv(wn * z2, vn * z5, (vr / vmag) * vbase, (vi / vmag) * vbase)
+            cii = -cii
+        if z3 != 0.0 or z6 != 0.0:
+            cpr, cpi = cdiv(wn * z3, vn * z6, vr, vi)
+            cpi = -cpi
+        cr = czr + cir + cpr
+        ci = czi + cii + cpi
+    if z7 > 0.0:  # low-voltage drop-out
+        vx = 500.0 * (vmag / vbase - z7)
+        if vx < 20.0:
+            evx = math.exp(2.0 * vx)
+            yv = 0.5 * (1.0 + (evx - 1.0) / (evx + 1.0))
+            cr *= yv
+            ci *= yv
+    return cr, ci
+
+
+@njit(cache=True, nogil=True)
+def generator_current(vr, vi, vmag, pn, qn, vbase, vmin, vmax, delta, nphases):
+    """Current (A, re and im) delivered by one phase branch of an OpenDSS model-1 generator
+    (generator.pas) generating ``pn`` W and ``qn`` var per phase: constant PQ between
+    ``vmin`` and ``vmax`` (pu of the line-to-neutral ``vbase``), constant impedance outside."""
+    vb2 = vbase * vbase
+    yr = pn / vb2
+    yi = -qn / vb2
+    if vmin != 0.0:
+        y95r = yr / (vmin * vmin)
+        y95i = yi / (vmin * vmin)
+    else:
+        y95r = yr
+        y95i = yi
+    if vmax != 0.0:
+        y105r = yr / (vmax * vmax)
+        y105i = yi / (vmax * vmax)
+    else:
+        y105r = yr
+        y105i = yi
+    vb95 = vmin * vbase
+    vb105 = vmax * vbase
+    vm = vmag
+    if delta:
+        if nphases == 2 or nphases == 3:
+            vm = vmag / _SQRT3
+        y95r /= 3.0
+        y95i /= 3.0
+        y105r /= 3.0
+        y105i /= 3.0
+    if vm <= vb95:
+        return cmul(y95r, y95i, vr, vi)
+    if vm > vb105:
+        return cmul(y105r, y105i, vr, vi)
+    cr, ci = cdiv(pn, qn, vr, vi)
+    return cr, -ci
+
+
+@njit(cache=True, nogil=True)
+def add_injections(x, vk, w, isrc_row,
+                   lb_owner, lb_acol, lb_bcol, lb_arow, lb_brow, lb_ybase,
+                   ld_model, ld_wn1, ld_vn1, ld_vbase, ld_vlow, ld_vmin, ld_vmax,
+                   ld_cvrw, ld_cvrv, ld_zipv, ld_varbase, mult,
+                   gb_owner, gb_acol, gb_bcol, gb_arow, gb_brow,
+                   gn_vbase, gn_vmin, gn_vmax, gn_delta, gn_nph, gen_pn, gen_qn,
+                   cr, ci):
+    """Right-hand side ``x`` (n + 1, 2, W) = source current + every load branch's
+    ``Ybase Vt - I(Vt)`` + every generator branch's current, at the voltages ``vk``
+    (column order; row n is ground and holds 0). Branch ends ``*_acol`` / ``*_bcol`` index
+    ``vk``, ``*_arow`` / ``*_brow`` index ``x`` (n for ground). ``mult`` (L, W): load
+    multipliers; ``ld_wn1`` / ``ld_vn1``: per-phase W / var of each load at multiplier 1;
+    ``gen_pn`` / ``gen_qn`` (G, W): per-phase W / var of each generator. ``cr``, ``ci``
+    (W,): scratch.
+
+    Models 1, 2 and 5 take a branch-free path: in every region their current is
+    ``conj(S) V`` (``S = wn + j vn``) times a real scale, ``1/|V|^2`` (constant PQ),
+    ``1/(|V| Vbase)`` (constant I), ``1/Vbase^2`` (the admittance ``Yeq`` at nominal
+    voltage: constant Z and below Vlowpu), ``1/(Vbase^2 Vmaxpu^2)`` (model 1 above Vmaxpu)
+    or ``1/(Vbase^2 Vmaxpu)`` (model 5), and between Vlowpu and Vminpu OpenDSS's
+    interpolated admittance ``Yeq (VbaseLow + kappa (|V| - VbaseLow)) / |V|``. The other
+    models go through :func:`load_current`."""
+    n = isrc_row.size
+    for i in range(n):
+        sr = isrc_row[i].real
+        si = isrc_row[i].imag
+        for k in range(w):
+            x[i, 0, k] = sr
+            x[i, 1, k] = si
+    for p in range(lb_owner.size):
+        ld = lb_owner[p]
+        a = lb_acol[p]
+        b = lb_bcol[p]
+        model = ld_model[ld]
+        wn1 = ld_wn1[ld]
+        vn1 = ld_vn1[ld]
+        vbase = ld_vbase[ld]
+        vlow = ld_vlow[ld]
+        vmin = ld_vmin[ld]
+        vmax = ld_vmax[ld]
+        if model == 1 or model == 2 or model == 5:
+            ivb2 = 1.0 / (vbase * vbase)
+            vlow_v = vlow * vbase
+            low2 = vlow_v * vlow_v
+            v95_2 = (vmin * vbase) * (vmin * vbase)
+            v105_2 = (vmax * vbase) * (vmax * vbase)
+            if model == 1:
+                s105 = ivb2 / (vmax * vmax) if vmax != 0.0 else ivb2
+                kappa = (1.0 / vmin - vlow) / (vmin - vlow) if vmin != 0.0 else 1.0
+            else:
+                s105 = ivb2 / vmax if vmax != 0.0 else ivb2
+                kappa = (1.0 - vlow) / (vmin - vlow)
+            cpq = 1.0 if model == 1 else 0.0  # constant PQ (1) or constant I (5) in the band
+            zonly = model == 2
+            for k in range(w):
+                vr = vk[a, 0, k] - vk[b, 0, k]
+                vi = vk[a, 1, k] - vk[b, 1, k]
+                m = mult[ld, k]
+                wn = wn1 * m
+                vn = vn1 * m
+                v2 = vr * vr + vi * vi
+                vmag = math.sqrt(v2)
+                s = cpq / v2 + (1.0 - cpq) / (vmag * vbase)
+                s = s105 if v2 > v105_2 else s
+                s = (vlow_v + kappa * (vmag - vlow_v)) / vmag * ivb2 if v2 <= v95_2 else s
+                s = ivb2 if (v2 <= low2) | zonly else s
+                cr[k] = (wn * vr + vn * vi) * s
+                ci[k] = (wn * vi - vn * vr) * s
+        else:
+            for k in range(w):
+                vr = vk[a, 0, k] - vk[b, 0, k]
+                vi = vk[a, 1, k] - vk[b, 1, k]
+                m = mult[ld, k]
+                c0, c1 = load_current(model, vr, vi, math.sqrt(vr * vr + vi * vi), wn1 * m, vn1 * m, vbase,
+                                      vlow, vmin, vmax, ld_cvrw[ld], ld_cvrv[ld], ld_zipv[ld], ld_varbase[ld])
+                cr[k] = c0
+                ci[k] = c1
+        ra = lb_arow[p]
+        rb = lb_brow[p]
+        ybr = lb_ybase[p].real
+        ybi = lb_ybase[p].imag
+        for k in range(w):
+            vr = vk[a, 0, k] - vk[b, 0, k]
+            vi = vk[a, 1, k] - vk[b, 1, k]
+            ir = ybr * vr - ybi * vi - cr[k]
+            ii = ybr * vi + ybi * vr - ci[k]
+            x[ra, 0, k] += ir
+            x[ra, 1, k] += ii
+            x[rb, 0, k] -= ir
+            x[rb, 1, k] -= ii
+    for p in range(gb_owner.size):
+        g = gb_owner[p]
+        a = gb_acol[p]
+        b = gb_bcol[p]
+        ra = gb_arow[p]
+        rb = gb_brow[p]
+        for k in range(w):
+            vr = vk[a, 0, k] - vk[b, 0, k]
+            vi = vk[a, 1, k] - vk[b, 1, k]
+            c0, c1 = generator_current(vr, vi, math.sqrt(vr * vr + vi * vi), gen_pn[g, k], gen_qn[g, k],
+                                       gn_vbase[g], gn_vmin[g], gn_vmax[g], gn_delta[g], gn_nph[g])
+            x[ra, 0, k] += c0
+            x[ra, 1, k] += c1
+            x[rb, 0, k] -= c0
+            x[rb, 1, k] -= c1
+
+__all__ = ["add_injections", "generator_current", "load_current"]

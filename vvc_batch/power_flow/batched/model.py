@@ -1,0 +1,742 @@
+"""Read a compiled OpenDSS circuit into the arrays of the batched power flow.
+
+:func:`extract_model` takes a :class:`~vvc_batch.power_flow.opendss.engine.DssEngine` and returns a
+:class:`NetworkModel`: everything the batched solver needs, read from the circuit itself
+(no per-system data is written by hand). It holds
+
+* the node order of OpenDSS's solver vector (``Circuit.YNodeOrder``, "Y order"), the map to
+  the observation order of :class:`~vvc_batch.power_flow.opendss.engine.CircuitLayout` and the node base
+  voltages (V, line to neutral);
+* the admittance matrix of the network (every enabled PD element: lines, transformers,
+  regulators, capacitors, reactors) with the controllable regulators and capacitors at
+  reference states, the same restricted to the elements whose losses ``Circuit.Losses``
+  counts (shunt elements excluded), and the voltage sources' admittance and Norton current;
+* each controllable regulator's primitive admittance (``CktElement.YPrim``) at every tap
+  number and each controllable capacitor's at state 0 and 1, set through the engine's own
+  setter path (:meth:`DssEngine.write_devices`);
+* the load and battery-generator data that OpenDSS's load models (``Load.pas``) and
+  generator model 1 (``generator.pas``) use, per element and per phase branch.
+
+Node indices are 0-based positions in Y order; ``-1`` is ground (OpenDSS node 0).
+Admittances are in siemens, currents in amperes, voltages in volts, powers in kW / kvar.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from vvc_batch.errors import UnsupportedElementError
+from vvc_batch.errors import EngineError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vvc_batch.power_flow.opendss.engine import DssEngine
+
+#: PD element classes whose primitive admittance is all there is to them
+_PD_CLASSES = ("line", "transformer", "capacitor", "reactor")
+#: elements that do not enter the power flow with ControlMode OFF
+_IGNORED_CLASSES = ("regcontrol", "capcontrol", "energymeter", "monitor", "sensor")
+#: OpenDSS load models the solver implements (Load.pas): 1 constant PQ, 2 constant Z,
+#: 3 motor (constant P, quadratic Q), 4 CVR, 5 constant I, 6 constant P fixed Q,
+#: 7 constant P fixed X, 8 ZIPV
+LOAD_MODELS = (1, 2, 3, 4, 5, 6, 7, 8)
+#: ``YMatrix.BuildYMatrix`` option that builds the whole system Y
+_WHOLE_MATRIX = 2
+# Load.Status values
+_STATUS_FIXED, _STATUS_EXEMPT = 1, 2
+# OpenDSS's own constants: 1000/sqrt(3) as DSSGlobals computes it, and the degrees-per-radian
+# divisor of its polar-to-complex conversion (pdegtocomplex), which is not 180/pi
+_INV_SQRT3_X1000 = (1.0 / math.sqrt(3.0)) * 1000.0
+_DEG_PER_RAD_DSS = 57.29577951
+
+
+@dataclass(frozen=True)
+class LoadSet:
+    """Every load of the circuit, in ``Loads.AllNames`` order (the load multiplier columns).
+
+    Per load: ``model`` (1..8), ``delta`` (connection), ``nphases``, ``enabled``, ``fixed``
+    (``status=fixed``: the multiplier is always 1), ``factor`` (OpenDSS's ``LoadMult`` for
+    variable loads, 1 for exempt and fixed ones), ``kw`` / ``kvar`` (kW, kvar of the whole
+    load at multiplier 1), ``vbase`` (V; line to neutral for 2- and 3-phase wye loads, the
+    rated kV otherwise, as OpenDSS takes it), ``vminpu`` / ``vmaxpu`` / ``vlowpu`` (pu),
+    ``cvr_watts`` / ``cvr_vars`` (CVR exponents), ``zipv`` (L, 7).
+
+    Per phase branch (one per phase of every enabled load): ``branch_owner`` (load index),
+    ``branch_a``, ``branch_b`` (node indices; the branch voltage is V[a] - V[b], -1 is
+    ground): wye phases run from the phase conductor to the load's last conductor (its
+    neutral), delta phases from conductor i to conductor i+1 (wrapping to the first).
+    """
+
+    names: tuple[str, ...]
+    model: np.ndarray
+    delta: np.ndarray
+    nphases: np.ndarray
+    enabled: np.ndarray
+    fixed: np.ndarray
+    factor: np.ndarray
+    kw: np.ndarray
+    kvar: np.ndarray
+    vbase: np.ndarray
+    vminpu: np.ndarray
+    vmaxpu: np.ndarray
+    vlowpu: np.ndarray
+    cvr_watts: np.ndarray
+    cvr_vars: np.ndarray
+    zipv: np.ndarray
+    branch_owner: np.ndarray
+    branch_a: np.ndarray
+    branch_b: np.ndarray
+
+
+@dataclass(frozen=True)
+class BatterySet:
+    """The battery generators (OpenDSS model 1), in :attr:`CircuitLayout.battery_names` order.
+
+    Per generator: ``delta``, ``nphases``, ``vbase`` (V: line to neutral for 2 and 3 phases,
+    the rated kV for 1 phase, whatever the connection, as generator.pas takes it),
+    ``vminpu`` / ``vmaxpu`` (pu; constant PQ between them, constant impedance outside),
+    ``factor`` (OpenDSS's ``GenMult``, or 1 for fixed generators). Phase branches as in
+    :class:`LoadSet`.
+    """
+
+    names: tuple[str, ...]
+    delta: np.ndarray
+    nphases: np.ndarray
+    vbase: np.ndarray
+    vminpu: np.ndarray
+    vmaxpu: np.ndarray
+    factor: np.ndarray
+    branch_owner: np.ndarray
+    branch_a: np.ndarray
+    branch_b: np.ndarray
+
+
+@dataclass(frozen=True)
+class DeviceSet:
+    """Controllable regulators (states = tap numbers) or capacitors (states 0 / 1).
+
+    ``names``: the environment's names (:class:`CircuitLayout`), ``elements``: OpenDSS's
+    (``transformer.x`` / ``capacitor.x``).
+    ``nodes`` (D, k): each device's terminal nodes in YPrim order (-1: ground or padding);
+    ``yprim`` (D, S, k, k): the primitive admittance (S) at each state, zero-padded;
+    ``ref_state`` (D,): the state built into the shared network matrix; ``is_shunt`` (D,):
+    whether ``Circuit.Losses`` leaves the element out (shunt capacitors).
+    """
+
+    names: tuple[str, ...]
+    elements: tuple[str, ...]
+    nodes: np.ndarray
+    yprim: np.ndarray
+    ref_state: np.ndarray
+    is_shunt: np.ndarray
+
+    @property
+    def count(self) -> int:
+        """Number of devices."""
+        return len(self.names)
+
+    @property
+    def num_states(self) -> int:
+        """States per device (taps + 1, or 2)."""
+        return int(self.yprim.shape[1])
+
+
+@dataclass(frozen=True)
+class SourceSet:
+    """The voltage sources: ``nodes`` (S, k) terminal nodes, ``yprim`` (S, k, k) S,
+    ``e_term`` (S, k) the terminal voltage vector OpenDSS multiplies YPrim with to get the
+    source's Norton current (source voltages on terminal 1, zeros on terminal 2), V,
+    ``nterm1`` (S,) conductors of terminal 1 (``Circuit.TotalPower`` sums those)."""
+
+    names: tuple[str, ...]
+    nodes: np.ndarray
+    yprim: np.ndarray
+    e_term: np.ndarray
+    nterm1: np.ndarray
+
+
+@dataclass(frozen=True)
+class LossElements:
+    """The PD elements whose losses ``Circuit.Losses`` sums (every enabled non-shunt one), in
+    OpenDSS's ``PDElements`` order, so that the losses are summed element by element in the
+    same order and with the same arithmetic as OpenDSS (summing node by node instead loses
+    up to 3e-7 of the total to cancellation on 13Bus).
+
+    Element ``e`` has terminal nodes ``nodes[ptr[e]:ptr[e+1]]`` (-1: ground) and, unless it is
+    a controllable device, primitive admittance ``yprim[yptr[e]:yptr[e+1]]`` (row-major);
+    ``device[e]`` is -1 for fixed elements, ``d`` for regulator ``d`` and ``-2 - d`` for
+    capacitor ``d`` (their YPrim depends on the environment's state).
+    """
+
+    names: tuple[str, ...]
+    ptr: np.ndarray
+    nodes: np.ndarray
+    yptr: np.ndarray
+    yprim: np.ndarray
+    device: np.ndarray
+
+
+@dataclass(frozen=True)
+class NetworkModel:
+    """One circuit, read from OpenDSS, ready for :class:`~vvc_batch.power_flow.batched.BatchedSolver`.
+
+    Attributes:
+        name: circuit name.
+        node_names: "bus.node" of every node, Y order.
+        obs_node_names: node names in observation order (:attr:`CircuitLayout.node_names`).
+        obs_index: (N,) Y-order index of each observation node.
+        node_base: (n,) base voltage of each node (V, line to neutral; 0 where the bus has none).
+        obs_base: (N,) the engine's observation bases (V; 1 where the bus has none).
+        y_network: (n, n) CSR admittance (S) of every enabled PD element, controllable
+            devices at their ``ref_state``.
+        losses: the elements ``Circuit.Losses`` sums (:class:`LossElements`).
+        y_source: (n, n) CSR admittance of the voltage sources (S).
+        i_source: (n,) Norton current of the voltage sources (A).
+        sources, loads, batteries, regulators, capacitors: element data (see their classes).
+        tap_min, tap_step, num_taps: regulator tap ratio = tap_min + n * tap_step, n = 0..num_taps.
+    """
+
+    name: str
+    node_names: tuple[str, ...]
+    obs_node_names: tuple[str, ...]
+    obs_index: np.ndarray
+    node_base: np.ndarray
+    obs_base: np.ndarray
+    y_network: sp.csr_matrix
+    losses: LossElements
+    y_source: sp.csr_matrix
+    i_source: np.ndarray
+    sources: SourceSet
+    loads: LoadSet
+    batteries: BatterySet
+    regulators: DeviceSet
+    capacitors: DeviceSet
+    tap_min: float
+    tap_step: float
+    num_taps: int
+    info: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def num_nodes(self) -> int:
+        """n, nodes of the solver vector."""
+        return len(self.node_names)
+
+    def tap_ratio(self, tap_number: Any) -> Any:
+        """Tap ratio (pu) of a tap number (scalar or array)."""
+        return self.tap_min + np.asarray(tap_number) * self.tap_step
+
+
+# ---------------------------------------------------------------------- reading helpers
+def _yprim(el) -> np.ndarray:
+    y = np.asarray(el.Yprim, dtype=np.float64)
+    k = int(round(math.sqrt(y.size // 2)))
+    return (y[0::2] + 1j * y[1::2]).reshape(k, k)
+
+
+def _noderefs(el) -> np.ndarray:
+    return np.asarray(el.NodeRef, dtype=np.int64) - 1  # OpenDSS node 0 (ground) -> -1
+
+
+def _prop(el, name: str) -> str:
+    return str(el.Properties(name).Val).strip()
+
+
+def _activate(c, full: str):
+    """Make ``full`` ("Class.name") the active element and return it (an error if missing)."""
+    c.SetActiveElement(full)
+    el = c.ActiveCktElement
+    if el.Name.lower() != full.lower():
+        raise UnsupportedElementError(f"element {full!r} not found in the circuit", full)
+    return el
+
+
+def _collection_name(coll, idx: int) -> str:
+    """Name of item ``idx`` (1-based) of an OpenDSS collection (Transformers, Capacitors...)."""
+    coll.idx = int(idx)
+    return coll.Name.lower()
+
+
+def _assemble(n: int, blocks: list[tuple[np.ndarray, np.ndarray]]) -> sp.csr_matrix:
+    rows, cols, vals = [], [], []
+    for refs, y in blocks:
+        keep = np.nonzero(refs >= 0)[0]
+        if keep.size == 0:
+            continue
+        r = refs[keep]
+        rows.append(np.repeat(r, keep.size))
+        cols.append(np.tile(r, keep.size))
+        vals.append(y[np.ix_(keep, keep)].reshape(-1))
+    if not rows:
+        return sp.csr_matrix((n, n), dtype=np.complex128)
+    m = sp.coo_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+    ).tocsr()  # duplicates are summed
+    m.sum_duplicates()
+    return m
+
+
+def _phase_branches(refs: np.ndarray, nphases: int, delta: bool) -> list[tuple[int, int]]:
+    """(a, b) node pairs of each phase of a load or generator, as OpenDSS connects them."""
+    nconds = refs.size
+    out = []
+    for i in range(nphases):
+        if delta:
+            j = i + 1 if i + 1 < nconds else 0  # wrap around for closed connections
+        else:
+            j = nconds - 1  # the neutral conductor
+        out.append((int(refs[i]), int(refs[j])))
+    return out
+
+
+def _check_closed(el, what: str) -> None:
+    for t in range(1, el.NumTerminals + 1):
+        if el.IsOpen(t, 0):
+            raise UnsupportedElementError(
+                f"{what} has an open conductor; the batched solver models only closed terminals "
+                "of loads and generators", what
+            )
+
+
+# ---------------------------------------------------------------------- extraction
+def extract_model(engine: "DssEngine", *, check: bool = True) -> NetworkModel:
+    """Read a compiled circuit into a :class:`NetworkModel`.
+
+    The engine's device settings are moved through every regulator tap and capacitor state
+    (with :meth:`DssEngine.write_devices`) to read their primitive admittances, and
+    restored afterwards; nothing else in the circuit changes.
+
+    Args:
+        engine: a :class:`~vvc_batch.power_flow.opendss.engine.DssEngine` (its controllable devices and batteries
+            are those of ``engine.layout``).
+        check: verify that the pieces add up to OpenDSS's own system Y and source currents.
+
+    Raises:
+        UnsupportedElementError: an element or setting the solver does not model (named in
+            the message): PC elements other than loads, the battery generators and voltage
+            sources (PVSystem, Storage, Isource, other generators, ...), load models other than
+            1..8, generator models other than 1, controls other than RegControl/CapControl,
+            load shapes on sources or batteries, open load/generator conductors.
+    """
+    ctx = engine._ctx
+    c = ctx.ActiveCircuit
+    lay = engine.layout
+    sol = c.Solution
+    if int(sol.Year) != 0:
+        raise UnsupportedElementError(f"Solution year {sol.Year}: load growth is not modelled", "")
+    if int(sol.LoadModel) != 1:
+        raise UnsupportedElementError("Solution LoadModel must be POWERFLOW (1)", "")
+
+    # a Y build first: it also assigns the node references of elements added after the
+    # compile (the batteries a spec adds)
+    sol.BuildYMatrix(_WHOLE_MATRIX, False)
+    # the layout may rename devices (a spec's labels): OpenDSS's own names from the engine
+    reg_names = tuple(lay.regulator_names)
+    cap_names = tuple(lay.capacitor_names)
+    bat_names = tuple(lay.battery_names)
+    reg_elems = tuple(_collection_name(c.Transformers, i) for i in engine._reg_idx)
+    cap_elems = tuple(_collection_name(c.Capacitors, i) for i in engine._cap_idx)
+    bat_elems = tuple(_collection_name(c.Generators, i) for i in engine._gen_idx)
+    bat_full = {f"generator.{b}" for b in bat_elems}
+
+    # ------------------------------------------------------------ classify every element
+    pd_names: list[str] = []
+    shunt: dict[str, bool] = {}
+    pd_order: list[str] = []  # OpenDSS's PDElements order (that of Circuit.Losses)
+    source_names: list[str] = []
+    if c.PDElements.Count:
+        c.PDElements.First
+        while True:
+            nm = c.PDElements.Name.lower()
+            shunt[nm] = bool(c.PDElements.IsShunt)
+            pd_order.append(nm)
+            if not c.PDElements.Next:
+                break
+    for full in c.AllElementNames:
+        name = full.lower()
+        cls = name.split(".", 1)[0]
+        c.SetActiveElement(full)
+        el = c.ActiveCktElement
+        if cls in _IGNORED_CLASSES:
+            continue
+        if not el.Enabled:
+            continue
+        if cls in _PD_CLASSES:
+            pd_names.append(name)
+        elif cls == "vsource":
+            source_names.append(name)
+        elif cls == "load":
+            pass  # read below, in Loads order
+        elif cls == "generator":
+            if name not in bat_full:
+                raise UnsupportedElementError(
+                    f"{full}: generators other than the environment's batteries "
+                    f"({', '.join(bat_elems) or 'none'}) are not modelled", full
+                )
+        else:
+            raise UnsupportedElementError(
+                f"{full}: element class {cls!r} is not modelled by the batched solver "
+                "(it handles lines, transformers, capacitors, reactors, loads, battery "
+                "generators and voltage sources; RegControl/CapControl are ignored)", full
+            )
+
+    # ------------------------------------------------------------ nodes
+    y_names = tuple(s.lower() for s in c.YNodeOrder)
+    n = len(y_names)
+    y_pos = {s: i for i, s in enumerate(y_names)}
+    obs_index = np.asarray(engine._node_refs, dtype=np.int64) - 1
+    obs_names = tuple(lay.node_names)
+    if sorted(obs_index.tolist()) != list(range(n)):
+        raise EngineError("the engine's observation does not cover every node of its circuit once "
+                          "(was the circuit changed after the engine was built?)")
+    node_base = np.zeros(n)
+    for b in lay.bus_names:
+        c.SetActiveBus(b)
+        base_v = c.ActiveBus.kVBase * 1000.0
+        for nd in c.ActiveBus.Nodes:
+            node_base[y_pos[f"{b}.{nd}"]] = base_v
+    obs_base = np.asarray(engine._base, dtype=np.float64).copy()
+
+    # ------------------------------------------------------------ sources
+    src_nodes, src_y, src_e, src_nt1 = [], [], [], []
+    for name in source_names:
+        el = _activate(c, name)
+        for shape in ("daily", "duty", "yearly"):
+            if _prop(el, shape):
+                raise UnsupportedElementError(f"{name}: a source with a {shape} shape is not modelled", name)
+        c.Vsources.Name = name.split(".", 1)[1]
+        nph = int(c.Vsources.Phases)
+        seq = _prop(el, "sequence").lower()
+        kv, pu, ang = c.Vsources.BasekV, c.Vsources.pu, c.Vsources.AngleDeg
+        vmag = kv * pu * 1000.0 if nph == 1 else kv * pu * 1000.0 / 2.0 / math.sin(math.pi / nph)
+        refs = _noderefs(el)
+        e = np.zeros(refs.size, dtype=np.complex128)
+        for i in range(nph):
+            if seq.startswith("neg"):
+                deg = 360.0 + ang + i * 360.0 / nph
+            elif seq.startswith("zero"):
+                deg = 360.0 + ang
+            else:
+                deg = 360.0 + ang - i * 360.0 / nph
+            rad = deg / _DEG_PER_RAD_DSS
+            e[i] = complex(vmag * math.cos(rad), vmag * math.sin(rad))
+        src_nodes.append(refs)
+        src_y.append(_yprim(el))
+        src_e.append(e)
+        src_nt1.append(int(el.NumConductors))
+    if not source_names:
+        raise UnsupportedElementError("the circuit has no voltage source", "")
+
+    # ------------------------------------------------------------ loads
+    loads = _read_loads(c)
+    batteries = _read_batteries(c, bat_names, bat_elems)
+
+    # ------------------------------------------------------------ devices
+    reg = engine.regulator
+    num_taps = int(reg.num_taps)
+    caps0 = [float(x) for x in engine.read_capacitor_states()] if cap_names else []
+    ratios0 = [float(x) for x in engine.read_tap_ratios()] if reg_names else []
+    kw0, kvar0 = [], []
+    for b in bat_elems:
+        c.Generators.Name = b
+        kw0.append(float(c.Generators.kW))
+        kvar0.append(float(c.Generators.kvar))
+    reg_ref = np.full(len(reg_names), num_taps // 2, dtype=np.int64)
+    cap_ref = np.zeros(len(cap_names), dtype=np.int64)
+
+    def build() -> None:
+        sol.BuildYMatrix(_WHOLE_MATRIX, False)
+
+    def read_blocks(full_names) -> list[tuple[np.ndarray, np.ndarray]]:
+        out = []
+        for nm in full_names:
+            el = _activate(c, nm)
+            out.append((_noderefs(el), _yprim(el)))
+        return out
+
+    reg_y: list[list[np.ndarray]] = [[] for _ in reg_names]
+    reg_refs: list[np.ndarray] = []
+    cap_y: list[list[np.ndarray]] = [[] for _ in cap_names]
+    cap_refs: list[np.ndarray] = []
+    try:
+        cap_ref_list = [float(s) for s in cap_ref]
+        for t in range(num_taps + 1):
+            engine.write_devices(cap_ref_list, [float(reg.ratio(t))] * len(reg_names), kw0, kvar0)
+            build()
+            for d, (refs, y) in enumerate(read_blocks(f"transformer.{r}" for r in reg_elems)):
+                reg_y[d].append(y)
+                if t == 0:
+                    reg_refs.append(refs)
+        ref_ratios = [float(reg.ratio(t)) for t in reg_ref]
+        for s in (0, 1):
+            engine.write_devices([float(s)] * len(cap_names), ref_ratios, kw0, kvar0)
+            build()
+            for d, (refs, y) in enumerate(read_blocks(f"capacitor.{x}" for x in cap_elems)):
+                cap_y[d].append(y)
+                if s == 0:
+                    cap_refs.append(refs)
+        # the reference state: what the shared matrix holds
+        engine.write_devices(cap_ref_list, ref_ratios, kw0, kvar0)
+        build()
+        pd_blocks = read_blocks(pd_names)
+        src_blocks = read_blocks(source_names)
+        if check:
+            _check_assembly(ctx, c, n, pd_blocks, src_blocks, loads, batteries, bat_elems)
+            _check_source(ctx, n, src_nodes, src_y, src_e)
+    finally:
+        engine.write_devices(caps0, ratios0, kw0, kvar0)
+        build()
+
+    y_network = _assemble(n, pd_blocks)
+    y_source = _assemble(n, src_blocks)
+    i_source = np.zeros(n, dtype=np.complex128)
+    for refs, y, e in zip(src_nodes, src_y, src_e):
+        inj = y @ e
+        for k, a in enumerate(refs):
+            if a >= 0:
+                i_source[a] += inj[k]
+
+    regulators = _device_set(reg_names, reg_elems, "transformer", reg_refs, reg_y, reg_ref, shunt)
+    capacitors = _device_set(cap_names, cap_elems, "capacitor", cap_refs, cap_y, cap_ref, shunt)
+    losses = _loss_elements(pd_order, shunt, dict(zip(pd_names, pd_blocks)), regulators, capacitors)
+    kmax = max((r.size for r in src_nodes), default=1)
+    sources = SourceSet(
+        names=tuple(source_names),
+        nodes=np.stack([np.pad(r, (0, kmax - r.size), constant_values=-1) for r in src_nodes]),
+        yprim=np.stack([np.pad(y, ((0, kmax - y.shape[0]), (0, kmax - y.shape[0]))) for y in src_y]),
+        e_term=np.stack([np.pad(e, (0, kmax - e.size)) for e in src_e]),
+        nterm1=np.asarray(src_nt1, dtype=np.int64),
+    )
+    return NetworkModel(
+        name=str(c.Name),
+        node_names=y_names,
+        obs_node_names=obs_names,
+        obs_index=obs_index,
+        node_base=node_base,
+        obs_base=obs_base,
+        y_network=y_network,
+        losses=losses,
+        y_source=y_source,
+        i_source=i_source,
+        sources=sources,
+        loads=loads,
+        batteries=batteries,
+        regulators=regulators,
+        capacitors=capacitors,
+        tap_min=float(reg.min_tap),
+        tap_step=float(reg.tap_step),
+        num_taps=num_taps,
+        info={"pd_elements": len(pd_names), "load_mult": float(sol.LoadMult), "gen_mult": float(sol.GenMult)},
+    )
+
+
+def _loss_elements(pd_order, shunt, blocks, regs: DeviceSet, caps: DeviceSet) -> LossElements:
+    dev = {e: d for d, e in enumerate(regs.elements)}
+    dev.update({e: -2 - d for d, e in enumerate(caps.elements)})
+    names, ptr, nodes, yptr, ys, device = [], [0], [], [0], [], []
+    for nm in pd_order:
+        if shunt.get(nm, False) or nm not in blocks:  # shunt or disabled
+            continue
+        refs, y = blocks[nm]
+        d = dev.get(nm, -1)
+        if d >= 0:  # the device's node list, padded like its YPrim table
+            refs = regs.nodes[d]
+        elif d <= -2:
+            refs = caps.nodes[-2 - d]
+        names.append(nm)
+        nodes.append(refs)
+        ptr.append(ptr[-1] + refs.size)
+        if d == -1:
+            ys.append(y.reshape(-1))
+            yptr.append(yptr[-1] + y.size)
+        else:
+            yptr.append(yptr[-1])
+        device.append(d)
+    return LossElements(
+        names=tuple(names), ptr=np.asarray(ptr, np.int64),
+        nodes=np.concatenate(nodes).astype(np.int64) if nodes else np.zeros(0, np.int64),
+        yptr=np.asarray(yptr, np.int64),
+        yprim=np.concatenate(ys).astype(np.complex128) if ys else np.zeros(0, np.complex128),
+        device=np.asarray(device, np.int64),
+    )
+
+
+def _device_set(names, elems, cls, refs_list, y_list, ref_state, shunt) -> DeviceSet:
+    D = len(names)
+    if D == 0:
+        return DeviceSet(names=(), elements=(), nodes=np.zeros((0, 1), np.int64),
+                         yprim=np.zeros((0, 2, 1, 1), np.complex128), ref_state=np.zeros(0, np.int64),
+                         is_shunt=np.zeros(0, bool))
+    is_shunt = [shunt.get(f"{cls}.{e}", False) for e in elems]
+    kmax = max(r.size for r in refs_list)
+    S = len(y_list[0])
+    nodes = np.full((D, kmax), -1, dtype=np.int64)
+    yprim = np.zeros((D, S, kmax, kmax), dtype=np.complex128)
+    for d in range(D):
+        k = refs_list[d].size
+        nodes[d, :k] = refs_list[d]
+        for s in range(S):
+            yprim[d, s, :k, :k] = y_list[d][s]
+    return DeviceSet(names=tuple(names), elements=tuple(f"{cls}.{e}" for e in elems), nodes=nodes, yprim=yprim,
+                     ref_state=np.asarray(ref_state, np.int64), is_shunt=np.asarray(is_shunt, dtype=bool))
+
+
+def _read_loads(c) -> LoadSet:
+    load_mult = float(c.Solution.LoadMult)
+    names, rows, br_owner, br_a, br_b = [], [], [], [], []
+    if c.Loads.Count:
+        c.Loads.First
+        while True:
+            el = c.ActiveCktElement
+            name = c.Loads.Name.lower()
+            full = f"Load.{name}"
+            names.append(name)
+            enabled = bool(el.Enabled)
+            model = int(c.Loads.Model)
+            if enabled and model not in LOAD_MODELS:
+                raise UnsupportedElementError(f"{full}: load model {model} is not modelled", full)
+            delta = bool(c.Loads.IsDelta)
+            nph = int(el.NumPhases)
+            status = int(c.Loads.Status)
+            kv = float(c.Loads.kV)
+            if delta:
+                vbase = kv * 1000.0
+            else:
+                vbase = kv * _INV_SQRT3_X1000 if nph in (2, 3) else kv * 1000.0
+            zipv = np.zeros(7)
+            if model == 8:
+                z = np.asarray(c.Loads.ZIPV, dtype=np.float64)
+                if z.size != 7:
+                    raise UnsupportedElementError(f"{full}: model 8 (ZIPV) without its 7 ZIPV values", full)
+                zipv[:] = z
+            if enabled:
+                _check_closed(el, full)
+                refs = _noderefs(el)
+                for a, b in _phase_branches(refs, nph, delta):
+                    br_owner.append(len(names) - 1)
+                    br_a.append(a)
+                    br_b.append(b)
+            fixed = status == _STATUS_FIXED
+            factor = 1.0 if status in (_STATUS_FIXED, _STATUS_EXEMPT) else load_mult
+            rows.append((model, delta, nph, enabled, fixed, factor, float(c.Loads.kW), float(c.Loads.kvar), vbase,
+                         float(c.Loads.Vminpu), float(c.Loads.Vmaxpu), float(_prop(el, "vlowpu")),
+                         float(c.Loads.CVRwatts), float(c.Loads.CVRvars), zipv))
+            if not c.Loads.Next:
+                break
+    L = len(names)
+
+    def col(i, dtype=np.float64):
+        return np.asarray([r[i] for r in rows], dtype=dtype).reshape(L)
+
+    return LoadSet(
+        names=tuple(names),
+        model=col(0, np.int64), delta=col(1, bool), nphases=col(2, np.int64), enabled=col(3, bool),
+        fixed=col(4, bool), factor=col(5), kw=col(6), kvar=col(7), vbase=col(8), vminpu=col(9),
+        vmaxpu=col(10), vlowpu=col(11), cvr_watts=col(12), cvr_vars=col(13),
+        zipv=np.asarray([r[14] for r in rows], dtype=np.float64).reshape(L, 7),
+        branch_owner=np.asarray(br_owner, np.int64), branch_a=np.asarray(br_a, np.int64),
+        branch_b=np.asarray(br_b, np.int64),
+    )
+
+
+def _read_batteries(c, bat_names: tuple[str, ...], bat_elems: tuple[str, ...]) -> BatterySet:
+    gen_mult = float(c.Solution.GenMult)
+    rows, br_owner, br_a, br_b = [], [], [], []
+    for i, b in enumerate(bat_elems):
+        full = f"Generator.{b}"
+        _activate(c, full)
+        el = c.ActiveCktElement
+        c.Generators.Name = b
+        if not el.Enabled:
+            raise UnsupportedElementError(f"{full}: a disabled battery generator is not modelled", full)
+        if int(c.Generators.Model) != 1:
+            raise UnsupportedElementError(
+                f"{full}: generator model {c.Generators.Model} is not modelled (only model 1)", full
+            )
+        for shape in ("daily", "duty", "yearly"):
+            if _prop(el, shape):
+                raise UnsupportedElementError(f"{full}: a battery generator with a {shape} shape is not modelled", full)
+        disp = _prop(el, "dispmode").lower()
+        if disp and not disp.startswith("def"):
+            raise UnsupportedElementError(f"{full}: dispatch mode {disp!r} is not modelled", full)
+        _check_closed(el, full)
+        delta = bool(c.Generators.IsDelta)
+        nph = int(el.NumPhases)
+        kv = float(c.Generators.kV)
+        vbase = kv * _INV_SQRT3_X1000 if nph in (2, 3) else kv * 1000.0
+        fixed = _prop(el, "status").lower().startswith("fix")
+        rows.append((delta, nph, vbase, float(c.Generators.Vminpu), float(c.Generators.Vmaxpu),
+                     1.0 if fixed else gen_mult))
+        for a, bb in _phase_branches(_noderefs(el), nph, delta):
+            br_owner.append(i)
+            br_a.append(a)
+            br_b.append(bb)
+    B = len(bat_names)
+
+    def col(i, dtype=np.float64):
+        return np.asarray([r[i] for r in rows], dtype=dtype).reshape(B)
+
+    return BatterySet(
+        names=bat_names, delta=col(0, bool), nphases=col(1, np.int64), vbase=col(2), vminpu=col(3),
+        vmaxpu=col(4), factor=col(5), branch_owner=np.asarray(br_owner, np.int64),
+        branch_a=np.asarray(br_a, np.int64), branch_b=np.asarray(br_b, np.int64),
+    )
+
+
+def _check_assembly(ctx, c, n, pd_blocks, src_blocks, loads: LoadSet, batteries: BatterySet, bat_elems) -> None:
+    """OpenDSS's system Y must equal network + sources + each load's and generator's YPrim."""
+    pc_blocks = []
+    for name, on in zip(loads.names, loads.enabled):
+        if on:
+            _activate(c, f"Load.{name}")
+            el = c.ActiveCktElement
+            pc_blocks.append((_noderefs(el), _yprim(el)))
+    for b in bat_elems:
+        _activate(c, f"Generator.{b}")
+        el = c.ActiveCktElement
+        pc_blocks.append((_noderefs(el), _yprim(el)))
+    data, rows, ptr = ctx.YMatrix.getYSparse(True)
+    y_dss = sp.csc_matrix((data, rows, ptr), shape=(n, n))
+    mine = _assemble(n, pd_blocks + src_blocks + pc_blocks)
+    err = abs(mine - y_dss).max() if (mine - y_dss).nnz else 0.0
+    scale = abs(y_dss).max()
+    if not err <= 1e-11 * scale:
+        raise UnsupportedElementError(
+            f"the circuit's elements do not add up to OpenDSS's system Y (max difference {err:.3g} S of "
+            f"{scale:.3g} S): some element is not captured", ""
+        )
+
+
+def _check_source(ctx, n, src_nodes, src_y, src_e) -> None:
+    """The Norton currents computed from the source data must be OpenDSS's own."""
+    ym = ctx.YMatrix
+    ym.ZeroInjCurr()
+    ym.GetSourceInjCurrents()
+    raw = np.asarray(ym.getI(), dtype=np.float64)
+    dss = (raw[0::2] + 1j * raw[1::2])[1 : n + 1]
+    mine = np.zeros(n, dtype=np.complex128)
+    for refs, y, e in zip(src_nodes, src_y, src_e):
+        inj = y @ e
+        for k, a in enumerate(refs):
+            if a >= 0:
+                mine[a] += inj[k]
+    err = np.abs(mine - dss).max()
+    if not err <= 1e-12 * max(np.abs(dss).max(), 1.0):
+        raise UnsupportedElementError(
+            f"the voltage sources' Norton currents differ from OpenDSS's ({err:.3g} A): a source "
+            "setting is not modelled", ""
+        )
+
+__all__ = [
+    "LOAD_MODELS",
+    "BatterySet",
+    "DeviceSet",
+    "extract_model",
+    "LoadSet",
+    "LossElements",
+    "NetworkModel",
+    "SourceSet",
+]
