@@ -14,8 +14,9 @@ import pytest
 
 import vvc_batch
 from vvc_batch.training.evaluation import split_profiles
-from vvc_batch.training.runs import (LOG_COLUMNS, LOG_OPTIONAL, SELECT_DAYS, Run, RunFolderError, load_policy,
-                            normalize_config, read_log)
+from vvc_batch.training.policies import load_policy
+from vvc_batch.training.runs import (LOG_COLUMNS, LOG_OPTIONAL, SELECT_DAYS, Run, RunFolderError, normalize_config,
+                                     read_log)
 
 pytest.importorskip("stable_baselines3", reason="the train extra is part of the test extra")
 

@@ -81,7 +81,7 @@ class PolicySpec:
 
 def _load_run_policy(spec: PolicySpec, env) -> Callable[[np.ndarray], np.ndarray]:
     """The batched deterministic policy of a run folder or RLlib checkpoint (inside an actor)."""
-    from vvc_batch.training.runs import load_policy
+    from vvc_batch.training.policies import load_policy
 
     return load_policy(spec.payload, env, device="cpu")
 
@@ -405,58 +405,23 @@ def evaluate(
     t0 = time.perf_counter()
     scale_list, names = _env_names(system, scales)
     spec = _resolve_policy(policy)
-    if int(envs_per_actor) < 1 or int(workers_per_actor) < 1:
-        raise ValueError(f"envs_per_actor and workers_per_actor must be at least 1, got {envs_per_actor} "
-                         f"and {workers_per_actor}")
-    if num_actors is not None and int(num_actors) < 1:
-        raise ValueError(f"num_actors must be at least 1, got {num_actors}")
-    if "dss_mode" in env_kwargs or "autoreset_mode" in env_kwargs or "num_envs" in env_kwargs:
-        raise ValueError("dss_mode, autoreset_mode and num_envs are set by evaluate (use policy='dss')")
-    base_cfg = dataclasses.replace(parse_env_name(system), scale=1.0)
-    base = base_cfg.name
-    run = Run.open(spec.payload) if spec.kind in ("sb3", "rllib") and is_run_folder(spec.payload) else None
-    if run is not None:
-        env_kwargs.setdefault("backend", run.backend)  # the run's power flow, unless given
-        trained = parse_env_name(run.system)
-        if spec.kind == "sb3" and (trained.system.name, trained.continuous_battery) != (
-                base_cfg.system.name, base_cfg.continuous_battery):
-            raise ValueError(f"the run {spec.payload!r} was trained on {trained.name}; it cannot act on {system}")
-    single = vvc_batch.make(base, **{k: env_kwargs[k] for k in _SINGLE_ENV_KWARGS if k in env_kwargs})
-    try:
-        num_profiles = single.unwrapped.num_profiles
-
-        def check(ps: Sequence[int] | None, what: str) -> list[int]:
-            ps = list(range(num_profiles)) if ps is None else [int(p) for p in ps]
-            if not ps:
-                raise ValueError(f"{what} is empty")
-            bad = [p for p in ps if not 0 <= p < num_profiles]
-            if bad:
-                raise ValueError(f"{what} {bad} out of range: {base} has profiles 0..{num_profiles - 1}")
-            return ps
-
-        profiles = check(profiles, "profiles")
-        train = check(train_profiles if train_profiles is not None else profiles, "train_profiles")
-        hold = fixed_action(single)
-        levels = single.unwrapped.core.counts.reg_levels
-        candidates = np.stack([fixed_action(single, tap, caps) for caps in (1, 0) for tap in range(levels)])
-    finally:
-        single.close()
-
+    _check_counts(envs_per_actor, workers_per_actor, num_actors, env_kwargs)
+    base = _check_run(spec, system, env_kwargs)
+    days = _days(base, profiles, train_profiles, env_kwargs)
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ImportError("vvc_batch.cluster.distributed needs Ray: pip install 'vvc_batch[ray]'") from exc
     from tqdm import tqdm
 
-    best_fixed = spec.kind == "best_fixed"
-    runner_spec = PolicySpec("fixed") if spec.kind in ("hold", "best_fixed") else spec
-    episodes_per_name = len(train) * len(candidates) if best_fixed else len(profiles)
-    num_envs = min(int(envs_per_actor), max(episodes_per_name, len(profiles)))
-    workers = min(int(workers_per_actor), num_envs)
-    n_chunks = len(names) * math.ceil(max(episodes_per_name, len(profiles)) / num_envs)
-
     from vvc_batch.cluster.ray_session import connect
 
+    best_fixed = spec.kind == "best_fixed"
+    runner_spec = PolicySpec("fixed") if spec.kind in ("hold", "best_fixed") else spec
+    episodes_per_name = len(days.train) * len(days.candidates) if best_fixed else len(days.profiles)
+    num_envs = min(int(envs_per_actor), max(episodes_per_name, len(days.profiles)))
+    workers = min(int(workers_per_actor), num_envs)
+    n_chunks = len(names) * math.ceil(max(episodes_per_name, len(days.profiles)) / num_envs)
     started = connect(address, log_to_driver=True)
     actors: list = []
     ready: set[int] = set()
@@ -464,39 +429,21 @@ def evaluate(
     bar = None
     try:
         if num_actors is None:
-            free = int(ray.available_resources().get("CPU", 0))
-            num_actors = max(1, free // workers)
+            num_actors = max(1, int(ray.available_resources().get("CPU", 0)) // workers)
         num_actors = min(int(num_actors), n_chunks)
         Runner = ray.remote(EpisodeRunner).options(num_cpus=workers, scheduling_strategy="SPREAD",
                                                    max_restarts=0)
         env_kwargs = {k: (str(v) if k == "data_dir" and v is not None else v) for k, v in env_kwargs.items()}
         actors = [Runner.remote(runner_spec, num_envs, workers, int(seed), env_kwargs, fresh_engines)
                   for _ in range(num_actors)]
-        total = len(names) * (len(profiles) + (len(train) * len(candidates) if best_fixed else 0))
+        total = len(names) * (len(days.profiles) + (len(days.train) * len(days.candidates) if best_fixed else 0))
         bar = tqdm(total=total, unit="episode", file=sys.stderr, disable=not progress,
                    desc=f"{_describe(policy)} on {system}")
-        settings: dict[str, list] = {}
-        if best_fixed:
-            pairs = [(c, p) for c in range(len(candidates)) for p in train]
-            chunks = [ch for name in names
-                      for ch in _chunks(name, [p for _, p in pairs], num_envs, candidates[[c for c, _ in pairs]])]
-            flat = np.concatenate(_run_chunks(ray, actors, chunks, bar, ready))
-            flat = flat.reshape(len(names), len(candidates), len(train))
-            # the first of the best means, in best_fixed_setting's order (caps closed, then open)
-            means = np.array([[float(np.mean(r)) for r in per_name] for per_name in flat])
-            chosen = [candidates[int(np.argmax(m))] for m in means]
-            settings = {_scale_key(s): chosen[i].tolist() for i, s in enumerate(scale_list)}
-            chunks = [ch for i, name in enumerate(names)
-                      for ch in _chunks(name, profiles, num_envs, np.repeat(chosen[i][None], len(profiles), 0))]
-        elif spec.kind == "hold":
-            held = np.repeat(hold[None], len(profiles), 0)
-            chunks = [ch for name in names for ch in _chunks(name, profiles, num_envs, held)]
-        else:
-            chunks = [ch for name in names for ch in _chunks(name, profiles, num_envs)]
-        out = _run_chunks(ray, actors, chunks, bar, ready)
-        per_name = len(chunks) // len(names)
-        returns = {_scale_key(s): [float(x) for r in out[i * per_name:(i + 1) * per_name] for x in r]
-                   for i, s in enumerate(scale_list)}
+
+        def play(chunks: list[tuple]) -> list[list[float]]:
+            return _run_chunks(ray, actors, chunks, bar, ready)
+
+        returns, settings = _play_days(spec.kind, play, names, scale_list, days, num_envs)
         graceful = True
     finally:
         if bar is not None:
@@ -510,7 +457,7 @@ def evaluate(
         "seed": int(seed),
         "scales": scale_list,
         "env_names": {_scale_key(s): n for s, n in zip(scale_list, names)},
-        "profiles": profiles,
+        "profiles": days.profiles,
         "returns": returns,
         "mean": {k: float(np.mean(v)) for k, v in returns.items()},
         "std": {k: float(np.std(v)) for k, v in returns.items()},
@@ -518,9 +465,101 @@ def evaluate(
         "wall_s": time.perf_counter() - t0,
     }
     if best_fixed:
-        result["train_profiles"] = train
+        result["train_profiles"] = days.train
         result["settings"] = settings
     return result
+
+
+def _check_counts(envs_per_actor: int, workers_per_actor: int, num_actors: int | None,
+                  env_kwargs: dict[str, Any]) -> None:
+    """Refuse counts below one and the engine settings that :func:`evaluate` sets itself."""
+    if int(envs_per_actor) < 1 or int(workers_per_actor) < 1:
+        raise ValueError(f"envs_per_actor and workers_per_actor must be at least 1, got {envs_per_actor} "
+                         f"and {workers_per_actor}")
+    if num_actors is not None and int(num_actors) < 1:
+        raise ValueError(f"num_actors must be at least 1, got {num_actors}")
+    if "dss_mode" in env_kwargs or "autoreset_mode" in env_kwargs or "num_envs" in env_kwargs:
+        raise ValueError("dss_mode, autoreset_mode and num_envs are set by evaluate (use policy='dss')")
+
+
+def _check_run(spec: PolicySpec, system: str, env_kwargs: dict[str, Any]) -> str:
+    """The system's name at scale 1; a run folder's policy must have been trained on that
+    system, and its backend is the default of ``env_kwargs`` (changed in place)."""
+    base_cfg = dataclasses.replace(parse_env_name(system), scale=1.0)
+    if spec.kind in ("sb3", "rllib") and is_run_folder(spec.payload):
+        run = Run.open(spec.payload)
+        env_kwargs.setdefault("backend", run.backend)  # the run's power flow, unless given
+        trained = parse_env_name(run.system)
+        if spec.kind == "sb3" and (trained.system.name, trained.continuous_battery) != (
+                base_cfg.system.name, base_cfg.continuous_battery):
+            raise ValueError(f"the run {spec.payload!r} was trained on {trained.name}; it cannot act on {system}")
+    return base_cfg.name
+
+
+@dataclasses.dataclass
+class _Days:
+    """The episodes of an evaluation: ``profiles`` played, ``train`` (where ``best_fixed``
+    chooses), the ``hold`` action and the fixed settings ``best_fixed`` tries."""
+
+    profiles: list[int]
+    train: list[int]
+    hold: np.ndarray
+    candidates: np.ndarray
+
+
+def _days(base: str, profiles: Sequence[int] | None, train_profiles: Sequence[int] | None,
+          env_kwargs: dict[str, Any]) -> _Days:
+    """The evaluation's episodes, checked against the system's profiles (read on a single
+    environment of ``base`` here, on the driver)."""
+    single = vvc_batch.make(base, **{k: env_kwargs[k] for k in _SINGLE_ENV_KWARGS if k in env_kwargs})
+    try:
+        num_profiles = single.unwrapped.num_profiles
+
+        def check(ps: Sequence[int] | None, what: str) -> list[int]:
+            ps = list(range(num_profiles)) if ps is None else [int(p) for p in ps]
+            if not ps:
+                raise ValueError(f"{what} is empty")
+            bad = [p for p in ps if not 0 <= p < num_profiles]
+            if bad:
+                raise ValueError(f"{what} {bad} out of range: {base} has profiles 0..{num_profiles - 1}")
+            return ps
+
+        played = check(profiles, "profiles")
+        train = check(train_profiles if train_profiles is not None else played, "train_profiles")
+        levels = single.unwrapped.core.counts.reg_levels
+        candidates = np.stack([fixed_action(single, tap, caps) for caps in (1, 0) for tap in range(levels)])
+        return _Days(profiles=played, train=train, hold=fixed_action(single), candidates=candidates)
+    finally:
+        single.close()
+
+
+def _play_days(kind: str, play: Callable[[list[tuple]], list[list[float]]], names: list[str],
+               scale_list: list[float], days: _Days, num_envs: int) -> tuple[dict[str, list[float]], dict[str, list]]:
+    """Play every day at every scale with ``play`` (chunks in, returns per chunk out):
+    (returns per scale key, ``best_fixed``'s chosen setting per scale key)."""
+    profiles, train, candidates = days.profiles, days.train, days.candidates
+    settings: dict[str, list] = {}
+    if kind == "best_fixed":
+        pairs = [(c, p) for c in range(len(candidates)) for p in train]
+        chunks = [ch for name in names
+                  for ch in _chunks(name, [p for _, p in pairs], num_envs, candidates[[c for c, _ in pairs]])]
+        flat = np.concatenate(play(chunks)).reshape(len(names), len(candidates), len(train))
+        # the first of the best means, in best_fixed_setting's order (caps closed, then open)
+        means = np.array([[float(np.mean(r)) for r in per_name] for per_name in flat])
+        chosen = [candidates[int(np.argmax(m))] for m in means]
+        settings = {_scale_key(s): chosen[i].tolist() for i, s in enumerate(scale_list)}
+        chunks = [ch for i, name in enumerate(names)
+                  for ch in _chunks(name, profiles, num_envs, np.repeat(chosen[i][None], len(profiles), 0))]
+    elif kind == "hold":
+        held = np.repeat(days.hold[None], len(profiles), 0)
+        chunks = [ch for name in names for ch in _chunks(name, profiles, num_envs, held)]
+    else:
+        chunks = [ch for name in names for ch in _chunks(name, profiles, num_envs)]
+    out = play(chunks)
+    per_name = len(chunks) // len(names)
+    returns = {_scale_key(s): [float(x) for r in out[i * per_name:(i + 1) * per_name] for x in r]
+               for i, s in enumerate(scale_list)}
+    return returns, settings
 
 
 # ---------------------------------------------------------------------------- command line

@@ -73,20 +73,6 @@ class RunFolderError(VVCError, FileNotFoundError):
     """A folder that is not a training run folder, or lacks what is asked of it."""
 
 
-def sb3_algorithm(algo: str) -> type:
-    """The Stable-Baselines3 class of ``--algo`` ``algo`` (imports Stable-Baselines3).
-
-    Raises:
-        ValueError: an algorithm other than :data:`ALGORITHMS`.
-    """
-    from stable_baselines3 import PPO, SAC
-
-    table = {"ppo": PPO, "sac": SAC}
-    if algo not in table:
-        raise ValueError(f"unknown algorithm {algo!r}; valid: {', '.join(table)}")
-    return table[algo]
-
-
 def normalize_config(config: dict[str, Any]) -> dict[str, Any]:
     """A copy of a run's ``config.json`` with ``trainer`` and ``backend`` (power flow) set.
 
@@ -135,24 +121,6 @@ def read_log(folder: str | os.PathLike[str]) -> list[dict[str, float]]:
 def is_run_folder(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a folder with a run's ``config.json``."""
     return (Path(path) / CONFIG).is_file()
-
-
-def sb3_policy(model: Any, env: Any, continuous: bool, normalizer: Any = None) -> Policy:
-    """The deterministic policy of a Stable-Baselines3 ``model``: observation(s) -> flat
-    action(s) of ``env`` (a single environment or the vector engine, whose device counts
-    turn a ``Box(-1, 1)`` action into the environment's when ``continuous``). ``normalizer``:
-    a frozen ``VecNormalize`` whose observation statistics are applied first."""
-    from vvc_batch.env.wrappers import continuous_to_action, device_layout
-
-    layout = device_layout(env)
-
-    def act(obs: np.ndarray) -> Any:
-        if normalizer is not None:
-            obs = normalizer.normalize_obs(obs)
-        a, _ = model.predict(obs, deterministic=True)
-        return continuous_to_action(a, *layout) if continuous else a
-
-    return act
 
 
 @dataclasses.dataclass
@@ -403,6 +371,8 @@ class Run:
 
     def write_log(self) -> None:
         """Write ``log.csv`` and (when there are rows) ``learning_curve.png``."""
+        from vvc_batch.viz.plot import learning_curve
+
         self.path.mkdir(parents=True, exist_ok=True)
         columns = LOG_COLUMNS + LOG_OPTIONAL
         with open(self.log_path, "w") as fh:
@@ -412,7 +382,7 @@ class Run:
                     f"{r.get(k, float('nan')):.{3 if k.endswith('_s') else 6}f}" for k in columns[1:]]
                 fh.write(",".join(values) + "\n")
         if self.log:
-            _plot(self.log, self.curve_path)
+            learning_curve(self.log, self.curve_path)
 
     def summary(self, what: str) -> str:
         """The kept policy's evaluation (:meth:`selected_row`) in one line (empty without one)."""
@@ -438,61 +408,24 @@ class Run:
 
     # ------------------------------------------------------------------ policy
     def normalizer(self) -> Any:
-        """The run's saved ``VecNormalize`` statistics, frozen, for ``normalize_obs`` (``None``
-        if the run did not normalize). No environment is attached: what
-        ``VecNormalize.load`` reads, without its ``set_venv``."""
-        path = self._saved(self.selected_normalizer_path, self.normalizer_path)
-        if not path.is_file():
-            return None
-        import pickle
+        """The run's saved ``VecNormalize`` statistics (see
+        :func:`vvc_batch.training.policies.run_normalizer`), or ``None``."""
+        from vvc_batch.training.policies import run_normalizer
 
-        with open(path, "rb") as fh:  # the run's own file (VecNormalize.save)
-            norm = pickle.load(fh)
-        norm.training = False
-        norm.norm_reward = False
-        return norm
+        return run_normalizer(self)
 
     def policy(self, env: Any = None, *, device: str = "auto") -> Policy:
-        """The deterministic policy saved in the folder: observation(s) -> action(s). In a
-        run that selects (:attr:`selects`) the selected model (``model_selected.zip``, see
-        :meth:`selected_row`), otherwise the last one.
-
-        ``env``: the environment (single, or the vector engine) it will act on, for the
-        action layout of a Stable-Baselines3 policy on ``Box`` actions (default: one of the
-        run's, made and closed here). ``device``: where a Stable-Baselines3 model runs
-        (RLlib policies run on the CPU).
+        """The deterministic policy saved in the folder: observation(s) -> action(s) (see
+        :func:`vvc_batch.training.policies.run_policy`).
 
         Raises:
             RunFolderError: no saved model (``model.zip``, or ``checkpoint/`` for RLlib).
         """
-        if self.trainer == "rllib":
-            from vvc_batch.training.rllib import box_policy, load_policy as rllib_policy
+        from vvc_batch.training.policies import run_policy
 
-            if not self.checkpoint_path.is_dir():
-                raise RunFolderError(f"RLlib run folder {str(self.path)!r} has no checkpoint/")
-            act = rllib_policy(self._saved(self.selected_module_path, self.checkpoint_path))
-            if self.config.get("actions") != "box":
-                return act
-            own = env is None
-            env = self.env() if own else env
-            try:
-                return box_policy(act, env)  # the scaled Box actions of vvc_batch.training.rllib.ppo_config
-            finally:
-                if own:
-                    env.close()
-        path = self._saved(self.selected_model_path, self.model_path)
-        if not path.is_file():
-            raise RunFolderError(f"run folder {str(self.path)!r} has no model.zip")
-        model = sb3_algorithm(self.algo).load(path, device=device)
-        own = env is None
-        env = self.env() if own else env
-        try:
-            return sb3_policy(model, env, self.continuous_actions, self.normalizer())
-        finally:
-            if own:
-                env.close()
+        return run_policy(self, env, device=device)
 
-    def _saved(self, selected: Path, last: Path) -> Path:
+    def saved(self, selected: Path, last: Path) -> Path:
         """The selected model's file (or folder) in a selecting run that has one, else the
         last one's."""
         return selected if self.selects and selected.exists() else last
@@ -520,49 +453,5 @@ class Run:
                 env.close()
 
 
-def load_policy(path: str | os.PathLike[str], env: Any = None, *, device: str = "auto") -> Policy:
-    """The deterministic policy of a run folder (Stable-Baselines3 PPO or SAC, RLlib; see
-    :meth:`Run.policy`) or of a bare RLlib algorithm checkpoint (``algo.save_to_path``).
-
-    Raises:
-        RunFolderError: neither a run folder nor an RLlib checkpoint, or no saved model.
-    """
-    p = Path(path)
-    if not is_run_folder(p.parent if p.is_file() else p):
-        from vvc_batch.training.rllib import checkpoint_module_dir, load_policy as rllib_policy  # no Ray import yet
-
-        try:
-            checkpoint_module_dir(p)
-        except FileNotFoundError:
-            pass
-        else:
-            return rllib_policy(p)
-    return Run.open(p).policy(env, device=device)
-
-
-def _plot(log: Sequence[dict[str, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    steps = [r["env_steps"] for r in log]
-    mean = np.array([r["test_mean"] for r in log])
-    std = np.array([r["test_std"] for r in log])
-    ax.plot(steps, mean, label="test mean")
-    ax.fill_between(steps, mean - std, mean + std, alpha=0.3)
-    ax.plot(steps, [r["train_return"] for r in log], ls="--", label="train (recent episodes)")
-    select = np.array([r.get("select_mean", np.nan) for r in log])
-    if np.isfinite(select).any():
-        ax.plot(steps, select, ls=":", label="train days (deterministic, selects)")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("episode return")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-__all__ = ["ALGORITHMS", "LOG_COLUMNS", "LOG_OPTIONAL", "SELECT_DAYS", "TRAINERS", "Run", "RunFolderError", "is_run_folder", "load_policy",
-           "normalize_config", "read_log", "sb3_algorithm", "sb3_policy"]
+__all__ = ["ALGORITHMS", "LOG_COLUMNS", "LOG_OPTIONAL", "SELECT_DAYS", "TRAINERS", "Run", "RunFolderError", "is_run_folder",
+           "normalize_config", "read_log"]

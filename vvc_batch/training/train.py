@@ -60,7 +60,8 @@ import vvc_batch
 from vvc_batch.training.evaluation import split_profiles
 from vvc_batch.power_flow.interface import BACKENDS
 from vvc_batch.systems.profiles import PROFILE_SOURCES
-from vvc_batch.training.runs import ALGORITHMS, TRAINERS, Run, RunFolderError, sb3_algorithm, sb3_policy
+from vvc_batch.training.policies import sb3_algorithm, sb3_policy
+from vvc_batch.training.runs import ALGORITHMS, TRAINERS, Run, RunFolderError
 
 HPARAM_HELP = "KEY=VALUE: a Stable-Baselines3 constructor argument (e.g. gamma=0.9, ent_coef=0.01); repeatable"
 

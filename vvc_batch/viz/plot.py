@@ -11,7 +11,7 @@ Matplotlib draws (Agg, no window); Pillow writes the GIF.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -146,4 +146,31 @@ def system_layout(env, node_bound: str = "minimum"):
     r.fig.canvas.draw()
     return r.fig
 
-__all__ = ["daily_profile", "episode_gif", "run_episode", "system_layout"]
+def learning_curve(log: Sequence[dict[str, float]], path: str | Path) -> None:
+    """Draw a run's ``log.csv`` rows (:func:`vvc_batch.training.runs.read_log`) to ``path``:
+    the test return (mean and std band over the test days), the train return of recent
+    episodes and, where logged, the selection days' return, against env steps."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    steps = [r["env_steps"] for r in log]
+    mean = np.array([r["test_mean"] for r in log])
+    std = np.array([r["test_std"] for r in log])
+    ax.plot(steps, mean, label="test mean")
+    ax.fill_between(steps, mean - std, mean + std, alpha=0.3)
+    ax.plot(steps, [r["train_return"] for r in log], ls="--", label="train (recent episodes)")
+    select = np.array([r.get("select_mean", np.nan) for r in log])
+    if np.isfinite(select).any():
+        ax.plot(steps, select, ls=":", label="train days (deterministic, selects)")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("episode return")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+__all__ = ["daily_profile", "episode_gif", "learning_curve", "run_episode", "system_layout"]
