@@ -8,7 +8,8 @@ import statistics
 import pytest
 
 from vvc_batch.bench import cli as bench
-from vvc_batch.bench.cli import CASES, Case, measure_interleaved
+from vvc_batch.bench.cases import Case, measure_interleaved
+from vvc_batch.bench.throughput import CASES
 
 
 def test_bench_writes_every_case(tmp_path, capsys):
