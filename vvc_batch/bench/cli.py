@@ -18,7 +18,9 @@ import json
 import sys
 
 import vvc_batch
-from vvc_batch.bench.rllib_sampling import RllibMissingError, report_rllib, rllib_imports, run_rllib
+from vvc_batch.commands import check_output_file, command
+from vvc_batch.errors import UsageError
+from vvc_batch.bench.rllib_sampling import report_rllib, rllib_imports, run_rllib
 from vvc_batch.bench.throughput import report_throughput, run_throughput
 from vvc_batch.systems.profiles import PROFILE_SOURCES
 
@@ -49,30 +51,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark the command line asks for, print its table; the exit status."""
-    args = build_parser().parse_args(argv)
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse what cannot be measured before anything is built.
+
+    Raises:
+        UsageError: a count below 1, dss mode on the batched backend, an output file in a
+            folder that does not exist.
+        UnknownSystemError: an unknown system (a full gymnasium id is read as its name).
+    """
     for flag in ("num_envs", "workers", "steps", "repeats"):
         value = min(getattr(args, flag)) if flag == "num_envs" else getattr(args, flag)
         if value < 1:
-            print(f"error: --{flag.replace('_', '-')} must be at least 1, got {value}", file=sys.stderr)
-            return 2
-    try:
-        args.system = vvc_batch.parse_env_name(args.system).name  # a full id works too
-    except vvc_batch.UnknownSystemError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+            raise UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    args.system = vvc_batch.parse_env_name(args.system).name  # a full id works too
+    check_output_file(args.json, "--json")
+    check_output_file(args.plot, "--plot")
+    if args.dss_mode and args.backend == "batched" and args.plot is None:
+        raise UsageError("--dss-mode runs OpenDSS's controllers, which only the opendss backend has; "
+                         "leave out --backend batched")
+
+
+@command
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark the command line asks for, print its table; the exit status (2 and
+    one line on stderr on a user's mistake)."""
+    args = build_parser().parse_args(argv)
+    check_arguments(args)
     if args.plot is not None:
         from vvc_batch.bench.scaling import report_scaling, run_scaling
 
         res = run_scaling(args)
         print(report_scaling(res))
     elif args.rllib:
-        try:
-            rllib_imports()
-        except RllibMissingError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        rllib_imports()  # a missing Ray RLlib is reported before anything is built
         args.num_envs = args.num_envs[0]
         res = run_rllib(args)
         print(report_rllib(res))

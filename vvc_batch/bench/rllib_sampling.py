@@ -35,14 +35,16 @@ import numpy as np
 import vvc_batch
 from vvc_batch.bench.cases import bench_profiles
 from vvc_batch.bench.host import cpu_seconds, machine_busy_seconds
+from vvc_batch.errors import MissingDependencyError
 
 RLLIB_CASES = ("rllib_vvc_batch", "rllib_sync", "rllib_async")
 _RLLIB_MISSING = ("the --rllib benchmark needs Ray RLlib, which is not installed (an optional extra of "
                   "vvc_batch): pip install 'ray[rllib]'")
 
 
-class RllibMissingError(ImportError):
-    """Ray RLlib is not installed."""
+class RllibMissingError(MissingDependencyError):
+    """Ray RLlib is not installed (an ``ImportError``, as every
+    :class:`~vvc_batch.errors.MissingDependencyError`)."""
 
 
 def rllib_imports() -> tuple[type, type]:
