@@ -25,6 +25,8 @@ COMMANDS = {
     "vvc_batch.distributed": ["--policy", "hold", "--system", "{system}", "--no-progress"],
     "vvc_batch.random_agent": ["--env_name", "{system}"],
     "vvc_batch.bench": ["--system", "{system}", "--num-envs", "1", "--steps", "2", "--repeats", "1"],
+    "vvc_batch.bench --fixed-cost": ["--fixed-cost", "--system", "{system}", "--num-envs", "1", "2", "--steps", "2",
+                                     "--repeats", "1"],
 }
 
 

@@ -23,8 +23,8 @@ every size (``vvc_batch_n64``, ``batched_n64``: the baselines run at the first s
 each backend is reported by its best size: env-steps/s, the ratio to ``AsyncVectorEnv``, the
 share of the step its solver takes, and the workers' resident memory per environment (and
 per added environment, between the smallest and the largest size); the W-worker sizes are
-also fitted to a fixed cost per step and a cost per environment
-(:func:`vvc_batch.bench.fixed_cost.fit_fixed_cost`).
+also fitted to a fixed cost per step and a cost per environment (``fixed_cost``;
+:func:`vvc_batch.bench.fixed_cost.fit_fixed_cost`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 from vvc_batch.bench.cases import (Case, action_batches, backend_kwargs, bench_profiles, measure_interleaved,
                                    open_gym_vector, open_single, open_vvc)
+from vvc_batch.bench.fixed_cost import BREAK_EVEN_NOTE, MODEL, fit_lines, fit_rates
 from vvc_batch.bench.host import machine_facts
 from vvc_batch.bench.solve_time import bare_solve_us
 
@@ -105,6 +106,15 @@ def _per_backend(args: argparse.Namespace, results: dict[str, dict], engines: di
     return per_backend
 
 
+def _fixed_cost(results: dict[str, dict], engines: dict[str, tuple[str, int, int]], workers: int) -> dict:
+    """Each backend's W-worker sizes fitted to a fixed cost per step and a cost per environment."""
+    fits = {}
+    for b in dict.fromkeys(bb for bb, _, _ in engines.values()):
+        rates = {n: results[name]["env_steps_per_s"] for name, (bb, n, w) in engines.items() if bb == b and w == workers}
+        fits[b] = fit_rates(rates)
+    return {"workers": workers, "model": MODEL, "backends": fits}
+
+
 def run_throughput(args: argparse.Namespace) -> dict:
     """The benchmark: every case measured in interleaved rounds; the figures as a
     JSON-serializable dict (see :func:`report_throughput`)."""
@@ -155,6 +165,8 @@ def run_throughput(args: argparse.Namespace) -> dict:
     }
     if "batched" in per_backend:
         out["batched_vs_opendss"] = per_backend["batched"]["env_steps_per_s"] / per_backend["opendss"]["env_steps_per_s"]
+    if len(set(sizes)) > 1:
+        out["fixed_cost"] = _fixed_cost(results, engines, W)
     return out
 
 
@@ -184,6 +196,13 @@ def report_throughput(res: dict) -> str:
                      f"us per env-step ({e['solve_share']:.0%} of the step){added}")
     if "batched_vs_opendss" in res:
         lines.append(f"batched vs OpenDSS backend (each at its best size): {res['batched_vs_opendss']:.2f}x")
+    if "fixed_cost" in res:
+        fc = res["fixed_cost"]
+        lines.append(f"fixed cost per step and cost per environment ({fc['workers']} workers, sizes "
+                     f"{' '.join(str(n) for n in res['sizes'])}; python -m vvc_batch.bench --fixed-cost measures it "
+                     "on more sizes):")
+        lines += fit_lines(fc["backends"])
+        lines.append(BREAK_EVEN_NOTE)
     return "\n".join(lines)
 
 
