@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 import vvc_batch
-from vvc_batch.bench.cli import solve_seconds
+from vvc_batch.bench.solve_time import solve_seconds
 
 REFERENCE_STEP_MS = {"13Bus": 0.68, "34Bus": 1.48, "123Bus": 2.43, "8500Node": 52.8}
 DEFAULT_STEPS = {"13Bus": 2400, "34Bus": 1200, "123Bus": 960, "8500Node": 96}

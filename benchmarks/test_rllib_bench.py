@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("ray.rllib", reason="needs Ray RLlib: pip install 'ray[rllib]'")
 
-from vvc_batch.bench.cli import RllibSampler, rllib_configs  # noqa: E402
+from vvc_batch.bench.rllib_sampling import RllibSampler, rllib_configs  # noqa: E402
 
 NUM_ENVS, WORKERS, ROUNDS = 16, 2, 24
 

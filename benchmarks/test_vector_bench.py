@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import vvc_batch
-from vvc_batch.bench.cli import _action_batches
+from vvc_batch.bench.cases import action_batches
 
 NUM_ENVS, STEPS = 16, 20
 
@@ -25,7 +25,7 @@ def system(request):
 
 @pytest.fixture(scope="module")
 def actions(system):
-    return _action_batches(system, NUM_ENVS, STEPS, seed=0)
+    return action_batches(system, NUM_ENVS, STEPS, seed=0)
 
 
 def _run(benchmark, envs, actions):

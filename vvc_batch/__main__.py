@@ -10,6 +10,7 @@ import sys
 import time
 
 import vvc_batch
+from vvc_batch.commands import command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,13 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
+    """Play the episode and print it; the exit status (2 and one line on stderr on a user's
+    mistake, such as an unknown environment or a missing data directory)."""
     args = _parser().parse_args(argv)
-    try:
-        env = vvc_batch.make(args.env, data_dir=args.data_dir, dss_mode=args.dss_mode)
-    except vvc_batch.VVCError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    env = vvc_batch.make(args.env, data_dir=args.data_dir, dss_mode=args.dss_mode)
     u = env.unwrapped
     options = {"profile": args.profile} if args.profile is not None else None
     obs, info = env.reset(seed=args.seed, options=options)

@@ -72,6 +72,16 @@ class RayConnectionError(VVCError, ConnectionError):
     """The Ray cluster named by an address cannot be reached (or the address is malformed)."""
 
 
+class UsageError(VVCError, ValueError):
+    """A command-line argument (or combination of them) that cannot work; raised by the
+    ``python -m`` commands with a message that says what to give instead."""
+
+
+class MissingDependencyError(VVCError, ImportError):
+    """An optional dependency (one of vvc_batch's extras: torch and Stable-Baselines3, Ray
+    RLlib, matplotlib) is not installed; the message names what to install."""
+
+
 class UnsupportedElementError(VVCError, ValueError):
     """The circuit holds an element (or an element setting) that the batched power-flow
     backend does not model; raised when the environment is made, never mid-episode. The
@@ -95,12 +105,14 @@ __all__ = [
     "EpisodeEndedError",
     "FetchError",
     "InvalidActionError",
+    "MissingDependencyError",
     "RayConnectionError",
     "ResetNeededError",
     "RewardFunctionError",
     "SpecError",
     "UnknownSystemError",
     "UnsupportedElementError",
+    "UsageError",
     "VVCError",
     "WorkerDiedError",
     "WorkerError",

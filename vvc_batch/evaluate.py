@@ -22,13 +22,16 @@ import sys
 from pathlib import Path
 
 import vvc_batch
+from vvc_batch.commands import check_output_file, command, fail
 from vvc_batch.training.evaluation import BASELINES, evaluate_baseline, split_profiles, summary
 from vvc_batch.power_flow.interface import BACKENDS
 from vvc_batch.systems.profiles import PROFILE_SOURCES
-from vvc_batch.training.runs import EVAL_ENVS, Run, RunFolderError
+from vvc_batch.training.runs import EVAL_ENVS, Run
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
+    """Evaluate and print the mean and std; the exit status."""
     p = argparse.ArgumentParser(prog="python -m vvc_batch.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--system", default=None, help="environment name (default: the run's)")
     p.add_argument("--model", default=None, help="a run folder or its model.zip")
@@ -43,17 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if (args.model is None) == (args.baseline is None):
-        print("error: give exactly one of --model and --baseline", file=sys.stderr)
-        return 2
-    try:
-        run = Run.open(args.model or args.split_from) if (args.model or args.split_from) else None
-    except RunFolderError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail("give exactly one of --model and --baseline")
+    check_output_file(args.json, "--json")
+    run = Run.open(args.model or args.split_from) if (args.model or args.split_from) else None
     system = args.system or (run.system if run else None)
     if system is None:
-        print("error: --system is needed", file=sys.stderr)
-        return 2
+        return fail("--system is needed")
     source = args.profiles or (run.profiles if run else "auto")
     backend = args.backend or (run.backend if run and args.baseline != "dss" else "opendss")
     try:
@@ -61,9 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             n = env.unwrapped.num_profiles
             if n == 0:
-                print(f"error: {system} has no load profiles from --profiles {source}; --profiles synthetic uses the "
-                      "built-in generator", file=sys.stderr)
-                return 2
+                return fail(f"{system} has no load profiles from --profiles {source}; --profiles synthetic uses the "
+                            "built-in generator")
             if run is not None and run.split is not None:
                 train, test = run.split["train"], run.split["test"]
             else:
@@ -79,9 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             returns = evaluate_baseline(system, args.baseline, profiles, train=train, seed=args.seed,
                                         profiles=source, backend=backend)
             what = f"baseline {args.baseline}"
-    except (vvc_batch.VVCError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # an argument the library refused (vvc_batch's own errors: see command)
+        return fail(exc)
     res = summary(returns)
     print(f"{what} on {system}, {args.split} split ({res['episodes']} profiles): mean {res['mean']:.4f} "
           f"std {res['std']:.4f}")

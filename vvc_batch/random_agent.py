@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 import vvc_batch
+from vvc_batch.commands import command, fail
+from vvc_batch.errors import UsageError
 from vvc_batch.training.evaluation import episode_return, split_profiles
 from vvc_batch.env.spaces import flat_action
 
@@ -80,7 +82,7 @@ def run_parallel(args) -> None:
     with vvc_batch.make_vec(args.env_name, num_envs=w, num_workers=min(w, os.cpu_count() or 1)) as envs:
         n_prof = envs.num_profiles
         if n_prof < w:
-            raise SystemExit(f"error: {args.env_name} has {n_prof} profiles, fewer than {w} environments")
+            raise UsageError(f"{args.env_name} has {n_prof} profiles, fewer than {w} environments (--num_workers)")
         envs.reset(seed=args.seed, options={"profile": list(range(w))})
         envs.single_action_space.seed(args.seed)
         space = envs.single_action_space
@@ -100,7 +102,7 @@ def run_episodic(args) -> None:
     env = vvc_batch.make(args.env_name).unwrapped
     n = env.num_profiles
     if n < 2:
-        raise SystemExit(f"error: {args.env_name} has {n} profiles; episodic mode needs at least 2")
+        raise UsageError(f"{args.env_name} has {n} profiles; episodic mode needs at least 2")
     train, test = split_profiles(n, args.seed) if args.do_testing else (list(range(n)), [])
     rng = np.random.default_rng(args.seed)
     evaluator = vvc_batch.make(args.env_name).unwrapped if args.do_testing else None
@@ -151,22 +153,16 @@ def _plots(args, env, profile) -> None:
     print(f"plots written to {out}/")
 
 
-def main(argv=None) -> int:
+@command
+def main(argv: list[str] | None = None) -> int:
+    """Run the mode the command line asks for; the exit status (2 and one line on stderr on a
+    user's mistake)."""
     args = parse_args(argv)
     mode = ALIASES.get(args.mode, args.mode)
     if mode not in MODES:
-        print(f"error: unknown mode {args.mode!r}; valid modes: {', '.join(MODES)} (or 'parallele')", file=sys.stderr)
-        return 2
-    try:
-        args.env_name = vvc_batch.parse_env_name(args.env_name).name  # a full id works too
-    except vvc_batch.UnknownSystemError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        {"single": run_single, "parallel": run_parallel, "episodic": run_episodic, "dss": run_dss}[mode](args)
-    except vvc_batch.VVCError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(f"unknown mode {args.mode!r}; valid modes: {', '.join(MODES)} (or 'parallele')")
+    args.env_name = vvc_batch.parse_env_name(args.env_name).name  # a full id works too
+    {"single": run_single, "parallel": run_parallel, "episodic": run_episodic, "dss": run_dss}[mode](args)
     return 0
 
 __all__ = [

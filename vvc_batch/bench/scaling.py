@@ -11,15 +11,13 @@ machine has free is skipped (and said so), the batched backend goes on.
 
 from __future__ import annotations
 
+import argparse
 import math
-import os
-import platform
 import statistics
 import sys
 
-import numpy as np
-
-from vvc_batch.bench.cli import _action_batches, bench_profiles, measure_interleaved, open_vvc
+from vvc_batch.bench.cases import action_batches, bench_profiles, measure_interleaved, open_vvc
+from vvc_batch.bench.host import machine_facts
 
 #: environments per worker of the sweep
 PER_WORKER = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -38,7 +36,7 @@ def _available_mib() -> float:
     return math.inf
 
 
-def run_scaling(args) -> dict:
+def run_scaling(args: argparse.Namespace) -> dict:
     """The sweep of ``--plot``: one point per backend and size; writes the figure."""
     from tqdm import tqdm
 
@@ -46,7 +44,7 @@ def run_scaling(args) -> dict:
     sizes = tuple(getattr(args, "per_worker", None) or PER_WORKER)
     profiles = bench_profiles(args)
     steps = max(4, min(args.steps, 48))
-    actions = _action_batches(args.system, W * max(sizes), steps, args.seed)
+    actions = action_batches(args.system, W * max(sizes), steps, args.seed)
     points: dict[str, list[dict]] = {b: [] for b in BACKENDS}
     skipped: dict[str, list[int]] = {b: [] for b in BACKENDS}
     per_env_mib = {b: 0.0 for b in BACKENDS}
@@ -78,8 +76,7 @@ def run_scaling(args) -> dict:
         "repeats": max(1, args.repeats),
         "command": f"python -m vvc_batch.bench --plot {args.plot} --system {args.system} --workers {W} "
                    f"--repeats {args.repeats} --steps {args.steps}",
-        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-                    "numpy": np.__version__, "processor": platform.processor() or platform.machine()},
+        "machine": machine_facts(),
         "per_worker": list(sizes),
         "points": points,
         "skipped_for_memory": skipped,
@@ -117,6 +114,7 @@ def draw(res: dict, path: str) -> None:
 
 
 def report_scaling(res: dict) -> str:
+    """The printed table of :func:`run_scaling`'s points."""
     lines = [f"{res['system']}: env-steps/s by environments per worker ({res['workers']} workers)",
              f"{'per worker':>10} " + " ".join(f"{b:>12}" for b in BACKENDS) + f" {'ratio':>8}"]
     by = {b: {p["per_worker"]: p["env_steps_per_s"] for p in res["points"][b]} for b in BACKENDS}

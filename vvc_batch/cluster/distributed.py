@@ -55,6 +55,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 import vvc_batch
+from vvc_batch.commands import check_output_file, command, fail
 from vvc_batch.training.evaluation import BASELINES, fixed_action
 from vvc_batch.power_flow.interface import BACKENDS
 from vvc_batch.training.runs import Run, RunFolderError, is_run_folder
@@ -563,8 +564,10 @@ def _play_days(kind: str, play: Callable[[list[tuple]], list[list[float]]], name
 
 
 # ---------------------------------------------------------------------------- command line
+@command
 def main(argv: list[str] | None = None) -> int:
-    """``python -m vvc_batch.distributed``: print a table of mean returns per scale."""
+    """``python -m vvc_batch.distributed``: print a table of mean returns per scale; the exit
+    status (2 and one line on stderr on a user's mistake)."""
     p = argparse.ArgumentParser(prog="python -m vvc_batch.distributed", description=__doc__.splitlines()[0])
     p.add_argument("--policy", required=True, help=f"a baseline ({', '.join(BASELINES)}) or a run folder")
     p.add_argument("--system", required=True, help="environment name, e.g. 34Bus_soc")
@@ -583,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", default=None, help="write the result dict to this file")
     args = p.parse_args(argv)
+    check_output_file(args.json, "--json")
     extra = {"data_dir": args.data_dir} if args.data_dir else {}
     if args.backend:
         extra["backend"] = args.backend
@@ -592,9 +596,8 @@ def main(argv: list[str] | None = None) -> int:
                        workers_per_actor=args.workers_per_actor, seed=args.seed,
                        train_profiles=args.train_profiles, progress=not args.no_progress,
                        fresh_engines=args.fresh_engines, **extra)
-    except (vvc_batch.VVCError, ValueError, FileNotFoundError, ConnectionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, FileNotFoundError, ConnectionError) as exc:  # what evaluate refuses (see its Raises)
+        return fail(exc)
     print(f"{res['policy']} on {args.system}: {len(res['profiles'])} profiles, {res['num_actors']} actors, "
           f"{res['wall_s']:.1f} s")
     print(f"{'scale':>8}  {'environment':<24} {'mean':>12} {'std':>10}")

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from vvc_batch.errors import FetchError
+from vvc_batch.commands import command
+from vvc_batch.errors import FetchError, UnknownSystemError, UsageError
 from vvc_batch.systems.specs import DATA_ENV_VAR, circuits_dir, default_cache_dir, load_system, system_names
 
 RAW_BASE = "https://raw.githubusercontent.com/{repository}/{commit}"
@@ -181,7 +182,21 @@ def status(dest: str | os.PathLike[str] | None = None, systems: Iterable[str] | 
     return {"dest": str(root), "systems": report}
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse, before anything is downloaded, system names that are not vvc_batch's and a
+    ``--dest`` that exists but is no folder."""
+    for name in getattr(args, "systems", None) or ():
+        if name not in system_names():
+            raise UnknownSystemError(f"unknown system {name!r}; valid systems are: {', '.join(system_names())}")
+    if args.dest is not None and Path(args.dest).expanduser().exists() and not Path(args.dest).expanduser().is_dir():
+        raise UsageError(f"--dest {args.dest!r} is not a folder; give the folder that holds (or will hold) the "
+                         "system folders")
+
+
+@command
 def main(argv: list[str] | None = None) -> int:
+    """``fetch`` or ``status``; the exit status (1 when a download fails, 2 and one line on
+    stderr on a user's mistake)."""
     p = argparse.ArgumentParser(prog="python -m vvc_batch.data", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     f = sub.add_parser("fetch", help="download and verify the PowerGym systems")
@@ -193,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("status", help="list what is present and verified")
     s.add_argument("--dest", default=None)
     args = p.parse_args(argv)
+    _check_arguments(args)
     if args.command == "fetch":
         try:
             root = fetch(args.systems, args.dest, args.base_url, args.timeout, show_progress=not args.quiet)

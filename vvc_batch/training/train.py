@@ -57,6 +57,8 @@ from typing import Any
 import numpy as np
 
 import vvc_batch
+from vvc_batch.commands import command, fail
+from vvc_batch.errors import UsageError
 from vvc_batch.training.evaluation import split_profiles
 from vvc_batch.power_flow.interface import BACKENDS
 from vvc_batch.systems.profiles import PROFILE_SOURCES
@@ -92,9 +94,14 @@ def parse_hparams(algo: str, items: list[str]) -> dict[str, Any]:
     return out
 
 
-def new_run(args: argparse.Namespace) -> Run | int:
+def new_run(args: argparse.Namespace) -> Run:
     """A new run for the parsed command line, in memory (the trainer writes its folder when it
-    starts); an exit code instead when it cannot start."""
+    starts).
+
+    Raises:
+        UsageError: the system has fewer than 2 load profiles from ``--profiles``.
+        VVCError: an unknown system, missing circuit data, ...
+    """
     vvc_batch.parse_env_name(args.system)
     probe = vvc_batch.make(args.system, profiles=args.profiles, backend=args.backend).unwrapped
     n = probe.num_profiles
@@ -102,9 +109,8 @@ def new_run(args: argparse.Namespace) -> Run | int:
     probe.close()
     if n < 2:
         hint = "; --profiles synthetic trains on the built-in profile generator" if n == 0 else ""
-        print(f"error: {args.system} has {n} load profiles (--profiles {args.profiles}); training needs at "
-              f"least 2{hint}", file=sys.stderr)
-        return 2
+        raise UsageError(f"{args.system} has {n} load profiles (--profiles {args.profiles}); training needs at "
+                         f"least 2{hint}")
     train_p, test_p = split_profiles(n, args.seed)
     split = {"seed": args.seed, "train": train_p, "test": test_p}
     cfg = {"algo": args.algo, "system": args.system, "num_envs": args.num_envs, "workers": args.workers,
@@ -296,7 +302,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
+    """Train (or resume) the run the command line describes; the exit status (130 after
+    Ctrl-C, 2 and one line on stderr on a user's mistake)."""
     p = _parser()
     args = p.parse_args(argv)
     if args.backend in TRAINERS:  # the old spelling: --backend named the trainer
@@ -315,8 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             run = Run.open(args.out)
         except RunFolderError:
-            print(f"error: nothing to resume in {args.out} (no config.json)", file=sys.stderr)
-            return 2
+            return fail(f"nothing to resume in {args.out} (no config.json)")
         for flag, given, kept in (("--trainer", args.trainer, run.trainer), ("--backend", args.backend, run.backend)):
             if given is not None and given != kept:
                 p.error(f"{flag} is fixed when a run starts: {args.out} has {flag} {kept}, which --resume keeps")
@@ -344,25 +352,18 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             p.error(str(exc))
     if args.trainer == "rllib" and not args.resume and args.algo != "ppo":
-        print("error: --trainer rllib trains PPO (--algo ppo); use the sb3 trainer for SAC", file=sys.stderr)
-        return 2
+        return fail("--trainer rllib trains PPO (--algo ppo); use the sb3 trainer for SAC")
     if args.torch_threads is not None:
         set_torch_threads(args.torch_threads)
-    try:
-        if run is None:
-            run = new_run(args)
-            if isinstance(run, int):
-                return run
-        else:
-            run.config["total_steps"] = args.total_steps or run.config["total_steps"]
-        if args.trainer == "rllib":
-            from vvc_batch.training.rllib_train import train_rllib
+    if run is None:
+        run = new_run(args)
+    else:
+        run.config["total_steps"] = args.total_steps or run.config["total_steps"]
+    if args.trainer == "rllib":
+        from vvc_batch.training.rllib_train import train_rllib
 
-            return train_rllib(run, resume=args.resume, address=args.address)
-        return train_sb3(run, resume=args.resume)
-    except vvc_batch.VVCError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return train_rllib(run, resume=args.resume, address=args.address)
+    return train_sb3(run, resume=args.resume)
 
 __all__ = [
     "HPARAM_HELP",
