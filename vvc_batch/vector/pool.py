@@ -336,6 +336,7 @@ class WorkerPool:
 
     def wait(self, seq: int, what: str = "stepping", timeout: float | None = -1.0) -> None:
         """Wait for command ``seq`` (``timeout=-1``: the pool's own)."""
+        self._check_open()
         self._await(seq, what, self.timeout if timeout == -1.0 else timeout)
 
     def _send(self, payloads: Sequence[bytes]) -> None:
