@@ -244,12 +244,15 @@ class WorkerPool:
         try:
             return self._side.post(code, self.conns)
         except (OSError, ValueError):
-            for w, p in enumerate(self.processes):
-                if not p.is_alive():
-                    err = self._death_error(w)
-                    self.close()
-                    raise err from None
-            raise
+            # a sleeping worker's end of the pipe is closed: it is dying, but its process may
+            # not have ended yet (is_alive still says so); wait for it to end, and name it
+            sentinels = {p.sentinel: w for w, p in enumerate(self.processes)}
+            ended = wait(list(sentinels), timeout=5.0)
+            err = self._death_error(sentinels[ended[0]]) if ended else None
+            self.close()
+            if err is None:
+                raise
+            raise err from None
 
     def _drain(self, w: int) -> None:
         """Read what worker ``w`` sent; keep all but wake-ups."""
@@ -333,6 +336,7 @@ class WorkerPool:
 
     def wait(self, seq: int, what: str = "stepping", timeout: float | None = -1.0) -> None:
         """Wait for command ``seq`` (``timeout=-1``: the pool's own)."""
+        self._check_open()
         self._await(seq, what, self.timeout if timeout == -1.0 else timeout)
 
     def _send(self, payloads: Sequence[bytes]) -> None:

@@ -63,8 +63,12 @@ class SharedArrays:
         self.layout = dict(layout)  # name -> (segment name, spec)
         self._segments = segments
         self.owner = owner
+        # frombuffer keeps an export of the mapping for as long as a view lives, so that a
+        # close cannot unmap memory under a view that escaped (np.ndarray(buffer=...) keeps
+        # none: reading such a view after close crashed the interpreter)
         self.arrays = {
-            name: np.ndarray(spec.shape, dtype=spec.dtype, buffer=segments[name].buf)
+            name: np.frombuffer(segments[name].buf, dtype=spec.dtype, count=int(np.prod(spec.shape)))
+            .reshape(spec.shape)
             for name, (_, spec) in self.layout.items()
         }
         self._closed = False
@@ -125,8 +129,9 @@ class SharedArrays:
         for seg in self._segments.values():
             try:
                 seg.close()
-            except BufferError:  # a view escaped; the mapping goes with the process
-                pass
+            except BufferError:  # a view escaped: it holds the mapping, unmapped with it
+                seg._mmap = None  # so that the segment does not try again (and fail) when collected
+                seg.close()  # its file descriptor
         self.unlink()
 
 __all__ = ["SEGMENT_PREFIX", "SEGMENT_TAG_ENV", "ArraySpec", "SharedArrays", "segment_prefix", "segment_tag"]
