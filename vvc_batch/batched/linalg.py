@@ -84,8 +84,14 @@ def substitute_check(lu, x, w, prev, wbase, err):
     ``|x[i] - prev[i]|^2 wbase[i]^2`` of the solution (``err[k]``, pu^2, NaN if any is
     NaN), taken row by row while the row is in cache. Rows with ``wbase[i] == 0`` use the
     change relative to the new magnitude."""
-    l_ptr, l_idx, l_val = lu.l_ptr, lu.l_idx, lu.l_val
-    u_ptr, u_idx, u_val, u_dinv = lu.u_ptr, lu.u_idx, lu.u_val, lu.u_dinv
+    _substitute_check(lu.l_ptr, lu.l_idx, lu.l_val, lu.u_ptr, lu.u_idx, lu.u_val, lu.u_dinv, x, w, prev, wbase,
+                      err)
+
+
+@njit(cache=True, nogil=True)
+def _substitute_check(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, u_dinv, x, w, prev, wbase, err):
+    """:func:`substitute_check` on the factor's arrays (a small wrapper takes the
+    structure, so that the iteration's call passes no structure)."""
     n = l_ptr.size - 1
     for k in range(w):
         err[k] = 0.0
