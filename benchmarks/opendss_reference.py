@@ -101,10 +101,11 @@ def reference_solve(
     if cold:
         engine.reinitialize()
     converged = engine.solve(1)
-    iterations = int(engine._ctx.ActiveCircuit.Solution.Iterations)
+    iterations = int(engine.circuit.Solution.Iterations)
     v = np.zeros(len(lay.node_names), dtype=np.complex128)
     engine.read_node_voltages(v)
     loss, src = engine.read_power()
-    return ReferenceResult(converged=bool(converged), iterations=iterations, v_obs=v, v_pu=np.abs(v) / engine._base,
+    return ReferenceResult(converged=bool(converged), iterations=iterations, v_obs=v,
+                           v_pu=np.abs(v) / engine.observation_base,
                            loss_kw=float(loss), source_kw=float(src),
                            battery_kw=np.asarray(engine.battery_power(), dtype=np.float64))

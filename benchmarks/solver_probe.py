@@ -82,7 +82,7 @@ def time_engine(engine: DssEngine, steps: list[tuple[np.ndarray, ...]]) -> dict[
         engine.write_devices(caps.tolist(), [float(reg.ratio(int(t))) for t in taps], kw.tolist(), kvar.tolist())
         ok = engine.solve(1)
         times.append(time.perf_counter() - t0)
-        iters.append(engine._ctx.ActiveCircuit.Solution.Iterations)
+        iters.append(engine.circuit.Solution.Iterations)
         conv.append(ok)
     return {"us": 1e6 * float(np.median(times)), "us_min": 1e6 * float(np.min(times)),
             "iterations": float(np.mean(iters)), "converged": float(np.mean(conv))}

@@ -137,3 +137,17 @@ def test_moved_modules_keep_their_old_import_paths(old, new):
     assert module is importlib.import_module(new)
     assert module.__spec__.name == new
     assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught)
+
+
+def test_functions_are_short_and_take_few_positional_arguments():
+    """No function (numba kernels included) over 150 lines or with more than 20 positional
+    parameters: groups of arrays travel as named structures."""
+    bad = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                positional = len(node.args.posonlyargs) + len(node.args.args)
+                if lines > 150 or positional > 20:
+                    bad.append(f"{name}.{node.name}: {lines} lines, {positional} positional parameters")
+    assert not bad, "\n".join(bad)

@@ -75,13 +75,13 @@ def test_matches_opendss(name, data_dir):
     n = COUNT[name]
     states = _random_states(m, bank, n, seed=11)
     solver = BatchedSolver(m, n)
-    res = solver.solve(np.arange(n), *states, cold=True)
+    res = solver.solve(np.arange(n), *states, cold=True, complex_voltages=True)
     assert res.converged.all(), res.status
     for i in range(n):
         ref = reference_solve(eng, *(s[i] for s in states))
         assert ref.converged
         np.testing.assert_allclose(res.v_pu[i], ref.v_pu, rtol=0, atol=1e-7)
-        np.testing.assert_allclose(res.v_obs[i], ref.v_obs, rtol=0, atol=1e-7 * eng._base.max())
+        np.testing.assert_allclose(res.v_complex[i], ref.v_obs, rtol=0, atol=1e-7 * eng._base.max())
         assert abs(res.loss_kw[i] / ref.loss_kw - 1) < 1e-6
         assert abs(res.source_kw[i] / ref.source_kw - 1) < 1e-6
         np.testing.assert_allclose(res.battery_kw[i], ref.battery_kw, rtol=1e-6, atol=1e-6)
@@ -130,7 +130,7 @@ def test_results_do_not_depend_on_the_batch(name, chunk, data_dir):
     eng, bank, m = _system(name, data_dir)
     steps = [_random_states(m, bank, 20, seed=100 + t) for t in range(4)]
     alone = BatchedSolver(m, 1)
-    ref = [alone.solve([0], *(s[:1] for s in st), cold=(t == 0)) for t, st in enumerate(steps)]
+    ref = [alone.solve([0], *(s[:1] for s in st), cold=(t == 0), complex_voltages=True) for t, st in enumerate(steps)]
     rng = np.random.default_rng(0)
     for B in (2, 7, 20):
         solver = BatchedSolver(m, 40, chunk=chunk)
@@ -140,8 +140,8 @@ def test_results_do_not_depend_on_the_batch(name, chunk, data_dir):
             slots = 1 + rng.permutation(39)[:B]
             k = int(np.flatnonzero(rows == 0)[0])
             slots[k] = 0
-            res = solver.solve(slots, *(s[rows] for s in st), cold=(t == 0))
-            for field in ("v_pu", "v_obs", "loss_kw", "source_kw", "battery_kw", "iterations"):
+            res = solver.solve(slots, *(s[rows] for s in st), cold=(t == 0), complex_voltages=True)
+            for field in ("v_pu", "v_complex", "loss_kw", "source_kw", "battery_kw", "iterations"):
                 np.testing.assert_array_equal(getattr(res, field)[k], getattr(ref[t], field)[0], err_msg=field)
 
 
@@ -188,10 +188,10 @@ def test_voltage_collapse_is_flagged(data_dir):
     mult, caps, taps, kw, kvar = _random_states(m, bank, 3, seed=8, low=0.9, high=1.1)
     mult[1] *= 10
     solver = BatchedSolver(m, 3)
-    res = solver.solve(np.arange(3), mult, caps, taps, kw, kvar, cold=True)
+    res = solver.solve(np.arange(3), mult, caps, taps, kw, kvar, cold=True, complex_voltages=True)
     assert list(res.converged) == [True, False, True]
     assert res.status[1] in (1, 2)
-    for arr in (res.v_pu, res.v_obs, res.loss_kw, res.source_kw, res.battery_kw):
+    for arr in (res.v_pu, res.v_complex, res.loss_kw, res.source_kw, res.battery_kw):
         assert np.isfinite(arr).all()
     assert not reference_solve(eng, mult[1], caps[1], taps[1], kw[1], kvar[1]).converged
     alone = BatchedSolver(m, 1).solve([0], mult[:1], caps[:1], taps[:1], kw[:1], kvar[:1], cold=True)

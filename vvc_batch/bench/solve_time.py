@@ -11,9 +11,10 @@ import numpy as np
 
 def _solver_of(core: Any) -> tuple[Any, str]:
     """(object, attribute) of the call that solves the power flow in ``core``'s backend:
-    OpenDSS's solve of the first engine, or the batched solver."""
+    OpenDSS's solve of the first engine, or the batched solver's unchecked solve (which the
+    backend calls)."""
     if core.backend_name == "batched":
-        return core.backend.solver, "solve"
+        return core.backend.solver, "solve_unchecked"
     return core.engines[0], "solve"
 
 

@@ -116,6 +116,17 @@ class FlowResult:
         source_kw: (n,) power delivered by the source, kW.
         battery_kw: (n, B) real power drawn by each battery generator, kW (negative:
             discharging).
+        status: (n,) int64 or None: how each solve ended, where the solver reports it (the
+            batched solver: 0 converged, 1 iteration limit reached, 2 diverged, an iterate
+            was not finite; where not converged every value above is the last finite
+            iterate: finite, but not a power-flow solution).
+        iterations: (n,) int64 or None: iterations of each solve, where reported (the
+            batched solver: solves with its shared factorization, a cold start counting its
+            initial solve).
+        max_change: (n,) float64 or None: largest node-voltage change of the last
+            iteration, pu, where reported.
+        v_complex: (n, N) complex128 or None: complex node voltages, V, in observation
+            order; None unless the caller asked for them.
     """
 
     converged: np.ndarray
@@ -123,6 +134,10 @@ class FlowResult:
     loss_kw: np.ndarray
     source_kw: np.ndarray
     battery_kw: np.ndarray
+    status: np.ndarray | None = None
+    iterations: np.ndarray | None = None
+    max_change: np.ndarray | None = None
+    v_complex: np.ndarray | None = None
 
 
 class PowerFlowBackend(Protocol):

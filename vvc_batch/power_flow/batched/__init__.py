@@ -8,8 +8,9 @@ regulator taps and battery powers. See ``docs/batched-solver.md``.
 Modules: :mod:`.model` (reading the circuit), :mod:`.solver` (the public solver),
 :mod:`.iteration` (the batched fixed-point loop), :mod:`.elements` (OpenDSS's load and
 generator models), :mod:`.linalg` (substitution and device corrections), :mod:`.results`
-(losses, source and battery power), :mod:`.reference` (OpenDSS reference solutions),
-:mod:`.probe` (benchmark).
+(losses, source and battery power), :mod:`.tables` (the named array structures the
+compiled kernels take), :mod:`.reference` (OpenDSS reference solutions), :mod:`.probe`
+(benchmark).
 """
 
 from typing import Any
@@ -17,12 +18,12 @@ from typing import Any
 from vvc_batch.errors import UnsupportedElementError
 from vvc_batch.power_flow.batched.model import NetworkModel, extract_model
 
-__all__ = ["BatchResult", "BatchedSolver", "NetworkModel", "UnsupportedElementError", "extract_model"]
+__all__ = ["BatchedSolver", "NetworkModel", "UnsupportedElementError", "extract_model"]
 
 
 def __getattr__(name: str) -> Any:
     # the solver pulls in numba: imported on first use only
-    if name in ("BatchedSolver", "BatchResult"):
+    if name == "BatchedSolver":
         from vvc_batch.power_flow.batched import solver
 
         return getattr(solver, name)

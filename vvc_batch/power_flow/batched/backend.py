@@ -97,9 +97,8 @@ class BatchedBackend:
         mult = self.load_mult[rows]
         if self._load_columns is not None:
             mult = mult[:, self._load_columns]
-        res = self.solver.solve(ids, mult, caps, taps, kw, kvar, cold=cold)
-        return FlowResult(converged=res.converged, v_pu=res.v_pu, loss_kw=res.loss_kw, source_kw=res.source_kw,
-                          battery_kw=res.battery_kw)
+        # the core has checked the ids, the actions and the battery powers: no second check
+        return self.solver.solve_unchecked(ids, mult, caps, taps, kw, kvar, cold=cold)
 
     def device_states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("the batched backend has no OpenDSS controllers (dss mode needs backend='opendss')")

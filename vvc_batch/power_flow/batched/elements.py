@@ -37,24 +37,11 @@ def load_current(model, vr, vi, vmag, wn, vn, vbase, vlow, vmin, vmax, cvrw, cvr
     vbase_low = vlow * vbase
     if vmag <= vbase_low:
         return cmul(yr, yi, vr, vi)
+    if model == 8:
+        return _zipv_current(vr, vi, vmag, wn, vn, vbase, vlow, vmin, vmax, zipv)
     vbase95 = vmin * vbase
     vbase105 = vmax * vbase
-    if vmin != 0.0:
-        y95r = yr / (vmin * vmin)
-        y95i = yi / (vmin * vmin)
-    else:
-        y95r = 0.0
-        y95i = 0.0
-    if vmax != 0.0:
-        y105r = yr / (vmax * vmax)
-        y105i = yi / (vmax * vmax)
-        y105ir = yr / vmax
-        y105ii = yi / vmax
-    else:
-        y105r = yr
-        y105i = yi
-        y105ir = yr
-        y105ii = yi
+    y95r, y95i, y105r, y105i, y105ir, y105ii = _band_admittances(yr, yi, vmin, vmax)
     ilr = yr * vbase_low
     ili = yi * vbase_low
     span = vbase95 - vbase_low
@@ -109,19 +96,59 @@ def load_current(model, vr, vi, vmag, wn, vn, vbase, vlow, vmin, vmax, cvrw, cvr
             return cmul(y105ir, y105ii, vr, vi)
         cr, ci = cdiv(wn, vn, (vr / vmag) * vbase, (vi / vmag) * vbase)
         return cr, -ci
-    if model == 6 or model == 7:
-        yq = -varbase / vb2
-        if vmag <= vbase95:
-            return cmul(y95r, yq, vr, vi)
-        if vmag > vbase105:
-            return cmul(y105r, yq, vr, vi)
-        if model == 6:
-            cr, ci = cdiv(wn, varbase, vr, vi)
-            return cr, -ci
-        cr, ci = cdiv(wn, 0.0, vr, vi)
-        qr, qi = cmul(0.0, yq, vr, vi)
-        return cr + qr, -ci + qi
-    # model 8, ZIPV
+    # models 6 and 7
+    yq = -varbase / vb2
+    if vmag <= vbase95:
+        return cmul(y95r, yq, vr, vi)
+    if vmag > vbase105:
+        return cmul(y105r, yq, vr, vi)
+    if model == 6:
+        cr, ci = cdiv(wn, varbase, vr, vi)
+        return cr, -ci
+    cr, ci = cdiv(wn, 0.0, vr, vi)
+    qr, qi = cmul(0.0, yq, vr, vi)
+    return cr + qr, -ci + qi
+
+
+@njit(inline="always")
+def _band_admittances(yr, yi, vmin, vmax):
+    """Load.pas's admittances outside the constant-power band, from ``yr + j yi`` at
+    nominal voltage (S): at Vminpu (``y95``, 0 if Vminpu is 0), and above Vmaxpu for
+    constant power (``y105``, divided by Vmaxpu^2) and constant current (``y105i``, by
+    Vmaxpu); (y95r, y95i, y105r, y105i, y105ir, y105ii)."""
+    if vmin != 0.0:
+        y95r = yr / (vmin * vmin)
+        y95i = yi / (vmin * vmin)
+    else:
+        y95r = 0.0
+        y95i = 0.0
+    if vmax != 0.0:
+        y105r = yr / (vmax * vmax)
+        y105i = yi / (vmax * vmax)
+        y105ir = yr / vmax
+        y105ii = yi / vmax
+    else:
+        y105r = yr
+        y105i = yi
+        y105ir = yr
+        y105ii = yi
+    return y95r, y95i, y105r, y105i, y105ir, y105ii
+
+
+@njit(cache=True, nogil=True)
+def _zipv_current(vr, vi, vmag, wn, vn, vbase, vlow, vmin, vmax, zipv):
+    """Current (A, re and im) of one phase branch of a model-8 (ZIPV) load above Vlowpu
+    (arguments as :func:`load_current`)."""
+    vb2 = vbase * vbase
+    yr = wn / vb2
+    yi = -vn / vb2
+    vbase_low = vlow * vbase
+    vbase95 = vmin * vbase
+    vbase105 = vmax * vbase
+    y95r, y95i, y105r, y105i, y105ir, y105ii = _band_admittances(yr, yi, vmin, vmax)
+    ilr = yr * vbase_low
+    ili = yi * vbase_low
+    span = vbase95 - vbase_low
     z1 = zipv[0]
     z2 = zipv[1]
     z3 = zipv[2]
@@ -221,20 +248,15 @@ def generator_current(vr, vi, vmag, pn, qn, vbase, vmin, vmax, delta, nphases):
 
 
 @njit(cache=True, nogil=True)
-def add_injections(x, vk, w, isrc_row,
-                   lb_owner, lb_acol, lb_bcol, lb_arow, lb_brow, lb_ybase,
-                   ld_model, ld_wn1, ld_vn1, ld_vbase, ld_vlow, ld_vmin, ld_vmax,
-                   ld_cvrw, ld_cvrv, ld_zipv, ld_varbase, mult,
-                   gb_owner, gb_acol, gb_bcol, gb_arow, gb_brow,
-                   gn_vbase, gn_vmin, gn_vmax, gn_delta, gn_nph, gen_pn, gen_qn,
-                   cr, ci):
-    """Right-hand side ``x`` (n + 1, 2, W) = source current + every load branch's
-    ``Ybase Vt - I(Vt)`` + every generator branch's current, at the voltages ``vk``
-    (column order; row n is ground and holds 0). Branch ends ``*_acol`` / ``*_bcol`` index
-    ``vk``, ``*_arow`` / ``*_brow`` index ``x`` (n for ground). ``mult`` (L, W): load
-    multipliers; ``ld_wn1`` / ``ld_vn1``: per-phase W / var of each load at multiplier 1;
-    ``gen_pn`` / ``gen_qn`` (G, W): per-phase W / var of each generator. ``cr``, ``ci``
-    (W,): scratch.
+def add_injections(x, vk, w, isrc_row, loads, ybase, mult, gens, gen_pn, gen_qn, cr, ci):
+    """Right-hand side ``x`` (n + 1, 2, W) = source current ``isrc_row`` + every load
+    branch's ``Ybase Vt - I(Vt)`` + every generator branch's current, at the voltages
+    ``vk`` (column order; row n is ground and holds 0), for the first ``w`` columns.
+
+    ``loads`` (:class:`~vvc_batch.power_flow.batched.tables.LoadTables`) with ``ybase`` (P,) the load
+    branches' admittance in the shared matrix (S) and ``mult`` (L, W) the load multipliers;
+    ``gens`` (:class:`~vvc_batch.power_flow.batched.tables.GenTables`) with ``gen_pn`` / ``gen_qn``
+    (G, W) each generator's W / var per phase. ``cr``, ``ci`` (W,): scratch.
 
     Models 1, 2 and 5 take a branch-free path: in every region their current is
     ``conj(S) V`` (``S = wn + j vn``) times a real scale, ``1/|V|^2`` (constant PQ),
@@ -250,6 +272,11 @@ def add_injections(x, vk, w, isrc_row,
         for k in range(w):
             x[i, 0, k] = sr
             x[i, 1, k] = si
+    br = loads.branches
+    lb_owner, lb_acol, lb_bcol, lb_arow, lb_brow = br.owner, br.a_col, br.b_col, br.a_row, br.b_row
+    ld_model, ld_wn1, ld_vn1, ld_vbase = loads.model, loads.wn1, loads.vn1, loads.vbase
+    ld_vlow, ld_vmin, ld_vmax = loads.vlow, loads.vmin, loads.vmax
+    ld_cvrw, ld_cvrv, ld_zipv, ld_varbase = loads.cvr_w, loads.cvr_v, loads.zipv, loads.varbase
     for p in range(lb_owner.size):
         ld = lb_owner[p]
         a = lb_acol[p]
@@ -300,8 +327,8 @@ def add_injections(x, vk, w, isrc_row,
                 ci[k] = c1
         ra = lb_arow[p]
         rb = lb_brow[p]
-        ybr = lb_ybase[p].real
-        ybi = lb_ybase[p].imag
+        ybr = ybase[p].real
+        ybi = ybase[p].imag
         for k in range(w):
             vr = vk[a, 0, k] - vk[b, 0, k]
             vi = vk[a, 1, k] - vk[b, 1, k]
@@ -311,12 +338,15 @@ def add_injections(x, vk, w, isrc_row,
             x[ra, 1, k] += ii
             x[rb, 0, k] -= ir
             x[rb, 1, k] -= ii
-    for p in range(gb_owner.size):
-        g = gb_owner[p]
-        a = gb_acol[p]
-        b = gb_bcol[p]
-        ra = gb_arow[p]
-        rb = gb_brow[p]
+    # generator branches
+    gb = gens.branches
+    gn_vbase, gn_vmin, gn_vmax, gn_delta, gn_nph = gens.vbase, gens.vmin, gens.vmax, gens.delta, gens.nphases
+    for p in range(gb.owner.size):
+        g = gb.owner[p]
+        a = gb.a_col[p]
+        b = gb.b_col[p]
+        ra = gb.a_row[p]
+        rb = gb.b_row[p]
         for k in range(w):
             vr = vk[a, 0, k] - vk[b, 0, k]
             vi = vk[a, 1, k] - vk[b, 1, k]

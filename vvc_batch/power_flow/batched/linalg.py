@@ -59,12 +59,12 @@ def _forward(l_ptr, l_idx, l_val, x, w):
 
 
 @njit(cache=True, nogil=True)
-def substitute(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, u_dinv, x, w):
+def substitute(lu, x, w):
     """Solve ``L U y = x`` in place for the first ``w`` columns of rows ``0..n-1`` of ``x``
-    (at least n rows, 2, W).
-
-    ``L`` is unit lower triangular (strict part, CSR), ``U`` upper triangular (strict part,
-    CSR, with ``u_dinv`` the reciprocals of its diagonal), both n x n."""
+    (at least n rows, 2, W), with ``lu`` a :class:`~vvc_batch.power_flow.batched.tables.LUFactor`
+    (``L`` unit lower triangular, ``U`` upper triangular, both n x n)."""
+    l_ptr, l_idx, l_val = lu.l_ptr, lu.l_idx, lu.l_val
+    u_ptr, u_idx, u_val, u_dinv = lu.u_ptr, lu.u_idx, lu.u_val, lu.u_dinv
     n = l_ptr.size - 1
     _forward(l_ptr, l_idx, l_val, x, w)
     for i in range(n - 1, -1, -1):
@@ -79,11 +79,19 @@ def substitute(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, u_dinv, x, w):
 
 
 @njit(cache=True, nogil=True)
-def substitute_check(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, u_dinv, x, w, prev, wbase, err):
+def substitute_check(lu, x, w, prev, wbase, err):
     """:func:`substitute`, and per column ``k`` the largest squared change
-    ``|x[i] - prev[i]|^2 wbase[i]^2`` of the solution (``err[k]``, NaN if any is NaN), taken
-    row by row while the row is in cache. Rows with ``wbase[i] == 0`` use the change
-    relative to the new magnitude."""
+    ``|x[i] - prev[i]|^2 wbase[i]^2`` of the solution (``err[k]``, pu^2, NaN if any is
+    NaN), taken row by row while the row is in cache. Rows with ``wbase[i] == 0`` use the
+    change relative to the new magnitude."""
+    _substitute_check(lu.l_ptr, lu.l_idx, lu.l_val, lu.u_ptr, lu.u_idx, lu.u_val, lu.u_dinv, x, w, prev, wbase,
+                      err)
+
+
+@njit(cache=True, nogil=True)
+def _substitute_check(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, u_dinv, x, w, prev, wbase, err):
+    """:func:`substitute_check` on the factor's arrays (a small wrapper takes the
+    structure, so that the iteration's call passes no structure)."""
     n = l_ptr.size - 1
     for k in range(w):
         err[k] = 0.0
@@ -125,13 +133,14 @@ def substitute_check(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, u_dinv, x, w, pre
 
 # ---------------------------------------------------------------------- device corrections
 @njit(cache=True, nogil=True)
-def device_batch(reg_states, cap_states, ent_kind, ent_dev, ent_la, ent_lb, ent_ia, ent_ib,
-                 reg_dy, cap_dy, h, dvals, s_lu, w):
-    """Per environment ``k < w`` of the batch: the nonzero entries of ``D`` (``dvals``,
-    (E, 2, W): entry ``q`` is the change of Y at device nodes (``ent_ia[q]``, ``ent_ib[q]``)
-    of regulator (``ent_kind`` 0) or capacitor (1) ``ent_dev[q]``, terminals ``ent_la``,
-    ``ent_lb``) and the LU factor without pivoting of ``S = H + D`` (``s_lu``, (r, r, 2, W),
-    unit lower part below the diagonal)."""
+def device_batch(reg_states, cap_states, devices, h, dvals, s_lu, w):
+    """Per environment ``k < w`` of the batch (tap numbers ``reg_states[k]``, capacitor
+    states ``cap_states[k]``): the nonzero entries of ``D`` (``dvals``, (E, 2, W), S: entry
+    ``q`` is the change of Y at device nodes ``devices.ia[q]``, ``devices.ib[q]``, see
+    :class:`~vvc_batch.power_flow.batched.tables.DeviceTables`) and the LU factor without pivoting of
+    ``S = H + D`` (``s_lu``, (r, r, 2, W), unit lower part below the diagonal)."""
+    ent_kind, ent_dev, ent_la, ent_lb = devices.kind, devices.dev, devices.la, devices.lb
+    ent_ia, ent_ib, reg_dy, cap_dy = devices.ia, devices.ib, devices.reg_dy, devices.cap_dy
     r = h.shape[0]
     for q in range(ent_kind.size):
         d = ent_dev[q]

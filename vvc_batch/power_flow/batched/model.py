@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
-from vvc_batch.errors import UnsupportedElementError
-from vvc_batch.errors import EngineError
+from vvc_batch.errors import EngineError, UnsupportedElementError
 
 if TYPE_CHECKING:  # pragma: no cover
     from vvc_batch.power_flow.opendss.engine import DssEngine
@@ -44,8 +43,6 @@ _IGNORED_CLASSES = ("regcontrol", "capcontrol", "energymeter", "monitor", "senso
 #: 3 motor (constant P, quadratic Q), 4 CVR, 5 constant I, 6 constant P fixed Q,
 #: 7 constant P fixed X, 8 ZIPV
 LOAD_MODELS = (1, 2, 3, 4, 5, 6, 7, 8)
-#: ``YMatrix.BuildYMatrix`` option that builds the whole system Y
-_WHOLE_MATRIX = 2
 # Load.Status values
 _STATUS_FIXED, _STATUS_EXEMPT = 1, 2
 # OpenDSS's own constants: 1000/sqrt(3) as DSSGlobals computes it, and the degrees-per-radian
@@ -254,12 +251,6 @@ def _activate(c, full: str):
     return el
 
 
-def _collection_name(coll, idx: int) -> str:
-    """Name of item ``idx`` (1-based) of an OpenDSS collection (Transformers, Capacitors...)."""
-    coll.idx = int(idx)
-    return coll.Name.lower()
-
-
 def _assemble(n: int, blocks: list[tuple[np.ndarray, np.ndarray]]) -> sp.csr_matrix:
     rows, cols, vals = [], [], []
     for refs, y in blocks:
@@ -307,7 +298,8 @@ def extract_model(engine: "DssEngine", *, check: bool = True) -> NetworkModel:
 
     The engine's device settings are moved through every regulator tap and capacitor state
     (with :meth:`DssEngine.write_devices`) to read their primitive admittances, and
-    restored afterwards; nothing else in the circuit changes.
+    restored afterwards; nothing else in the circuit changes. Only the engine's public
+    interface is used (:attr:`DssEngine.circuit` for the elements).
 
     Args:
         engine: a :class:`~vvc_batch.power_flow.opendss.engine.DssEngine` (its controllable devices and batteries
@@ -321,32 +313,86 @@ def extract_model(engine: "DssEngine", *, check: bool = True) -> NetworkModel:
             1..8, generator models other than 1, controls other than RegControl/CapControl,
             load shapes on sources or batteries, open load/generator conductors.
     """
-    ctx = engine._ctx
-    c = ctx.ActiveCircuit
+    c = engine.circuit
     lay = engine.layout
+    _check_solution(c.Solution)
+    # a Y build first: it also assigns the node references of elements added after the
+    # compile (the batteries a spec adds)
+    engine.build_y()
+    # the layout may rename devices (a spec's labels): OpenDSS's own names from the engine
+    reg_elems, cap_elems, bat_elems = engine.regulator_elements, engine.capacitor_elements, engine.battery_elements
+    elements = _classify_elements(c, bat_elems)
+    nodes = _read_nodes(engine)
+    src = _read_sources(c, elements.sources)
+    loads = _read_loads(c)
+    batteries = _read_batteries(c, tuple(lay.battery_names), bat_elems)
+    reg = engine.regulator
+    held = _held_settings(engine, reg_elems, cap_elems)
+    try:
+        dev = _read_devices(engine, elements, reg_elems, cap_elems, held)
+        if check:  # at the reference state
+            _check_assembly(engine, nodes.n, dev.pd_blocks, dev.src_blocks, loads, batteries, bat_elems)
+            _check_source(engine, nodes.n, src)
+    finally:
+        engine.write_devices(*held)
+        engine.build_y()
+    regulators = _device_set(tuple(lay.regulator_names), reg_elems, "transformer", dev.reg_refs, dev.reg_y,
+                             np.full(len(reg_elems), int(reg.num_taps) // 2, dtype=np.int64), elements.shunt)
+    capacitors = _device_set(tuple(lay.capacitor_names), cap_elems, "capacitor", dev.cap_refs, dev.cap_y,
+                             np.zeros(len(cap_elems), dtype=np.int64), elements.shunt)
     sol = c.Solution
+    return NetworkModel(
+        name=str(c.Name),
+        node_names=nodes.y_names,
+        obs_node_names=tuple(lay.node_names),
+        obs_index=nodes.obs_index,
+        node_base=nodes.node_base,
+        obs_base=nodes.obs_base,
+        y_network=_assemble(nodes.n, dev.pd_blocks),
+        losses=_loss_elements(elements.pd_order, elements.shunt, dict(zip(elements.pd, dev.pd_blocks)), regulators,
+                              capacitors),
+        y_source=_assemble(nodes.n, dev.src_blocks),
+        i_source=_norton_current(nodes.n, src),
+        sources=_source_set(elements.sources, src),
+        loads=loads,
+        batteries=batteries,
+        regulators=regulators,
+        capacitors=capacitors,
+        tap_min=float(reg.min_tap),
+        tap_step=float(reg.tap_step),
+        num_taps=int(reg.num_taps),
+        info={"pd_elements": len(elements.pd), "load_mult": float(sol.LoadMult), "gen_mult": float(sol.GenMult)},
+    )
+
+
+def _check_solution(sol) -> None:
+    """The solution settings the solver models: no load growth, the power-flow load model."""
     if int(sol.Year) != 0:
         raise UnsupportedElementError(f"Solution year {sol.Year}: load growth is not modelled", "")
     if int(sol.LoadModel) != 1:
         raise UnsupportedElementError("Solution LoadModel must be POWERFLOW (1)", "")
 
-    # a Y build first: it also assigns the node references of elements added after the
-    # compile (the batteries a spec adds)
-    sol.BuildYMatrix(_WHOLE_MATRIX, False)
-    # the layout may rename devices (a spec's labels): OpenDSS's own names from the engine
-    reg_names = tuple(lay.regulator_names)
-    cap_names = tuple(lay.capacitor_names)
-    bat_names = tuple(lay.battery_names)
-    reg_elems = tuple(_collection_name(c.Transformers, i) for i in engine._reg_idx)
-    cap_elems = tuple(_collection_name(c.Capacitors, i) for i in engine._cap_idx)
-    bat_elems = tuple(_collection_name(c.Generators, i) for i in engine._gen_idx)
-    bat_full = {f"generator.{b}" for b in bat_elems}
 
-    # ------------------------------------------------------------ classify every element
+@dataclass(frozen=True)
+class _Elements:
+    """The circuit's enabled elements by role: ``pd`` (PD elements, ``AllElementNames``
+    order), ``sources`` (voltage sources), ``pd_order`` (every PD element in ``PDElements``
+    order, that of ``Circuit.Losses``) and ``shunt`` (PD element -> ``IsShunt``)."""
+
+    pd: list[str]
+    sources: list[str]
+    pd_order: list[str]
+    shunt: dict[str, bool]
+
+
+def _classify_elements(c, bat_elems: tuple[str, ...]) -> _Elements:
+    """Sort every element of the circuit into what the solver models (PD elements, voltage
+    sources, loads, the battery generators) and what it ignores, refusing the rest."""
     pd_names: list[str] = []
     shunt: dict[str, bool] = {}
     pd_order: list[str] = []  # OpenDSS's PDElements order (that of Circuit.Losses)
     source_names: list[str] = []
+    bat_full = {f"generator.{b}" for b in bat_elems}
     if c.PDElements.Count:
         c.PDElements.First
         while True:
@@ -369,7 +415,7 @@ def extract_model(engine: "DssEngine", *, check: bool = True) -> NetworkModel:
         elif cls == "vsource":
             source_names.append(name)
         elif cls == "load":
-            pass  # read below, in Loads order
+            pass  # read in Loads order
         elif cls == "generator":
             if name not in bat_full:
                 raise UnsupportedElementError(
@@ -382,13 +428,36 @@ def extract_model(engine: "DssEngine", *, check: bool = True) -> NetworkModel:
                 "(it handles lines, transformers, capacitors, reactors, loads, battery "
                 "generators and voltage sources; RegControl/CapControl are ignored)", full
             )
+    if not source_names:
+        raise UnsupportedElementError("the circuit has no voltage source", "")
+    return _Elements(pd=pd_names, sources=source_names, pd_order=pd_order, shunt=shunt)
 
-    # ------------------------------------------------------------ nodes
+
+@dataclass(frozen=True)
+class _Nodes:
+    """The node order: ``y_names`` (Y order), ``obs_index`` (Y index of each observation
+    node), ``node_base`` (V per Y-order node, 0 without a base), ``obs_base`` (the engine's
+    observation bases, V)."""
+
+    y_names: tuple[str, ...]
+    obs_index: np.ndarray
+    node_base: np.ndarray
+    obs_base: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Nodes of the solver vector."""
+        return len(self.y_names)
+
+
+def _read_nodes(engine: "DssEngine") -> _Nodes:
+    """The solver vector's node order, the observation's map into it and the base voltages."""
+    c = engine.circuit
+    lay = engine.layout
     y_names = tuple(s.lower() for s in c.YNodeOrder)
     n = len(y_names)
     y_pos = {s: i for i, s in enumerate(y_names)}
-    obs_index = np.asarray(engine._node_refs, dtype=np.int64) - 1
-    obs_names = tuple(lay.node_names)
+    obs_index = engine.observation_index
     if sorted(obs_index.tolist()) != list(range(n)):
         raise EngineError("the engine's observation does not cover every node of its circuit once "
                           "(was the circuit changed after the engine was built?)")
@@ -398,10 +467,24 @@ def extract_model(engine: "DssEngine", *, check: bool = True) -> NetworkModel:
         base_v = c.ActiveBus.kVBase * 1000.0
         for nd in c.ActiveBus.Nodes:
             node_base[y_pos[f"{b}.{nd}"]] = base_v
-    obs_base = np.asarray(engine._base, dtype=np.float64).copy()
+    return _Nodes(y_names=y_names, obs_index=obs_index, node_base=node_base, obs_base=engine.observation_base)
 
-    # ------------------------------------------------------------ sources
-    src_nodes, src_y, src_e, src_nt1 = [], [], [], []
+
+@dataclass(frozen=True)
+class _SourceData:
+    """Per voltage source: terminal ``nodes`` (Y order, -1 ground), ``yprim`` (S), ``e``
+    the terminal voltages OpenDSS multiplies YPrim with (V) and ``nterm1`` (conductors of
+    terminal 1)."""
+
+    nodes: list[np.ndarray]
+    yprim: list[np.ndarray]
+    e: list[np.ndarray]
+    nterm1: list[int]
+
+
+def _read_sources(c, source_names: list[str]) -> _SourceData:
+    """Each voltage source's YPrim and terminal voltages, as ``VSource.pas`` builds them."""
+    out = _SourceData(nodes=[], yprim=[], e=[], nterm1=[])
     for name in source_names:
         el = _activate(c, name)
         for shape in ("daily", "duty", "yearly"):
@@ -423,114 +506,102 @@ def extract_model(engine: "DssEngine", *, check: bool = True) -> NetworkModel:
                 deg = 360.0 + ang - i * 360.0 / nph
             rad = deg / _DEG_PER_RAD_DSS
             e[i] = complex(vmag * math.cos(rad), vmag * math.sin(rad))
-        src_nodes.append(refs)
-        src_y.append(_yprim(el))
-        src_e.append(e)
-        src_nt1.append(int(el.NumConductors))
-    if not source_names:
-        raise UnsupportedElementError("the circuit has no voltage source", "")
+        out.nodes.append(refs)
+        out.yprim.append(_yprim(el))
+        out.e.append(e)
+        out.nterm1.append(int(el.NumConductors))
+    return out
 
-    # ------------------------------------------------------------ loads
-    loads = _read_loads(c)
-    batteries = _read_batteries(c, bat_names, bat_elems)
 
-    # ------------------------------------------------------------ devices
-    reg = engine.regulator
-    num_taps = int(reg.num_taps)
-    caps0 = [float(x) for x in engine.read_capacitor_states()] if cap_names else []
-    ratios0 = [float(x) for x in engine.read_tap_ratios()] if reg_names else []
-    kw0, kvar0 = [], []
-    for b in bat_elems:
-        c.Generators.Name = b
-        kw0.append(float(c.Generators.kW))
-        kvar0.append(float(c.Generators.kvar))
-    reg_ref = np.full(len(reg_names), num_taps // 2, dtype=np.int64)
-    cap_ref = np.zeros(len(cap_names), dtype=np.int64)
-
-    def build() -> None:
-        sol.BuildYMatrix(_WHOLE_MATRIX, False)
-
-    def read_blocks(full_names) -> list[tuple[np.ndarray, np.ndarray]]:
-        out = []
-        for nm in full_names:
-            el = _activate(c, nm)
-            out.append((_noderefs(el), _yprim(el)))
-        return out
-
-    reg_y: list[list[np.ndarray]] = [[] for _ in reg_names]
-    reg_refs: list[np.ndarray] = []
-    cap_y: list[list[np.ndarray]] = [[] for _ in cap_names]
-    cap_refs: list[np.ndarray] = []
-    try:
-        cap_ref_list = [float(s) for s in cap_ref]
-        for t in range(num_taps + 1):
-            engine.write_devices(cap_ref_list, [float(reg.ratio(t))] * len(reg_names), kw0, kvar0)
-            build()
-            for d, (refs, y) in enumerate(read_blocks(f"transformer.{r}" for r in reg_elems)):
-                reg_y[d].append(y)
-                if t == 0:
-                    reg_refs.append(refs)
-        ref_ratios = [float(reg.ratio(t)) for t in reg_ref]
-        for s in (0, 1):
-            engine.write_devices([float(s)] * len(cap_names), ref_ratios, kw0, kvar0)
-            build()
-            for d, (refs, y) in enumerate(read_blocks(f"capacitor.{x}" for x in cap_elems)):
-                cap_y[d].append(y)
-                if s == 0:
-                    cap_refs.append(refs)
-        # the reference state: what the shared matrix holds
-        engine.write_devices(cap_ref_list, ref_ratios, kw0, kvar0)
-        build()
-        pd_blocks = read_blocks(pd_names)
-        src_blocks = read_blocks(source_names)
-        if check:
-            _check_assembly(ctx, c, n, pd_blocks, src_blocks, loads, batteries, bat_elems)
-            _check_source(ctx, n, src_nodes, src_y, src_e)
-    finally:
-        engine.write_devices(caps0, ratios0, kw0, kvar0)
-        build()
-
-    y_network = _assemble(n, pd_blocks)
-    y_source = _assemble(n, src_blocks)
-    i_source = np.zeros(n, dtype=np.complex128)
-    for refs, y, e in zip(src_nodes, src_y, src_e):
+def _norton_current(n: int, src: _SourceData) -> np.ndarray:
+    """(n,) the sources' Norton current ``YPrim [E; 0]`` at their nodes (A, Y order)."""
+    out = np.zeros(n, dtype=np.complex128)
+    for refs, y, e in zip(src.nodes, src.yprim, src.e):
         inj = y @ e
         for k, a in enumerate(refs):
             if a >= 0:
-                i_source[a] += inj[k]
+                out[a] += inj[k]
+    return out
 
-    regulators = _device_set(reg_names, reg_elems, "transformer", reg_refs, reg_y, reg_ref, shunt)
-    capacitors = _device_set(cap_names, cap_elems, "capacitor", cap_refs, cap_y, cap_ref, shunt)
-    losses = _loss_elements(pd_order, shunt, dict(zip(pd_names, pd_blocks)), regulators, capacitors)
-    kmax = max((r.size for r in src_nodes), default=1)
-    sources = SourceSet(
-        names=tuple(source_names),
-        nodes=np.stack([np.pad(r, (0, kmax - r.size), constant_values=-1) for r in src_nodes]),
-        yprim=np.stack([np.pad(y, ((0, kmax - y.shape[0]), (0, kmax - y.shape[0]))) for y in src_y]),
-        e_term=np.stack([np.pad(e, (0, kmax - e.size)) for e in src_e]),
-        nterm1=np.asarray(src_nt1, dtype=np.int64),
+
+def _source_set(names: list[str], src: _SourceData) -> SourceSet:
+    """The sources' data, padded to the most conductors."""
+    kmax = max((r.size for r in src.nodes), default=1)
+    return SourceSet(
+        names=tuple(names),
+        nodes=np.stack([np.pad(r, (0, kmax - r.size), constant_values=-1) for r in src.nodes]),
+        yprim=np.stack([np.pad(y, ((0, kmax - y.shape[0]), (0, kmax - y.shape[0]))) for y in src.yprim]),
+        e_term=np.stack([np.pad(e, (0, kmax - e.size)) for e in src.e]),
+        nterm1=np.asarray(src.nterm1, dtype=np.int64),
     )
-    return NetworkModel(
-        name=str(c.Name),
-        node_names=y_names,
-        obs_node_names=obs_names,
-        obs_index=obs_index,
-        node_base=node_base,
-        obs_base=obs_base,
-        y_network=y_network,
-        losses=losses,
-        y_source=y_source,
-        i_source=i_source,
-        sources=sources,
-        loads=loads,
-        batteries=batteries,
-        regulators=regulators,
-        capacitors=capacitors,
-        tap_min=float(reg.min_tap),
-        tap_step=float(reg.tap_step),
-        num_taps=num_taps,
-        info={"pd_elements": len(pd_names), "load_mult": float(sol.LoadMult), "gen_mult": float(sol.GenMult)},
-    )
+
+
+@dataclass(frozen=True)
+class _DeviceData:
+    """What the device sweep reads: each regulator's (``reg_refs``, ``reg_y`` per tap) and
+    capacitor's (``cap_refs``, ``cap_y`` per state) terminals and YPrim, and the PD
+    elements' and sources' (terminals, YPrim) blocks at the reference state."""
+
+    reg_refs: list[np.ndarray]
+    reg_y: list[list[np.ndarray]]
+    cap_refs: list[np.ndarray]
+    cap_y: list[list[np.ndarray]]
+    pd_blocks: list[tuple[np.ndarray, np.ndarray]]
+    src_blocks: list[tuple[np.ndarray, np.ndarray]]
+
+
+def _read_blocks(c, full_names) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(terminal nodes, YPrim) of each of these elements."""
+    out = []
+    for nm in full_names:
+        el = _activate(c, nm)
+        out.append((_noderefs(el), _yprim(el)))
+    return out
+
+
+def _held_settings(engine: "DssEngine", reg_elems: tuple[str, ...], cap_elems: tuple[str, ...]) -> tuple:
+    """The engine's device settings, as :meth:`DssEngine.write_devices` takes them:
+    (capacitor states, tap ratios (pu), battery kW, battery kvar)."""
+    caps0 = [float(x) for x in engine.read_capacitor_states()] if cap_elems else []
+    ratios0 = [float(x) for x in engine.read_tap_ratios()] if reg_elems else []
+    kw0, kvar0 = engine.read_battery_settings()
+    return caps0, ratios0, kw0, kvar0
+
+
+def _read_devices(engine: "DssEngine", elements: _Elements, reg_elems: tuple[str, ...],
+                  cap_elems: tuple[str, ...], held: tuple) -> _DeviceData:
+    """Move the devices through every tap number and capacitor state (batteries at their
+    ``held`` kW and kvar), reading their YPrim after a Y build, then read the network at the
+    reference state (taps at the middle number, capacitors open), which the engine is left
+    in."""
+    c = engine.circuit
+    reg = engine.regulator
+    num_taps = int(reg.num_taps)
+    kw0, kvar0 = held[2], held[3]
+    out = _DeviceData(reg_refs=[], reg_y=[[] for _ in reg_elems], cap_refs=[], cap_y=[[] for _ in cap_elems],
+                      pd_blocks=[], src_blocks=[])
+    cap_ref = [0.0] * len(cap_elems)
+    for t in range(num_taps + 1):
+        engine.write_devices(cap_ref, [float(reg.ratio(t))] * len(reg_elems), kw0, kvar0)
+        engine.build_y()
+        for d, (refs, y) in enumerate(_read_blocks(c, (f"transformer.{r}" for r in reg_elems))):
+            out.reg_y[d].append(y)
+            if t == 0:
+                out.reg_refs.append(refs)
+    ref_ratios = [float(reg.ratio(num_taps // 2))] * len(reg_elems)
+    for s in (0, 1):
+        engine.write_devices([float(s)] * len(cap_elems), ref_ratios, kw0, kvar0)
+        engine.build_y()
+        for d, (refs, y) in enumerate(_read_blocks(c, (f"capacitor.{x}" for x in cap_elems))):
+            out.cap_y[d].append(y)
+            if s == 0:
+                out.cap_refs.append(refs)
+    # the reference state: what the shared matrix holds
+    engine.write_devices(cap_ref, ref_ratios, kw0, kvar0)
+    engine.build_y()
+    out.pd_blocks.extend(_read_blocks(c, elements.pd))
+    out.src_blocks.extend(_read_blocks(c, elements.sources))
+    return out
 
 
 def _loss_elements(pd_order, shunt, blocks, regs: DeviceSet, caps: DeviceSet) -> LossElements:
@@ -686,8 +757,10 @@ def _read_batteries(c, bat_names: tuple[str, ...], bat_elems: tuple[str, ...]) -
     )
 
 
-def _check_assembly(ctx, c, n, pd_blocks, src_blocks, loads: LoadSet, batteries: BatterySet, bat_elems) -> None:
+def _check_assembly(engine: "DssEngine", n: int, pd_blocks, src_blocks, loads: LoadSet, batteries: BatterySet,
+                    bat_elems) -> None:
     """OpenDSS's system Y must equal network + sources + each load's and generator's YPrim."""
+    c = engine.circuit
     pc_blocks = []
     for name, on in zip(loads.names, loads.enabled):
         if on:
@@ -698,8 +771,7 @@ def _check_assembly(ctx, c, n, pd_blocks, src_blocks, loads: LoadSet, batteries:
         _activate(c, f"Generator.{b}")
         el = c.ActiveCktElement
         pc_blocks.append((_noderefs(el), _yprim(el)))
-    data, rows, ptr = ctx.YMatrix.getYSparse(True)
-    y_dss = sp.csc_matrix((data, rows, ptr), shape=(n, n))
+    y_dss = engine.system_y()
     mine = _assemble(n, pd_blocks + src_blocks + pc_blocks)
     err = abs(mine - y_dss).max() if (mine - y_dss).nnz else 0.0
     scale = abs(y_dss).max()
@@ -710,19 +782,10 @@ def _check_assembly(ctx, c, n, pd_blocks, src_blocks, loads: LoadSet, batteries:
         )
 
 
-def _check_source(ctx, n, src_nodes, src_y, src_e) -> None:
+def _check_source(engine: "DssEngine", n: int, src: _SourceData) -> None:
     """The Norton currents computed from the source data must be OpenDSS's own."""
-    ym = ctx.YMatrix
-    ym.ZeroInjCurr()
-    ym.GetSourceInjCurrents()
-    raw = np.asarray(ym.getI(), dtype=np.float64)
-    dss = (raw[0::2] + 1j * raw[1::2])[1 : n + 1]
-    mine = np.zeros(n, dtype=np.complex128)
-    for refs, y, e in zip(src_nodes, src_y, src_e):
-        inj = y @ e
-        for k, a in enumerate(refs):
-            if a >= 0:
-                mine[a] += inj[k]
+    dss = engine.source_currents()[:n]
+    mine = _norton_current(n, src)
     err = np.abs(mine - dss).max()
     if not err <= 1e-12 * max(np.abs(dss).max(), 1.0):
         raise UnsupportedElementError(

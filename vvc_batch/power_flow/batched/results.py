@@ -20,21 +20,25 @@ from vvc_batch.power_flow.batched.elements import generator_current
 
 
 @njit(cache=True, nogil=True)
-def losses(vfin, w, se_ptr, se_a, se_b, se_g, ge_ptr, gr_a, gr_ptr, gr_b, gr_y,
-           dv_kind, dv_idx, dv_cols, reg_states, reg_yprim, cap_states, cap_yprim, out):
-    """Losses (W) of every batch column ``k < w`` of ``vfin`` into ``out[k]``.
-
-    Symmetric fixed elements: entries ``se_ptr[e]:se_ptr[e+1]`` of columns ``se_a``,
-    ``se_b`` and weights ``se_g`` (G_ab, doubled off the diagonal). Other fixed elements:
-    rows ``ge_ptr[e]:ge_ptr[e+1]``, row ``q`` at column ``gr_a[q]`` with entries
-    ``gr_b`` / ``gr_y`` (YPrim). Devices (``dv_kind`` 0 regulator / 1 capacitor
-    ``dv_idx``): conductors ``dv_cols`` (column positions; the ground row for ground and
-    padding), YPrim at each column's state from ``reg_yprim`` / ``cap_yprim``."""
+def losses(vfin, w, tables, reg_states, cap_states, out):
+    """Losses (W) of every batch column ``k < w`` of ``vfin`` (n + 1, 2, W; V, column
+    order) into ``out[k]``: the element groups of ``tables``
+    (:class:`~vvc_batch.power_flow.batched.tables.LossTables`), the devices' YPrim at each column's
+    tap numbers ``reg_states[k]`` and capacitor states ``cap_states[k]``."""
     acc = np.empty(w)
     cur_r = np.empty(w)
     cur_i = np.empty(w)
     for k in range(w):
         out[k] = 0.0
+    _symmetric_losses(vfin, w, tables, acc, out)
+    _general_losses(vfin, w, tables, acc, cur_r, cur_i, out)
+    _device_losses(vfin, w, tables, reg_states, cap_states, out)
+
+
+@njit(cache=True, nogil=True)
+def _symmetric_losses(vfin, w, tables, acc, out):
+    """Add the losses of the symmetric fixed elements, in the G form, to ``out`` (W)."""
+    se_ptr, se_a, se_b, se_g = tables.se_ptr, tables.se_a, tables.se_b, tables.se_g
     for e in range(se_ptr.size - 1):
         for k in range(w):
             acc[k] = 0.0
@@ -46,6 +50,12 @@ def losses(vfin, w, se_ptr, se_a, se_b, se_g, ge_ptr, gr_a, gr_ptr, gr_b, gr_y,
                 acc[k] += g * (vfin[a, 0, k] * vfin[b, 0, k] + vfin[a, 1, k] * vfin[b, 1, k])
         for k in range(w):
             out[k] += acc[k]
+
+
+@njit(cache=True, nogil=True)
+def _general_losses(vfin, w, tables, acc, cur_r, cur_i, out):
+    """Add the losses of the other fixed elements, current first, to ``out`` (W)."""
+    ge_ptr, gr_a, gr_ptr, gr_b, gr_y = tables.ge_ptr, tables.gr_a, tables.gr_ptr, tables.gr_b, tables.gr_y
     for e in range(ge_ptr.size - 1):
         for k in range(w):
             acc[k] = 0.0
@@ -65,6 +75,13 @@ def losses(vfin, w, se_ptr, se_a, se_b, se_g, ge_ptr, gr_a, gr_ptr, gr_b, gr_y,
                 acc[k] += vfin[a, 0, k] * cur_r[k] + vfin[a, 1, k] * cur_i[k]
         for k in range(w):
             out[k] += acc[k]
+
+
+@njit(cache=True, nogil=True)
+def _device_losses(vfin, w, tables, reg_states, cap_states, out):
+    """Add the losses of the controllable devices, at each column's states, to ``out`` (W)."""
+    dv_kind, dv_idx, dv_cols = tables.dv_kind, tables.dv_idx, tables.dv_cols
+    reg_yprim, cap_yprim = tables.reg_yprim, tables.cap_yprim
     for e in range(dv_kind.size):
         d = dv_idx[e]
         kd = reg_yprim.shape[2] if dv_kind[e] == 0 else cap_yprim.shape[2]
@@ -87,17 +104,17 @@ def losses(vfin, w, se_ptr, se_a, se_b, se_g, ge_ptr, gr_a, gr_ptr, gr_b, gr_y,
 
 
 @njit(cache=True, nogil=True)
-def evaluate(vfin, w, cpos_obs, obs_base,
-             src_cols, src_yprim, src_inj, src_nterm1,
-             gb_owner, gb_acol, gb_bcol, gn_vbase, gn_vmin, gn_vmax, gn_delta, gn_nph, gen_pn, gen_qn,
-             loss_w, v_obs, v_pu, loss_kw, source_kw, bat_kw):
-    """Results of batch columns ``k < w`` of ``vfin`` (n + 1, 2, B; column order, row n =
-    ground): ``v_obs[k]`` node voltages in observation order (V; ``cpos_obs`` their column
-    positions; skipped when ``v_obs`` has no rows) and ``v_pu[k]`` their magnitudes in pu of
-    ``obs_base``, ``loss_kw[k]`` (kW, from ``loss_w`` in W), ``source_kw[k]`` the power delivered by the sources (kW, minus
-    ``Circuit.TotalPower``: terminal 1 of each, ``I = YPrim V - YPrim [E; 0]``), ``bat_kw[k]``
-    the real power drawn by each battery generator (kW, negative when discharging)."""
-    n = vfin.shape[0] - 1
+def evaluate(vfin, w, net, gen_pn, gen_qn, loss_w, out):
+    """Results of batch columns ``k < w`` of ``vfin`` (n + 1, 2, B; V, column order, row n
+    = ground) into ``out`` (:class:`~vvc_batch.power_flow.batched.tables.BatchOutputs`):
+    ``v_complex[k]`` node voltages in observation order (V; skipped when it has no rows)
+    and ``v_pu[k]`` their magnitudes in pu of ``net.obs_base``, ``loss_kw[k]`` (kW, from
+    ``loss_w`` in W), ``source_kw[k]`` the power delivered by the sources (kW, minus
+    ``Circuit.TotalPower``: terminal 1 of each, ``I = YPrim V - YPrim [E; 0]``),
+    ``battery_kw[k]`` the real power drawn by each battery generator (kW, negative when
+    discharging) at ``gen_pn`` / ``gen_qn`` (G, B) W / var per phase."""
+    cpos_obs, obs_base = net.obs_col, net.obs_base
+    v_obs, v_pu = out.v_complex, out.v_pu
     with_complex = v_obs.shape[0] > 0
     for i in range(cpos_obs.size):
         c = cpos_obs[i]
@@ -110,7 +127,17 @@ def evaluate(vfin, w, cpos_obs, obs_base,
             for k in range(w):
                 v_obs[k, i] = complex(vfin[c, 0, k], vfin[c, 1, k])
     for k in range(w):
-        loss_kw[k] = loss_w[k] / 1000.0
+        out.loss_kw[k] = loss_w[k] / 1000.0
+    _source_power(vfin, w, net.sources, out.source_kw)
+    _battery_power(vfin, w, net.gens, gen_pn, gen_qn, out.battery_kw)
+
+
+@njit(cache=True, nogil=True)
+def _source_power(vfin, w, sources, source_kw):
+    """``source_kw[k]``: power delivered by the sources at column ``k`` of ``vfin`` (kW)."""
+    n = vfin.shape[0] - 1
+    src_cols, src_yprim, src_inj, src_nterm1 = sources.cols, sources.yprim, sources.inj, sources.nterm1
+    for k in range(w):
         ptot = 0.0j
         for s in range(src_cols.shape[0]):
             ks = src_cols.shape[1]
@@ -124,6 +151,14 @@ def evaluate(vfin, w, cpos_obs, obs_base,
                 if ca < n:
                     ptot += complex(vfin[ca, 0, k], vfin[ca, 1, k]) * cur.conjugate()
         source_kw[k] = -(ptot.real * 0.001)
+
+
+@njit(cache=True, nogil=True)
+def _battery_power(vfin, w, gens, gen_pn, gen_qn, bat_kw):
+    """``bat_kw[k]``: real power drawn by each battery generator at column ``k`` (kW)."""
+    gb_owner, gb_acol, gb_bcol = gens.branches.owner, gens.branches.a_col, gens.branches.b_col
+    gn_vbase, gn_vmin, gn_vmax, gn_delta, gn_nph = gens.vbase, gens.vmin, gens.vmax, gens.delta, gens.nphases
+    for k in range(w):
         for g in range(bat_kw.shape[1]):
             bat_kw[k, g] = 0.0
         for p in range(gb_owner.size):

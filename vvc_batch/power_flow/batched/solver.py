@@ -14,12 +14,16 @@ where ``P c_k`` carries the environment's tap and capacitor changes (r x r on th
 nodes) as a low-rank correction (:mod:`vvc_batch.power_flow.batched.iteration`). Each environment
 iterates until its own largest node-voltage change is at most ``tolerance`` (pu of the
 node base) and then leaves the batch while the others go on.
+
+The compiled kernel (:func:`vvc_batch.power_flow.batched.iteration.solve_batch`) takes the named
+structures of :mod:`vvc_batch.power_flow.batched.tables`, built here once per solver (the circuit,
+the slots' state, the settings) and once per load level (the factorization).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,45 +32,31 @@ from numba import njit
 
 from vvc_batch.power_flow.batched import iteration as it
 from vvc_batch.power_flow.batched.linalg import substitute
-from vvc_batch.power_flow.batched.model import NetworkModel
-from vvc_batch.power_flow.batched.results import evaluate, losses
+from vvc_batch.power_flow.batched.model import BatterySet, DeviceSet, LoadSet, NetworkModel, SourceSet
+from vvc_batch.power_flow.batched.tables import (
+    BatchInputs,
+    BatchOutputs,
+    Branches,
+    DeviceTables,
+    GenTables,
+    IterationSettings,
+    LevelTables,
+    LoadTables,
+    LossTables,
+    LUFactor,
+    Network,
+    SlotState,
+    SourceTables,
+    empty_outputs,
+)
+from vvc_batch.power_flow.interface import FlowResult
 
 _MODES = {"lagged": it.MODE_LAGGED, "injection": it.MODE_INJECTION, "exact": it.MODE_EXACT}
 
 #: default convergence tolerance (pu of the node base voltages), see docs/batched-solver.md
 DEFAULT_TOLERANCE = 1e-8
-
-
-@dataclass
-class BatchResult:
-    """Power flow results of a batch of ``B`` environments (row ``i`` = ``env_ids[i]``).
-
-    Attributes:
-        converged: (B,) True where the environment met the tolerance.
-        status: (B,) 0 converged, 1 iteration limit reached, 2 diverged (an iterate was not
-            finite). Where not converged every value below is that environment's last
-            finite iterate: finite, but not a power-flow solution.
-        iterations: (B,) solves with the shared factorization (a cold start counts its
-            initial solve).
-        max_change: (B,) largest node-voltage change of the last iteration, pu.
-        v_obs: (B, N) complex node voltages in observation order, V
-            (:meth:`BatchedSolver.y_order` gives them in Y order); None when not asked for.
-        v_pu: (B, N) node voltage magnitudes in observation order, pu of the engine's bases.
-        loss_kw: (B,) losses of the PD elements (``Circuit.Losses`` real part), kW.
-        source_kw: (B,) power delivered by the source (minus ``Circuit.TotalPower``), kW.
-        battery_kw: (B, G) real power drawn by each battery generator, kW (negative when
-            discharging).
-    """
-
-    converged: np.ndarray
-    status: np.ndarray
-    iterations: np.ndarray
-    max_change: np.ndarray
-    v_obs: np.ndarray
-    v_pu: np.ndarray
-    loss_kw: np.ndarray
-    source_kw: np.ndarray
-    battery_kw: np.ndarray
+#: mean load multiplier below which an environment uses the first (light) load level
+_LIGHT = 0.85
 
 
 def _csr_parts(m: sp.spmatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,6 +64,123 @@ def _csr_parts(m: sp.spmatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     m.sort_indices()
     return (np.ascontiguousarray(m.indptr, dtype=np.int64), np.ascontiguousarray(m.indices, dtype=np.int64),
             np.ascontiguousarray(m.data, dtype=np.complex128))
+
+
+def _f64(a: Any) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+class _Positions:
+    """Y-order node indices to positions in the shared factorization: ``row`` (equations)
+    and ``col`` (unknowns); ground (-1) maps to ``n``."""
+
+    def __init__(self, rpos: np.ndarray, cpos: np.ndarray, n: int) -> None:
+        self.rpos, self.cpos, self.n = rpos, cpos, n
+
+    def row(self, node: Any) -> np.ndarray:
+        """Equation positions of Y-order nodes (any shape, int64, C order)."""
+        node = np.asarray(node, dtype=np.int64)
+        return np.ascontiguousarray(np.where(node >= 0, self.rpos[np.maximum(node, 0)], self.n))
+
+    def col(self, node: Any) -> np.ndarray:
+        """Unknown (column) positions of Y-order nodes (any shape, int64, C order)."""
+        node = np.asarray(node, dtype=np.int64)
+        return np.ascontiguousarray(np.where(node >= 0, self.cpos[np.maximum(node, 0)], self.n))
+
+    def branches(self, owner: np.ndarray, a: np.ndarray, b: np.ndarray) -> Branches:
+        """:class:`Branches` of phase branches from node ``a`` to node ``b`` (Y order)."""
+        return Branches(owner=np.ascontiguousarray(owner, dtype=np.int64), a_col=self.col(a), b_col=self.col(b),
+                        a_row=self.row(a), b_row=self.row(b))
+
+
+def _bind(kernel: Callable, *args: Any) -> Callable:
+    """The compiled entry point of the ``@njit`` function ``kernel`` for the numba types of
+    ``args`` (compiled, or loaded from numba's cache, now).
+
+    Calling it skips numba's per-call type dispatch, which fingerprints every field of
+    every named tuple argument (about 0.1 us per array: ~10 us a call for the solver's
+    ~100 arrays, more than the arguments' unboxing). The caller must then pass arguments of
+    exactly these types (dtype, number of dimensions, C order): the solver builds its
+    structures once and converts each call's arrays. With numba's JIT disabled the plain
+    function is returned."""
+    compile_signature = getattr(kernel, "compile", None)
+    if compile_signature is None:  # NUMBA_DISABLE_JIT: a plain Python function
+        return kernel
+    from numba import typeof
+
+    return compile_signature(tuple(typeof(a) for a in args))
+
+
+def _load_tables(ld: LoadSet, order: np.ndarray, pos: _Positions) -> LoadTables:
+    """The loads' tables: branches in ``order``, per-phase W / var at multiplier 1."""
+    nph = np.maximum(ld.nphases, 1).astype(np.float64)
+    return LoadTables(
+        branches=pos.branches(ld.branch_owner[order], ld.branch_a[order], ld.branch_b[order]),
+        model=np.ascontiguousarray(ld.model, dtype=np.int64),
+        wn1=_f64((1000.0 * ld.kw) * ld.factor / nph), vn1=_f64((1000.0 * ld.kvar) * ld.factor / nph),
+        vbase=_f64(ld.vbase), vlow=_f64(ld.vlowpu), vmin=_f64(ld.vminpu), vmax=_f64(ld.vmaxpu),
+        cvr_w=_f64(ld.cvr_watts), cvr_v=_f64(ld.cvr_vars), zipv=_f64(ld.zipv), varbase=_f64(1000.0 * ld.kvar / nph),
+        fixed=np.ascontiguousarray(ld.fixed, dtype=np.bool_),
+    )
+
+
+def _gen_tables(bt: BatterySet, pos: _Positions) -> GenTables:
+    """The battery generators' tables."""
+    return GenTables(
+        branches=pos.branches(bt.branch_owner, bt.branch_a, bt.branch_b), vbase=_f64(bt.vbase),
+        vmin=_f64(bt.vminpu), vmax=_f64(bt.vmaxpu), delta=np.ascontiguousarray(bt.delta, dtype=np.bool_),
+        nphases=np.ascontiguousarray(bt.nphases, dtype=np.int64), factor=_f64(bt.factor),
+    )
+
+
+def _yprim_table(ds: DeviceSet) -> np.ndarray:
+    """A device set's YPrim at every state (D, S, k, k), S; (0, 2, 1, 1) without devices."""
+    return np.ascontiguousarray(ds.yprim) if ds.count else np.zeros((0, 2, 1, 1), np.complex128)
+
+
+def _yprim_changes(ds: DeviceSet) -> np.ndarray:
+    """Each device's YPrim at every state minus its YPrim at its reference state (S)."""
+    if ds.count == 0:
+        return np.zeros((0, 2, 1, 1), np.complex128)
+    ref = ds.yprim[np.arange(ds.count), ds.ref_state]
+    return np.ascontiguousarray(ds.yprim - ref[:, None])
+
+
+def _device_tables(rg: DeviceSet, cp: DeviceSet, pos: _Positions) -> DeviceTables:
+    """The devices' change of Y on the union of their nodes, entry by entry."""
+    dev_nodes = np.unique(np.concatenate([rg.nodes[rg.nodes >= 0], cp.nodes[cp.nodes >= 0]]).astype(np.int64))
+    where = {int(v): i for i, v in enumerate(dev_nodes)}
+    ent = []  # (kind, device, local a, local b, device node a, device node b)
+    for kind, ds in ((0, rg), (1, cp)):
+        for d in range(ds.count):
+            for la, na in enumerate(ds.nodes[d]):
+                for lb, nb in enumerate(ds.nodes[d]):
+                    if na >= 0 and nb >= 0:
+                        ent.append((kind, d, la, lb, where[int(na)], where[int(nb)]))
+    e = np.asarray(ent, dtype=np.int64).reshape(-1, 6)
+    col = [np.ascontiguousarray(e[:, i]) for i in range(6)]
+    return DeviceTables(col=pos.col(dev_nodes), row=pos.row(dev_nodes), kind=col[0], dev=col[1], la=col[2],
+                        lb=col[3], ia=col[4], ib=col[5], reg_dy=_yprim_changes(rg), cap_dy=_yprim_changes(cp))
+
+
+def _source_tables(src: SourceSet, pos: _Positions) -> SourceTables:
+    """The sources' conductors, YPrim and Norton currents."""
+    return SourceTables(cols=pos.col(src.nodes), yprim=np.ascontiguousarray(src.yprim, dtype=np.complex128),
+                        inj=np.ascontiguousarray(np.einsum("sab,sb->sa", src.yprim, src.e_term)),
+                        nterm1=np.ascontiguousarray(src.nterm1, dtype=np.int64))
+
+
+def _network(m: NetworkModel, pos: _Positions, load_order: np.ndarray) -> Network:
+    """Every table of the circuit that the kernels read (column / row positions of ``pos``)."""
+    n = m.num_nodes
+    isrc_row = np.zeros(n, dtype=np.complex128)
+    isrc_row[pos.rpos] = m.i_source
+    wbase_col = np.zeros(n)
+    wbase_col[pos.cpos] = np.where(m.node_base > 0, 1.0 / np.where(m.node_base > 0, m.node_base, 1.0), 0.0)
+    return Network(isrc_row=isrc_row, wbase_col=wbase_col, loads=_load_tables(m.loads, load_order, pos),
+                   gens=_gen_tables(m.batteries, pos), devices=_device_tables(m.regulators, m.capacitors, pos),
+                   losses=_loss_tables(m, pos, n), sources=_source_tables(m.sources, pos),
+                   obs_col=pos.col(m.obs_index), obs_base=_f64(m.obs_base))
 
 
 class BatchedSolver:
@@ -145,9 +252,8 @@ class BatchedSolver:
         self.chunk = int(chunk) if chunk is not None else (16 if n > 2000 else 64)
         if self.chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
-        ld, bt = m.loads, m.batteries
-
-        # ---- loads: per-phase W / var at multiplier 1, and their admittance at multiplier 1
+        ld = m.loads
+        # each load branch's admittance at multiplier 1 (S), Y order of the branches
         nph = np.maximum(ld.nphases, 1).astype(np.float64)
         wn1 = (1000.0 * ld.kw) * ld.factor / nph
         vn1 = (1000.0 * ld.kvar) * ld.factor / nph
@@ -161,84 +267,40 @@ class BatchedSolver:
         self.load_levels = levels
         self._level_edges = np.sqrt(np.asarray(levels[:-1]) * np.asarray(levels[1:]))  # geometric midpoints
 
-        # ---- the node order of every level's factorization (chosen once, on the first level)
+        # the node order of every level's factorization (chosen once, on the first level)
         self._a0 = (m.y_network + m.y_source).tocsc()
         _, self._rpos, self._cpos, self.ordering, _ = _factor(self._level_matrix(levels[0]), ordering)
-        rpos, cpos = self._rpos, self._cpos
-
-        def to_row(node):  # Y-order node -> equation position; ground (-1) -> n
-            node = np.asarray(node, dtype=np.int64)
-            return np.ascontiguousarray(np.where(node >= 0, rpos[np.maximum(node, 0)], n))
-
-        def to_col(node):  # Y-order node -> unknown position; ground (-1) -> n
-            node = np.asarray(node, dtype=np.int64)
-            return np.ascontiguousarray(np.where(node >= 0, cpos[np.maximum(node, 0)], n))
-
-        isrc_row = np.zeros(n, dtype=np.complex128)
-        isrc_row[rpos] = m.i_source
-        wbase_col = np.zeros(n)
-        wbase_col[cpos] = np.where(m.node_base > 0, 1.0 / np.where(m.node_base > 0, m.node_base, 1.0), 0.0)
-        self._isrc_row, self._wbase_col = isrc_row, wbase_col
-        f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+        pos = _Positions(self._rpos, self._cpos, n)
         # load branches in the order of their first node's position: neighbouring rows
-        self._branch_order = bo = np.argsort(to_col(ld.branch_a), kind="stable")
-        self._loads_head = (ld.branch_owner[bo].astype(np.int64), to_col(ld.branch_a[bo]), to_col(ld.branch_b[bo]),
-                            to_row(ld.branch_a[bo]), to_row(ld.branch_b[bo]))
-        self._loads_tail = (
-            ld.model.astype(np.int64), f64(wn1), f64(vn1), f64(ld.vbase), f64(ld.vlowpu), f64(ld.vminpu),
-            f64(ld.vmaxpu), f64(ld.cvr_watts), f64(ld.cvr_vars), f64(ld.zipv), f64(1000.0 * ld.kvar / nph),
-            ld.fixed.astype(np.bool_),
-        )
-        self._gens = (
-            bt.branch_owner.astype(np.int64), to_col(bt.branch_a), to_col(bt.branch_b), to_row(bt.branch_a),
-            to_row(bt.branch_b), f64(bt.vbase), f64(bt.vminpu), f64(bt.vmaxpu), bt.delta.astype(np.bool_),
-            bt.nphases.astype(np.int64), f64(bt.factor),
-        )
-
-        # ---- devices: the union of their nodes and D's entries per state
-        rg, cp = m.regulators, m.capacitors
-        dev_nodes = np.unique(np.concatenate([rg.nodes[rg.nodes >= 0], cp.nodes[cp.nodes >= 0]]).astype(np.int64))
-        self.num_device_nodes = r = int(dev_nodes.size)
-        where = {int(v): i for i, v in enumerate(dev_nodes)}
-
-        def deltas(ds):
-            if ds.count == 0:
-                return np.zeros((0, 2, 1, 1), np.complex128)
-            ref = ds.yprim[np.arange(ds.count), ds.ref_state]
-            return np.ascontiguousarray(ds.yprim - ref[:, None])
-
-        ent = []  # (kind, device, local a, local b, device node a, device node b)
-        for kind, ds in ((0, rg), (1, cp)):
-            for d in range(ds.count):
-                for la, na in enumerate(ds.nodes[d]):
-                    for lb, nb in enumerate(ds.nodes[d]):
-                        if na >= 0 and nb >= 0:
-                            ent.append((kind, d, la, lb, where[int(na)], where[int(nb)]))
-        ent_arr = np.asarray(ent, dtype=np.int64).reshape(-1, 6)
-        self._dev_col, self._dev_row = to_col(dev_nodes), to_row(dev_nodes)
-        self._dev_tail = (*(np.ascontiguousarray(ent_arr[:, i]) for i in range(6)), deltas(rg), deltas(cp))
-        self._levels: dict[int, _Level] = {}
-        lvl = self._level(0)
-        self.factor_nnz = lvl.nnz
-
-        # ---- evaluation tables (column positions, n = ground)
-        self._reg_yprim = np.ascontiguousarray(rg.yprim) if rg.count else np.zeros((0, 2, 1, 1), np.complex128)
-        self._cap_yprim = np.ascontiguousarray(cp.yprim) if cp.count else np.zeros((0, 2, 1, 1), np.complex128)
-        self._loss_tables = _loss_tables(m, to_col, n)
-        src = m.sources
-        self._sources = (to_col(src.nodes), np.ascontiguousarray(src.yprim, dtype=np.complex128),
-                         np.ascontiguousarray(np.einsum("sab,sb->sa", src.yprim, src.e_term)),
-                         np.ascontiguousarray(src.nterm1, dtype=np.int64))
-        self._gen_eval = (self._gens[0], self._gens[1], self._gens[2], *self._gens[5:10])
-        self._obs = (to_col(m.obs_index), f64(m.obs_base))
+        self._branch_order = np.argsort(pos.col(ld.branch_a), kind="stable")
+        self._net = _network(m, pos, self._branch_order)
+        self.num_device_nodes = r = int(self._net.devices.col.size)
+        self._settings = IterationSettings(mode=_MODES[mode], tolerance=self.tolerance,
+                                           max_iterations=self.max_iterations, anderson=self.anderson)
+        # per slot: the last converged solution (column order), device current, warmth
+        self._state = SlotState(v=np.zeros((self.capacity, n), dtype=np.complex128),
+                                c=np.zeros((self.capacity, r), dtype=np.complex128),
+                                warm=np.zeros(self.capacity, dtype=np.bool_))
+        self._v, self._c, self._warm = self._state
+        self._num_obs, self._num_gens = int(m.obs_index.size), len(m.batteries.names)
         inv_obs = np.empty(n, dtype=np.int64)
         inv_obs[m.obs_index] = np.arange(n)
         self._inv_obs = inv_obs
+        self._levels: dict[int, _Level] = {}
+        lvl = self._level(0)
+        self.factor_nnz = lvl.nnz
+        self._kernel = _bind(it.solve_batch, self._net, lvl.tables, self._settings, self._inputs_like(),
+                             self._state, empty_outputs(0, self._num_obs, self._num_gens, False))
 
-        # ---- per-slot state: the last converged solution (column order) and device current
-        self._v = np.zeros((self.capacity, n), dtype=np.complex128)
-        self._c = np.zeros((self.capacity, r), dtype=np.complex128)
-        self._warm = np.zeros(self.capacity, dtype=np.bool_)
+    def _inputs_like(self) -> BatchInputs:
+        """Empty :class:`BatchInputs` of this circuit (the types a call's inputs have)."""
+        m = self.model
+        i64 = lambda cols: np.zeros((0, cols), dtype=np.int64)  # noqa: E731
+        f64 = lambda cols: np.zeros((0, cols))  # noqa: E731
+        G = self._num_gens
+        return BatchInputs(ids=np.zeros(0, dtype=np.int64), cold=np.zeros(0, dtype=np.bool_),
+                           reg_states=i64(m.regulators.count), cap_states=i64(m.capacitors.count),
+                           load_mult=f64(len(m.loads.names)), bat_kw=f64(G), bat_kvar=f64(G))
 
     # ------------------------------------------------------------------ levels
     def _level_matrix(self, beta: float) -> sp.csc_matrix:
@@ -273,20 +335,18 @@ class BatchedSolver:
             raise RuntimeError("SuperLU reordered a factorization that was given its order")  # pragma: no cover
         L = sp.tril(lu.L.tocsr(), k=-1)
         U = lu.U.tocsr()
-        factor = (*_csr_parts(L), *_csr_parts(sp.triu(U, k=1)), np.ascontiguousarray(1.0 / U.diagonal()))
-        lvl = _Level(beta=self.load_levels[j], lu=factor, nnz=int(L.nnz + U.nnz + n),
-                     ybase=np.ascontiguousarray(self.load_levels[j] * self._yb1[self._branch_order]),
-                     xsrc_col=np.zeros(n, np.complex128), h=np.zeros((r, r), np.complex128),
-                     z=np.zeros((0, r), np.complex128), matrix=A)
+        factor = LUFactor(*_csr_parts(L), *_csr_parts(sp.triu(U, k=1)), np.ascontiguousarray(1.0 / U.diagonal()))
         # H = (P' A^-1 P)^-1, Z = A^-1 P (exact mode), x_src = A^-1 I_source: the cold start
+        dev = self._net.devices
         zp = np.zeros((n, max(r, 1)), dtype=np.complex128)
-        zp[self._dev_row, np.arange(r)] = 1.0
+        zp[dev.row, np.arange(r)] = 1.0
         zp = _solve_with(factor, zp)[:, :r]
-        if r:
-            lvl.h = np.ascontiguousarray(np.linalg.inv(zp[self._dev_col]))
-        if self.mode == "exact":
-            lvl.z = np.ascontiguousarray(zp)
-        lvl.xsrc_col = np.ascontiguousarray(_solve_with(factor, self._isrc_row.reshape(n, 1))[:, 0])
+        h = np.ascontiguousarray(np.linalg.inv(zp[dev.col])) if r else np.zeros((r, r), np.complex128)
+        tables = LevelTables(
+            lu=factor, ybase=np.ascontiguousarray(self.load_levels[j] * self._yb1[self._branch_order]),
+            xsrc=np.ascontiguousarray(_solve_with(factor, self._net.isrc_row.reshape(n, 1))[:, 0]), h=h,
+            z=np.ascontiguousarray(zp) if self.mode == "exact" else np.zeros((0, r), np.complex128))
+        lvl = _Level(beta=self.load_levels[j], tables=tables, nnz=int(L.nnz + U.nnz + n), matrix=A)
         self._levels[j] = lvl
         return lvl
 
@@ -301,9 +361,7 @@ class BatchedSolver:
         the iteration diverges). Usual profiles (hourly means 0.2-0.8) stay on one level,
         so a batch is not split."""
         lm = np.ascontiguousarray(np.atleast_2d(load_mult), dtype=np.float64)
-        mean = np.maximum(_mean_mult(lm, self._mult_weight, self._fixed), 1e-12)
-        heavy = np.minimum(1 + np.searchsorted(self._level_edges[1:], mean, side="right"), len(self.load_levels) - 1)
-        return np.where(mean < _LIGHT, 0, heavy).astype(np.int64)
+        return _level_indices(lm, self._mult_weight, self._fixed, self._level_edges, _LIGHT)[0]
 
     @property
     def base_matrix(self) -> sp.csc_matrix:
@@ -321,7 +379,7 @@ class BatchedSolver:
         Anderson history when on, and the returned arrays."""
         m = self.model
         n, r, a = m.num_nodes + 1, self.num_device_nodes, self.anderson
-        E, L, G, N = self._dev_tail[0].size, len(m.loads.names), len(m.batteries.names), m.obs_index.size
+        E, L, G, N = self._net.devices.kind.size, len(m.loads.names), len(m.batteries.names), m.obs_index.size
         doubles = 3 * 2 * n + 3 * 2 * r + 2 * E + 2 * r * r + L + 4 * G
         if a:
             doubles += 2 * a * (2 * n + r) + 2 * (3 * n + r)
@@ -357,8 +415,8 @@ class BatchedSolver:
         bat_kw: np.ndarray,
         bat_kvar: np.ndarray,
         cold: np.ndarray | bool = False,
-        complex_voltages: bool = True,
-    ) -> BatchResult:
+        complex_voltages: bool = False,
+    ) -> FlowResult:
         """Solve the power flow of the environments in slots ``env_ids``.
 
         Args:
@@ -371,11 +429,17 @@ class BatchedSolver:
             bat_kvar: (B, G) battery generator kvar, as set after kW.
             cold: (B,) or scalar: start from the canonical initial guess (``A^-1 I_source``)
                 instead of the slot's last solution. Slots that never converged start cold.
-            complex_voltages: also return the complex node voltages (``v_obs``); without
-                them (``v_obs`` is None) 8500Node saves some 30 us per environment.
+            complex_voltages: also return the complex node voltages (``v_complex``, V, in
+                observation order; :meth:`y_order` puts them in Y order); without them
+                (``v_complex`` is None) 8500Node saves some 30 us per environment.
 
         Returns:
-            a :class:`BatchResult`, rows in ``env_ids`` order.
+            a :class:`~vvc_batch.power_flow.FlowResult`, rows in ``env_ids`` order, with the
+            solver's ``status`` (0 converged, 1 iteration limit reached, 2 diverged: an
+            iterate was not finite), ``iterations`` (solves with the shared factorization; a
+            cold start counts its initial solve) and ``max_change`` (largest node-voltage
+            change of the last iteration, pu). Where not converged every value is that
+            environment's last finite iterate: finite, but not a power-flow solution.
 
         Raises:
             ValueError: shapes, slots or device states out of range, or non-finite inputs.
@@ -388,73 +452,129 @@ class BatchedSolver:
         if len(set(ids.tolist())) != B:
             raise ValueError("env_ids must be distinct")
         L, C, R, G = len(m.loads.names), m.capacitors.count, m.regulators.count, len(m.batteries.names)
-        load_mult = _arr(load_mult, (B, L), "load_mult")
-        bat_kw = _arr(bat_kw, (B, G), "bat_kw")
-        bat_kvar = _arr(bat_kvar, (B, G), "bat_kvar")
-        caps_i = _states(caps, (B, C), 1, "caps")
-        taps_i = _states(taps, (B, R), m.num_taps, "taps")
-        cold_b = np.empty(B, dtype=np.bool_)  # writable: one compiled signature
-        cold_b[:] = cold
-        N = m.obs_index.size
-        status = np.zeros(B, dtype=np.int64)
-        iters = np.zeros(B, dtype=np.int64)
-        err = np.zeros(B)
-        v_obs = np.empty((B, N) if complex_voltages else (0, N), dtype=np.complex128)
-        v_pu = np.empty((B, N))
-        loss = np.empty(B)
-        src = np.empty(B)
-        bat = np.empty((B, G))
-        levels = self.level_of(load_mult) if B else np.zeros(0, np.int64)
-        chunk = self.chunk
-        single = B > 0 and levels.min() == levels.max() and B <= chunk
-        groups = [] if B == 0 else [None] if single else [
-            g[c:c + chunk] for j in np.unique(levels) for g in [np.nonzero(levels == j)[0]]
-            for c in range(0, g.size, chunk)]
-        for sel in groups:  # environments of one level, at most `chunk` at a time
-            pick = (lambda a: a) if sel is None else (lambda a: np.ascontiguousarray(a[sel]))  # noqa: E731
-            lvl = self._level(int(levels[0] if sel is None else levels[sel[0]]))
-            out = self._solve_level(lvl, pick(ids), pick(cold_b), pick(taps_i), pick(caps_i),
-                                    pick(load_mult), pick(bat_kw), pick(bat_kvar), complex_voltages)
-            if sel is None:
-                status, iters, err, v_obs, v_pu, loss, src, bat = out
-            else:
-                status[sel], iters[sel], err[sel], v_pu[sel], loss[sel], src[sel], bat[sel] = (
-                    out[0], out[1], out[2], out[4], out[5], out[6], out[7])
-                if complex_voltages:
-                    v_obs[sel] = out[3]
-        converged = status == it.STATUS_CONVERGED
-        return BatchResult(converged=converged, status=status, iterations=iters, max_change=err,
-                           v_obs=v_obs if complex_voltages else None, v_pu=v_pu, loss_kw=loss, source_kw=src,
-                           battery_kw=bat)
+        return self._run(ids, _arr(load_mult, (B, L), "load_mult"), _states(caps, (B, C), 1, "caps"),
+                         _states(taps, (B, R), m.num_taps, "taps"), _arr(bat_kw, (B, G), "bat_kw"),
+                         _arr(bat_kvar, (B, G), "bat_kvar"), cold, complex_voltages)
 
-    def _solve_level(self, lvl: "_Level", ids, cold, taps, caps, load_mult, bat_kw, bat_kvar, complex_voltages):
-        m = self.model
+    def solve_unchecked(
+        self,
+        env_ids: np.ndarray,
+        load_mult: np.ndarray,
+        caps: np.ndarray,
+        taps: np.ndarray,
+        bat_kw: np.ndarray,
+        bat_kvar: np.ndarray,
+        cold: np.ndarray | bool = False,
+        complex_voltages: bool = False,
+    ) -> FlowResult:
+        """:meth:`solve` for inputs that the caller has already checked (the environments'
+        backend: the core validates every action and holds the device states).
+
+        The arrays are only converted to the kernel's types (C order; int64 slots, tap
+        numbers and capacitor states, float64 multipliers and powers): ``env_ids`` (B,)
+        distinct slots in ``0..capacity-1``, ``load_mult`` (B, L) finite, ``caps`` (B, C)
+        whole numbers 0/1, ``taps`` (B, R) whole numbers ``0..num_taps``, ``bat_kw`` /
+        ``bat_kvar`` (B, G) finite. Inputs that break these conditions give wrong results
+        or a crash, not an error. Results are those of :meth:`solve` bit for bit."""
+        ids = np.ascontiguousarray(env_ids, dtype=np.int64)
+        caps_i = np.ascontiguousarray(caps, dtype=np.int64)
+        taps_i = np.ascontiguousarray(taps, dtype=np.int64)
+        return self._run(ids, _f64(load_mult), caps_i, taps_i, _f64(bat_kw), _f64(bat_kvar), cold, complex_voltages)
+
+    def _run(self, ids: np.ndarray, load_mult: np.ndarray, caps: np.ndarray, taps: np.ndarray, bat_kw: np.ndarray,
+             bat_kvar: np.ndarray, cold: np.ndarray | bool, complex_voltages: bool) -> FlowResult:
+        """Solve checked, converted inputs: the whole batch in one compiled call when it is
+        on one load level and at most :attr:`chunk` long, else level by level and chunk by
+        chunk."""
         B = ids.size
-        n, N, G = m.num_nodes, m.obs_index.size, len(m.batteries.names)
-        vfin = np.empty((n + 1, 2, B))
-        pn = np.empty((G, B))
-        qn = np.empty((G, B))
-        iters = np.zeros(B, dtype=np.int64)
-        status = np.zeros(B, dtype=np.int64)
-        err = np.zeros(B)
-        it.run_batch(_MODES[self.mode], self.tolerance, self.max_iterations, self.anderson, *lvl.lu,
-                     self._isrc_row, lvl.xsrc_col, self._wbase_col, *self._loads_head, lvl.ybase, *self._loads_tail,
-                     *self._gens, self._dev_col, self._dev_row, lvl.h, lvl.z, *self._dev_tail,
-                     ids, cold, taps, caps, load_mult, bat_kw, bat_kvar, self._v, self._c, self._warm,
-                     vfin, pn, qn, iters, status, err)
-        v_obs = np.empty((B, N) if complex_voltages else (0, N), dtype=np.complex128)
-        v_pu = np.empty((B, N))
-        loss_w = np.empty(B)
-        loss = np.empty(B)
-        src = np.empty(B)
-        bat = np.empty((B, G))
-        losses(vfin, B, *self._loss_tables, taps, self._reg_yprim, caps, self._cap_yprim, loss_w)
-        evaluate(vfin, B, *self._obs, *self._sources, *self._gen_eval, pn, qn, loss_w, v_obs, v_pu, loss, src, bat)
-        return status, iters, err, v_obs, v_pu, loss, src, bat
+        cold_b = np.empty(B, dtype=np.bool_)
+        cold_b[:] = cold
+        out = empty_outputs(B, self._num_obs, self._num_gens, complex_voltages)
+        if B:
+            inp = BatchInputs(ids=ids, cold=cold_b, reg_states=taps, cap_states=caps, load_mult=load_mult,
+                              bat_kw=bat_kw, bat_kvar=bat_kvar)
+            levels, uniform = _level_indices(load_mult, self._mult_weight, self._fixed, self._level_edges, _LIGHT)
+            if uniform and B <= self.chunk:
+                self._kernel(self._net, self._level(int(levels[0])).tables, self._settings, inp, self._state, out)
+            else:
+                self._solve_groups(levels, inp, out)
+        return FlowResult(converged=out.converged, v_pu=out.v_pu, loss_kw=out.loss_kw, source_kw=out.source_kw,
+                          battery_kw=out.battery_kw, status=out.status, iterations=out.iterations,
+                          max_change=out.max_change, v_complex=out.v_complex if complex_voltages else None)
 
-    def y_order(self, v_obs: np.ndarray) -> np.ndarray:
+    def _solve_groups(self, levels: np.ndarray, inp: BatchInputs, out: BatchOutputs) -> None:
+        """Solve the batch level by level, at most :attr:`chunk` environments a call, into
+        the rows of ``out``."""
+        chunk = self.chunk
+        for j in np.unique(levels):
+            group = np.nonzero(levels == j)[0]
+            for c in range(0, group.size, chunk):
+                sel = group[c:c + chunk]
+                part_in = BatchInputs(*(np.ascontiguousarray(a[sel]) for a in inp))
+                part = empty_outputs(sel.size, self._num_obs, self._num_gens, out.v_complex.shape[0] > 0)
+                self._kernel(self._net, self._level(int(j)).tables, self._settings, part_in, self._state, part)
+                for whole, rows in zip(out, part):
+                    if whole.shape[0]:  # v_complex has no rows unless asked for
+                        whole[sel] = rows
+
+    def y_order(self, v_complex: np.ndarray) -> np.ndarray:
         """Node voltages (B, n) in Y order (``model.node_names``) from observation-order ones."""
-        return np.asarray(v_obs)[:, self._inv_obs]
+        return np.asarray(v_complex)[:, self._inv_obs]
+
+
+@njit(cache=True, nogil=True)
+def _level_indices(load_mult, weight, fixed, edges, light):
+    """The load level of each row of ``load_mult`` (see :meth:`BatchedSolver.level_of`):
+    0 below the mean multiplier ``light``, else ``1 + `` the number of ``edges[1:]`` (the
+    geometric midpoints between the levels) at most the mean, at most the last level.
+    Returns (levels (B,) int64, whether they are all the same)."""
+    B = load_mult.shape[0]
+    levels = np.empty(B, dtype=np.int64)
+    last = edges.size
+    uniform = True
+    for e in range(B):
+        num = 0.0
+        den = 0.0
+        for j in range(weight.size):
+            mj = 1.0 if fixed[j] else load_mult[e, j]
+            num += weight[j] * mj
+            den += weight[j]
+        mean = num / den if den > 0.0 else 1.0
+        if mean < 1e-12:
+            mean = 1e-12
+        if mean < light:
+            lv = 0
+        else:
+            above = last - 1  # a NaN mean sorts after every edge
+            if mean == mean:
+                above = 0
+                for q in range(1, edges.size):
+                    if edges[q] <= mean:
+                        above += 1
+            lv = min(1 + above, last)
+        levels[e] = lv
+        uniform = uniform and lv == levels[0]
+    return levels, uniform
+
+
+@dataclass
+class _Level:
+    """One shared factorization: the loads' admittance at multiplier ``beta`` in the matrix
+    ``matrix`` (S, Y order), what the kernels read of it (``tables``) and nnz(L + U)."""
+
+    beta: float
+    tables: LevelTables
+    nnz: int
+    matrix: sp.csc_matrix
+
+
+def _solve_with(factor: LUFactor, b: np.ndarray) -> np.ndarray:
+    """A^-1 b for the columns of ``b`` (n, q) in equation order; result in unknown order."""
+    n = b.shape[0]
+    x = np.zeros((n + 1, 2, b.shape[1]))
+    x[:n, 0], x[:n, 1] = b.real, b.imag
+    substitute(factor, x, b.shape[1])
+    return x[:n, 0, :] + 1j * x[:n, 1, :]
 
 
 #: elements with max|YPrim| * Vbase^2 above this (VA: switches, stiff transformers) keep the
@@ -462,9 +582,10 @@ class BatchedSolver:
 _STIFF = 1e10
 
 
-def _loss_tables(m: NetworkModel, to_col, n: int) -> tuple:
+def _loss_tables(m: NetworkModel, pos: _Positions, n: int) -> LossTables:
     """The tables of :func:`~vvc_batch.power_flow.batched.results.losses` (column positions, n = ground):
     symmetric elements in the G form unless stiff (:data:`_STIFF`), the others current first."""
+    to_col = pos.col
     le = m.losses
     se_ptr, se_a, se_b, se_g = [0], [], [], []
     ge_ptr, gr_a, gr_ptr, gr_b, gr_y = [0], [], [0], [], []
@@ -504,52 +625,15 @@ def _loss_tables(m: NetworkModel, to_col, n: int) -> tuple:
                 gr_ptr.append(len(gr_b))
             ge_ptr.append(len(gr_a))
     i64 = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
-    return (i64(se_ptr), i64(se_a), i64(se_b), np.asarray(se_g, dtype=np.float64),
-            i64(ge_ptr), i64(gr_a), i64(gr_ptr), i64(gr_b), np.asarray(gr_y, dtype=np.complex128),
-            i64(dv_kind), i64(dv_idx), np.asarray(dv_cols, dtype=np.int64).reshape(len(dv_kind), kd))
-
-
-@dataclass
-class _Level:
-    """One shared factorization: the loads' admittance at multiplier ``beta`` in the matrix."""
-
-    beta: float
-    lu: tuple
-    nnz: int
-    ybase: np.ndarray
-    xsrc_col: np.ndarray
-    h: np.ndarray
-    z: np.ndarray
-    matrix: sp.csc_matrix
-
-
-def _solve_with(factor: tuple, b: np.ndarray) -> np.ndarray:
-    """A^-1 b for the columns of ``b`` (n, q) in equation order; result in unknown order."""
-    n = b.shape[0]
-    x = np.zeros((n + 1, 2, b.shape[1]))
-    x[:n, 0], x[:n, 1] = b.real, b.imag
-    substitute(*factor, x, b.shape[1])
-    return x[:n, 0, :] + 1j * x[:n, 1, :]
-
-
-@njit(cache=True, nogil=True)
-def _mean_mult(load_mult, weight, fixed):
-    """Weighted mean load multiplier of each row (fixed loads at 1), row by row."""
-    out = np.empty(load_mult.shape[0])
-    for e in range(load_mult.shape[0]):
-        num = 0.0
-        den = 0.0
-        for j in range(weight.size):
-            mj = 1.0 if fixed[j] else load_mult[e, j]
-            num += weight[j] * mj
-            den += weight[j]
-        out[e] = num / den if den > 0.0 else 1.0
-    return out
+    return LossTables(
+        se_ptr=i64(se_ptr), se_a=i64(se_a), se_b=i64(se_b), se_g=np.asarray(se_g, dtype=np.float64),
+        ge_ptr=i64(ge_ptr), gr_a=i64(gr_a), gr_ptr=i64(gr_ptr), gr_b=i64(gr_b),
+        gr_y=np.asarray(gr_y, dtype=np.complex128), dv_kind=i64(dv_kind), dv_idx=i64(dv_idx),
+        dv_cols=np.asarray(dv_cols, dtype=np.int64).reshape(len(dv_kind), kd),
+        reg_yprim=_yprim_table(m.regulators), cap_yprim=_yprim_table(m.capacitors))
 
 
 _ORDERINGS = ("rcm", "MMD_AT_PLUS_A", "MMD_ATA", "COLAMD")
-#: mean load multiplier below which an environment uses the first (light) load level
-_LIGHT = 0.85
 
 
 def _factor(A: sp.csc_matrix, ordering: str):
@@ -609,4 +693,4 @@ def _states(x, shape, top: int, name: str) -> np.ndarray:
         raise ValueError(f"{name} must lie in 0..{top}")
     return out
 
-__all__ = ["DEFAULT_TOLERANCE", "BatchedSolver", "BatchResult"]
+__all__ = ["DEFAULT_TOLERANCE", "BatchedSolver"]

@@ -531,6 +531,89 @@ class DssEngine:
             self._pw_addr = addr
         return self._pw_view.tolist()
 
+    # ------------------------------------------------------------------ the circuit's model
+    # (read once, by vvc_batch.power_flow.batched.model.extract_model; not used when stepping)
+    @property
+    def circuit(self) -> Any:
+        """The compiled circuit's DSS-Python interface (``ICircuit``: elements, buses,
+        YPrim), for reading the circuit's model; device settings are written with
+        :meth:`write_devices` (which keeps track of what the engine holds)."""
+        return self._ctx.ActiveCircuit
+
+    @property
+    def observation_index(self) -> np.ndarray:
+        """(N,) int64: each observation node's (:attr:`CircuitLayout.node_names`) 0-based
+        position in OpenDSS's solver vector without ground (``Circuit.YNodeOrder``)."""
+        return np.asarray(self._node_refs, dtype=np.int64) - 1
+
+    @property
+    def observation_base(self) -> np.ndarray:
+        """(N,) float64: each observation node's base voltage (V, line to neutral; 1 where
+        the bus has none), what :meth:`read_voltages` divides by (a copy)."""
+        return np.array(self._base, dtype=np.float64)
+
+    @property
+    def regulator_elements(self) -> tuple[str, ...]:
+        """OpenDSS's own names (lower case) of the controllable regulators' transformers,
+        in :attr:`CircuitLayout.regulator_names` order (a spec's layout may relabel them)."""
+        return self._collection_names(self._ctx.ActiveCircuit.Transformers, self._reg_idx)
+
+    @property
+    def capacitor_elements(self) -> tuple[str, ...]:
+        """OpenDSS's own names (lower case) of the controllable capacitors, in
+        :attr:`CircuitLayout.capacitor_names` order."""
+        return self._collection_names(self._ctx.ActiveCircuit.Capacitors, self._cap_idx)
+
+    @property
+    def battery_elements(self) -> tuple[str, ...]:
+        """OpenDSS's own names (lower case) of the battery generators, in
+        :attr:`CircuitLayout.battery_names` order."""
+        return self._collection_names(self._ctx.ActiveCircuit.Generators, self._gen_idx)
+
+    @staticmethod
+    def _collection_names(coll: Any, indices: Sequence[int]) -> tuple[str, ...]:
+        """Names of the items ``indices`` (1-based) of an OpenDSS collection."""
+        names = []
+        for i in indices:
+            coll.idx = int(i)
+            names.append(coll.Name.lower())
+        return tuple(names)
+
+    def read_battery_settings(self) -> tuple[list[float], list[float]]:
+        """(kW, kvar) of each battery generator as the circuit holds them (positive:
+        generating), in :attr:`CircuitLayout.battery_names` order."""
+        gens = self._ctx.ActiveCircuit.Generators
+        kw, kvar = [], []
+        for name in self.battery_elements:
+            gens.Name = name
+            kw.append(float(gens.kW))
+            kvar.append(float(gens.kvar))
+        return kw, kvar
+
+    def build_y(self) -> None:
+        """Build OpenDSS's whole system Y now (``Solution.BuildYMatrix``): every element's
+        YPrim then reflects the settings written, and elements added since the compile get
+        their node references."""
+        self._ctx.ActiveCircuit.Solution.BuildYMatrix(2, False)
+
+    def system_y(self) -> Any:
+        """OpenDSS's system admittance matrix as last built (S): a (n, n) scipy CSC matrix
+        in ``Circuit.YNodeOrder`` order (no ground)."""
+        import scipy.sparse as sp
+
+        data, rows, ptr = self._ctx.YMatrix.getYSparse(True)
+        n = len(ptr) - 1
+        return sp.csc_matrix((data, rows, ptr), shape=(n, n))
+
+    def source_currents(self) -> np.ndarray:
+        """(n,) complex128: the voltage sources' Norton injection currents (A) as OpenDSS
+        computes them (``YMatrix.GetSourceInjCurrents``), in ``Circuit.YNodeOrder`` order."""
+        ym = self._ctx.YMatrix
+        ym.ZeroInjCurr()
+        ym.GetSourceInjCurrents()
+        raw = np.asarray(ym.getI(), dtype=np.float64)
+        return (raw[0::2] + 1j * raw[1::2])[1:]
+
     # ------------------------------------------------------------------ pictures
     def topology(self) -> dict[str, Any]:
         """The feeder's drawing data: bus coordinates (NaN where the circuit has none),
