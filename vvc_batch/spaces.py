@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from numba import njit
 
 from vvc_batch.errors import InvalidActionError
 
@@ -201,6 +202,7 @@ class ActionChecker:
         self._low = np.asarray(lo, dtype=np.float64)
         self._high = np.asarray(hi, dtype=np.float64)
         self._low_list, self._high_list = self._low.tolist(), self._high.tolist()
+        self._low_int, self._high_int = self._low.astype(np.int64), self._high.astype(np.int64)
         self._n_disc = c.capacitors + c.regulators + (0 if continuous_battery else c.batteries)
         self._size = c.action_size
         self._names = (
@@ -240,6 +242,17 @@ class ActionChecker:
         return np.concatenate(
             [disc.reshape(-1, nd).astype(np.float64), cont.reshape(-1, nb).astype(np.float64)], axis=1
         )
+
+    def check_into(self, action, out: np.ndarray, batch: int) -> None:
+        """Validate a batch of actions and write them into ``out`` ((batch, A) float64),
+        which is left as it was when the check fails (same errors as :meth:`check`). An
+        int64 array of the right shape, the usual case, is checked and copied in one
+        compiled pass."""
+        if (type(action) is np.ndarray and action.dtype == np.int64 and action.ndim == 2
+                and action.shape[0] == batch and action.shape[1] == self._size and not self.continuous
+                and _copy_if_in_range(action, self._low_int, self._high_int, out)):
+            return
+        out[:] = self.check(action, batch=batch)
 
     def check(self, action, batch: int | None = None) -> np.ndarray:
         """Validated actions as a (K, A) array (K = 1 when ``batch`` is None): the caller's
@@ -294,3 +307,19 @@ class ActionChecker:
             )
             raise InvalidActionError(f"{self._describe(k, i, batch)} is {flat[k, i]:g}; allowed is {allowed}")
         return flat
+
+
+@njit(cache=True, nogil=True)
+def _copy_if_in_range(action, low, high, out):
+    """Copy the (K, A) int64 ``action`` into float64 ``out`` if every entry lies in
+    [low, high] (per column); False (``out`` untouched) otherwise."""
+    K, A = action.shape
+    for k in range(K):
+        for i in range(A):
+            x = action[k, i]
+            if x < low[i] or x > high[i]:
+                return False
+    for k in range(K):
+        for i in range(A):
+            out[k, i] = action[k, i]
+    return True
