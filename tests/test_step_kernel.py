@@ -76,3 +76,32 @@ def test_compiled_step_is_the_numpy_step(env):
     finally:
         fast.close()
         ref.close()
+
+
+@pytest.mark.parametrize("changes", [{"batteries": []}, {"capacitors": {}}, {"regulators": {}}])
+def test_compiled_step_without_some_devices(changes):
+    """A feeder without batteries, capacitors or regulators: empty rows of the kernels."""
+    import json
+    from pathlib import Path
+
+    from vvc_batch.feeder_spec import spec_config
+
+    tiny = Path(__file__).parent / "feeders" / "tiny"
+    spec = {**json.loads((tiny / "tiny.json").read_text()), "base_dir": str(tiny), **changes}
+    cfg = spec_config(spec)
+    fast = VVCBatch(cfg, 2, backend="batched")
+    ref = VVCBatch(cfg, 2, backend="batched", reward_fn=lambda inputs: inputs.reward)
+    try:
+        rng = np.random.default_rng(6)
+        for core in (fast, ref):
+            core.reset(None, [0, 1])
+        for step in range(5):
+            acts = _random_actions(fast, rng, 2)
+            fast.step(acts)
+            ref.step(acts)
+            a, b = _snapshot(fast), _snapshot(ref)
+            for key in a:
+                assert a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key]), (changes, step, key)
+    finally:
+        fast.close()
+        ref.close()

@@ -8,7 +8,9 @@ backend reads in place. Steps take arrays for K environments and write observati
 rewards and info values into preallocated arrays (which a worker pool may place in shared
 memory); the semantics (battery projection, energy, device changes, reward, observation)
 are array operations over the batch, with the reference's arithmetic operation for
-operation, so that results do not depend on the batch.
+operation, so that results do not depend on the batch. A step without a user's reward
+function runs them as two compiled passes around the solve (:mod:`vvc_batch.step_kernel`),
+which give the numpy path's results bit for bit.
 """
 
 from __future__ import annotations
@@ -289,8 +291,7 @@ class VVCBatch:
         """Tables and scratch arrays of the compiled step (:mod:`vvc_batch.step_kernel`)."""
         bank, reg = self.batteries, self._reg
         kw_step, _, max_kw, pf = bank._arrays
-        self._bat_table = battery_table(kw_step, self._max_kwh, max_kw, pf, self._soc0)
-        self._bat_table[5] = self._inv_max_kw  # the very divisions of the reference
+        self._bat_table = battery_table(kw_step, self._max_kwh, max_kw, pf, self._soc0, self._inv_max_kw)
         self._consts = step_constants(self.weights, self.step_hours, reg.min_tap, reg.tap_step, (C, R, B),
                                       bank.levels // 2)
         self._ids_all = np.arange(K, dtype=np.int64)

@@ -28,11 +28,11 @@ V_MIN_PU = 0.95
 V_MAX_PU = 1.05
 
 
-def battery_table(kw_step, max_kwh, max_kw, pf, soc0) -> np.ndarray:
-    """(6, B) float64 per battery: kW per discrete level, capacity (kWh), rating (kW),
-    power factor, state of charge at reset, 1 / rating (1/kW)."""
-    max_kw = np.asarray(max_kw, dtype=np.float64)
-    rows = [kw_step, max_kwh, max_kw, pf, soc0, 1.0 / max_kw]
+def battery_table(kw_step, max_kwh, max_kw, pf, soc0, inv_max_kw) -> np.ndarray:
+    """(6, B) float64 per battery, rows ``BAT_*``: kW per discrete level, capacity (kWh),
+    rating (kW), power factor, state of charge at reset, 1 / rating (1/kW) (each as the
+    core holds it, so that the kernels use the very numbers of the numpy path)."""
+    rows = [kw_step, max_kwh, max_kw, pf, soc0, inv_max_kw]
     return np.ascontiguousarray(np.array([np.asarray(r, dtype=np.float64) for r in rows]).reshape(6, -1))
 
 
