@@ -238,6 +238,7 @@ class VVCBatch:
         if profile_pool is not None and (pool.size == 0 or pool.min() < 0 or pool.max() >= E):
             raise ValueError(f"profile_pool must hold episode indices in 0..{E - 1}, got {list(profile_pool)}")
         self.profile_pool = pool
+        self._pool_list = pool.tolist()  # the pool as Python ints, for drawing
         # slots 0..E-1: the system's episodes; slot E+k: environment k's own profile
         L = len(lay.load_names)
         self.load_mult = np.ones(((E + K) * H, L), dtype=np.float64)
@@ -248,6 +249,7 @@ class VVCBatch:
             node_names=lay.node_names, capacitor_names=lay.capacitor_names, regulator_names=lay.regulator_names,
             battery_names=bank.names, reg_levels=self.counts.reg_levels, bat_levels=self.counts.bat_levels,
         )
+        self._obs_slices = (obs.voltages, obs.capacitors, obs.regulators, obs.soc, obs.battery_power)
         self.node_names = lay.node_names
         self.num_nodes = obs.num_nodes
         C, R, B = self.counts.capacitors, self.counts.regulators, bank.n
@@ -346,6 +348,12 @@ class VVCBatch:
 
     def _place_profiles(self, ids: list[int], profiles: Sequence[Any], rngs: Sequence[Any]) -> None:
         """Give environments ``ids`` their days (resolved and checked before any is changed)."""
+        if self.num_profiles and all(p is None for p in profiles):  # drawn from the pool (autoresets)
+            pool, m = self._pool_list, len(self._pool_list)
+            drawn = [pool[r.integers(m)] if r is not None else pool[0] for r in rngs]
+            self.slot[ids] = drawn
+            self.profile_id[ids] = drawn
+            return
         plans = [self._resolve_profile(k, p, r) for k, p, r in zip(ids, profiles, rngs)]
         H = self.horizon
         for k, (slot, pid, arr) in zip(ids, plans):
@@ -366,12 +374,13 @@ class VVCBatch:
     def _write_obs(self, sel: Any, v: np.ndarray, caps: np.ndarray, taps: np.ndarray, soc: np.ndarray,
                    drawn: np.ndarray) -> None:
         """Observation rows: voltages, capacitor states, tap numbers, [soc, -(kW drawn)/max_kw]."""
-        lay, obs = self.obs_layout, self.buffers.obs
-        obs[sel, lay.voltages] = v
-        obs[sel, lay.capacitors] = caps
-        obs[sel, lay.regulators] = taps
-        obs[sel, lay.soc] = soc
-        obs[sel, lay.battery_power] = -drawn * self._inv_max_kw
+        volts, cap_cols, reg_cols, soc_cols, power_cols = self._obs_slices
+        obs = self.buffers.obs
+        obs[sel, volts] = v
+        obs[sel, cap_cols] = caps
+        obs[sel, reg_cols] = taps
+        obs[sel, soc_cols] = soc
+        obs[sel, power_cols] = -drawn * self._inv_max_kw
 
     def invalidate_engine_state(self, k: int) -> None:
         """Forget what environment ``k``'s engine holds, so that the next step writes every
