@@ -29,6 +29,8 @@ import numpy as np
 STEP, RESET, CLOSE, QUERY = 1, 2, 3, 4
 WAKE = b"w"  # parent -> worker: a command is posted
 DONE = b"d"  # worker -> parent: a command is finished
+#: a poll stops (and its side sleeps) when one yield of the core took longer than this, s
+YIELD_LIMIT_S = 100e-6
 
 
 def control_size(num_workers: int) -> int:
@@ -50,13 +52,18 @@ class ParentSide:
         num_workers: number of workers.
         spin_s: the shortest poll, s.
         max_spin_s: the longest poll, s; commands expected to take longer get ``spin_s``.
+        yield_limit_s: a yield that took longer than this, s, means other processes want
+            the core (the machine is busy, or the workers share the parent's core): the
+            parent then sleeps rather than take their time.
     """
 
-    def __init__(self, ctl: np.ndarray, num_workers: int, spin_s: float = 50e-6, max_spin_s: float = 2e-3) -> None:
+    def __init__(self, ctl: np.ndarray, num_workers: int, spin_s: float = 50e-6, max_spin_s: float = 2e-3,
+                 yield_limit_s: float = YIELD_LIMIT_S) -> None:
         self.ctl = ctl
         self.n = num_workers
         self.spin_s = spin_s
         self.max_spin_s = max_spin_s
+        self.yield_limit_s = yield_limit_s
         self.seq = 0
         self.expected_s = 0.0  # moving average of how long commands took, s (0: none yet)
         self.posted_at = 0.0
@@ -117,13 +124,16 @@ class ParentSide:
         if self.all_done(seq):
             return True
         clock, yield_ = time.perf_counter, os.sched_yield
-        deadline = max(self.posted_at + self.spin_budget(), clock() + self.spin_s)
+        before = clock()
+        deadline = max(self.posted_at + self.spin_budget(), before + self.spin_s)
         while True:
             yield_()
             if self.all_done(seq):
                 return True
-            if clock() > deadline:
+            now = clock()
+            if now > deadline or now - before > self.yield_limit_s:
                 return False
+            before = now
 
     def set_sleeping(self, flag: bool) -> None:
         self.ctl[2] = 1 if flag else 0
@@ -132,10 +142,11 @@ class ParentSide:
 class WorkerSide:
     """One worker's view of the control block."""
 
-    def __init__(self, ctl: np.ndarray, w: int, spin_s: float = 500e-6) -> None:
+    def __init__(self, ctl: np.ndarray, w: int, spin_s: float = 500e-6, yield_limit_s: float = YIELD_LIMIT_S) -> None:
         self.ctl = ctl
         self.base = 4 + 4 * w
         self.spin_s = spin_s
+        self.yield_limit_s = yield_limit_s  # see ParentSide
         self.seen = 0
         self.started = 0.0  # when the current command was seen (perf_counter, s)
         self.inbox: deque[bytes] = deque()  # pipe messages other than wake-ups
@@ -162,13 +173,17 @@ class WorkerSide:
     def wait_command(self, conn) -> int | None:
         """Block until the parent posts a new command; its code, or None if the parent is gone."""
         ctl = self.ctl
-        deadline = time.perf_counter() + self.spin_s
+        clock, yield_, limit = time.perf_counter, os.sched_yield, self.yield_limit_s
+        before = clock()
+        deadline = before + self.spin_s
         while ctl[0] == self.seen:
-            if time.perf_counter() > deadline:
+            now = clock()
+            if now > deadline or now - before > limit:  # idle long enough, or the core is wanted
                 if not self._sleep(conn):
                     return None
                 break
-            os.sched_yield()
+            before = now
+            yield_()
         self.seen = int(ctl[0])
         self.started = time.perf_counter()
         return int(ctl[1])
