@@ -92,7 +92,8 @@ def _sleeping(ctl, w: int) -> bool:
 
 
 def test_control_layout():
-    """``[seq, code, parent_sleeping, 0]`` then ``[done_seq, failed, sleeping, 0]`` per worker."""
+    """``[seq, code, parent_sleeping, 0]`` then ``[done_seq, failed, sleeping, busy_ns]`` per
+    worker (``busy_ns``: how long the worker worked on its last command)."""
     assert [control_size(n) for n in (0, 1, 3, 16)] == [4, 8, 16, 68]
     ctl, parents, workers = _block(3)
     parent = ParentSide(ctl, 3)
@@ -104,8 +105,10 @@ def test_control_layout():
     assert ctl[2] == 0
     side = WorkerSide(ctl, 2)
     assert side.wait_command(workers[2]) == STEP and side.seen == 2
+    time.sleep(0.002)
     side.finish(workers[2], failed=True)
-    assert ctl[12:16].tolist() == [2, 1, 0, 0]
+    assert ctl[12:15].tolist() == [2, 1, 0]
+    assert 2e6 <= ctl[15] < 10e9  # the worker's time on the command, ns
     assert ctl[4:12].tolist() == [0] * 8  # the other workers' rows are untouched
     assert not any(c.poll() for c in workers + parents)  # nobody slept: no byte was sent
 

@@ -8,7 +8,9 @@ backend reads in place. Steps take arrays for K environments and write observati
 rewards and info values into preallocated arrays (which a worker pool may place in shared
 memory); the semantics (battery projection, energy, device changes, reward, observation)
 are array operations over the batch, with the reference's arithmetic operation for
-operation, so that results do not depend on the batch.
+operation, so that results do not depend on the batch. A step without a user's reward
+function runs them as two compiled passes around the solve (:mod:`vvc_batch.env.step_kernel`),
+which give the numpy path's results bit for bit.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from vvc_batch.env.reward import (
     voltage_reward,
 )
 from vvc_batch.env.spaces import ActionChecker, DeviceCounts, ObservationLayout, action_space
+from vvc_batch.env.step_kernel import battery_table, finish_step, prepare_step, step_constants
 from vvc_batch.systems.specs import EnvConfig, circuit_source, parse_env_name
 
 #: info entries of every step, besides the reward components in ``INFO_KEYS``
@@ -235,6 +238,7 @@ class VVCBatch:
         if profile_pool is not None and (pool.size == 0 or pool.min() < 0 or pool.max() >= E):
             raise ValueError(f"profile_pool must hold episode indices in 0..{E - 1}, got {list(profile_pool)}")
         self.profile_pool = pool
+        self._pool_list = pool.tolist()  # the pool as Python ints, for drawing
         # slots 0..E-1: the system's episodes; slot E+k: environment k's own profile
         L = len(lay.load_names)
         self.load_mult = np.ones(((E + K) * H, L), dtype=np.float64)
@@ -245,6 +249,7 @@ class VVCBatch:
             node_names=lay.node_names, capacitor_names=lay.capacitor_names, regulator_names=lay.regulator_names,
             battery_names=bank.names, reg_levels=self.counts.reg_levels, bat_levels=self.counts.bat_levels,
         )
+        self._obs_slices = (obs.voltages, obs.capacitors, obs.regulators, obs.soc, obs.battery_power)
         self.node_names = lay.node_names
         self.num_nodes = obs.num_nodes
         C, R, B = self.counts.capacitors, self.counts.regulators, bank.n
@@ -282,6 +287,29 @@ class VVCBatch:
         self._max_kwh = np.asarray(bank.max_kwh, dtype=np.float64)
         self._inv_max_kw = 1.0 / np.asarray(bank.max_kw, dtype=np.float64)
         self._all = slice(None)
+        self._setup_kernel(K, C, R, B)
+
+    def _setup_kernel(self, K: int, C: int, R: int, B: int) -> None:
+        """Tables and scratch arrays of the compiled step (:mod:`vvc_batch.env.step_kernel`)."""
+        bank, reg = self.batteries, self._reg
+        kw_step, _, max_kw, pf = bank._arrays
+        self._bat_table = battery_table(kw_step, self._max_kwh, max_kw, pf, self._soc0, self._inv_max_kw)
+        self._consts = step_constants(self.weights, self.step_hours, reg.min_tap, reg.tap_step, (C, R, B),
+                                      bank.levels // 2)
+        self._ids_all = np.arange(K, dtype=np.int64)
+        self._bus_start = np.ascontiguousarray(self.layout.bus_start, dtype=np.int64)
+        self._dev_f = (np.zeros((K, C)), np.zeros((K, R)))
+        self._dev_i = (np.zeros((K, C), dtype=np.int64), np.zeros((K, R), dtype=np.int64))
+        self._kw, self._kvar = np.zeros((K, B)), np.zeros((K, B))
+        self._rows = np.zeros(K, dtype=np.int64)
+        buf = self.buffers
+        self._out = (
+            (buf.reward, *(buf.info[k] for k in INFO_KEYS)),
+            (buf.terminated, buf.truncated, buf.info["converged"]),
+            (buf.info["hour"], buf.info["profile"]),
+        )
+        self._state = (self.caps, self.taps, self.tap_ratio, self.kwh, self.bat_kw, self.v)
+        self._int_devices = self.backend_name == "batched"  # the batched solver takes tap numbers as int64
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -320,6 +348,12 @@ class VVCBatch:
 
     def _place_profiles(self, ids: list[int], profiles: Sequence[Any], rngs: Sequence[Any]) -> None:
         """Give environments ``ids`` their days (resolved and checked before any is changed)."""
+        if self.num_profiles and all(p is None for p in profiles):  # drawn from the pool (autoresets)
+            pool, m = self._pool_list, len(self._pool_list)
+            drawn = [pool[r.integers(m)] if r is not None else pool[0] for r in rngs]
+            self.slot[ids] = drawn
+            self.profile_id[ids] = drawn
+            return
         plans = [self._resolve_profile(k, p, r) for k, p, r in zip(ids, profiles, rngs)]
         H = self.horizon
         for k, (slot, pid, arr) in zip(ids, plans):
@@ -331,7 +365,7 @@ class VVCBatch:
         if self._closed:
             raise ClosedError("this environment has been closed; make a new one")
         if env_ids is None:
-            return self._all, np.arange(self.num_envs)
+            return self._all, self._ids_all
         ids = np.asarray(env_ids, dtype=np.int64).reshape(-1)
         if ids.size and (ids.min() < 0 or ids.max() >= self.num_envs):
             raise IndexError(f"environment indices must lie in 0..{self.num_envs - 1}, got {ids.tolist()}")
@@ -340,12 +374,13 @@ class VVCBatch:
     def _write_obs(self, sel: Any, v: np.ndarray, caps: np.ndarray, taps: np.ndarray, soc: np.ndarray,
                    drawn: np.ndarray) -> None:
         """Observation rows: voltages, capacitor states, tap numbers, [soc, -(kW drawn)/max_kw]."""
-        lay, obs = self.obs_layout, self.buffers.obs
-        obs[sel, lay.voltages] = v
-        obs[sel, lay.capacitors] = caps
-        obs[sel, lay.regulators] = taps
-        obs[sel, lay.soc] = soc
-        obs[sel, lay.battery_power] = -drawn * self._inv_max_kw
+        volts, cap_cols, reg_cols, soc_cols, power_cols = self._obs_slices
+        obs = self.buffers.obs
+        obs[sel, volts] = v
+        obs[sel, cap_cols] = caps
+        obs[sel, reg_cols] = taps
+        obs[sel, soc_cols] = soc
+        obs[sel, power_cols] = -drawn * self._inv_max_kw
 
     def invalidate_engine_state(self, k: int) -> None:
         """Forget what environment ``k``'s engine holds, so that the next step writes every
@@ -413,20 +448,15 @@ class VVCBatch:
                 need a reset).
         """
         sel, ids = self._selection(env_ids)
+        if actions is not None and not self.dss_mode and self.reward_fn is None:
+            acts = actions if type(actions) is np.ndarray and actions.dtype == np.float64 else \
+                np.asarray(actions, dtype=np.float64)
+            if acts.shape == (len(ids), self.counts.action_size):
+                return self._step_compiled(ids, acts)
         t = self.t[sel]
         H = self.horizon
         if t.min() < 0 or t.max() >= H:
-            i = int(np.flatnonzero((t < 0) | (t >= H))[0])
-            k = int(ids[i])
-            if t[i] == _FAILED:
-                raise ResetNeededError(
-                    f"environment {k}'s last step failed in its reward_fn; reset it before stepping again")
-            if t[i] < 0:
-                raise ResetNeededError(f"environment {k} must be reset before step")
-            raise EpisodeEndedError(
-                f"environment {k} finished its {H}-step episode (truncated=True was "
-                f"returned); call reset before stepping again"
-            )
+            self._refuse(ids, t, int(np.flatnonzero((t < 0) | (t >= H))[0]))
         n = len(ids)
         C, R, B = self.counts.capacitors, self.counts.regulators, self.batteries.n
         bank, hours, dss, reg = self.batteries, self.step_hours, self.dss_mode, self._reg
@@ -501,6 +531,43 @@ class VVCBatch:
         buf.terminated[sel] = False
         buf.truncated[sel] = last
         return buf
+
+    def _refuse(self, ids: np.ndarray, t: np.ndarray, i: int) -> None:
+        """Raise why environment ``ids[i]`` (with ``t[i]`` hours played) cannot step."""
+        k = int(ids[i])
+        if t[i] == _FAILED:
+            raise ResetNeededError(
+                f"environment {k}'s last step failed in its reward_fn; reset it before stepping again")
+        if t[i] < 0:
+            raise ResetNeededError(f"environment {k} must be reset before step")
+        raise EpisodeEndedError(
+            f"environment {k} finished its {self.horizon}-step episode (truncated=True was "
+            f"returned); call reset before stepping again"
+        )
+
+    def _step_compiled(self, ids: np.ndarray, acts: np.ndarray) -> StepBuffers:
+        """:meth:`step` without a user's reward and outside dss mode, in two compiled passes
+        (:mod:`vvc_batch.env.step_kernel`) around the solve: the same results bit for bit.
+
+        Args:
+            ids: (n,) int64 environments; acts: (n, A) float64 validated actions.
+        """
+        n = len(ids)
+        dev_f = (self._dev_f[0][:n], self._dev_f[1][:n])
+        dev_i = (self._dev_i[0][:n], self._dev_i[1][:n])
+        kw, kvar, rows = self._kw[:n], self._kvar[:n], self._rows[:n]
+        bad = prepare_step(acts, ids, self.t, self.slot, self.horizon, self.kwh, self._bat_table, self._consts,
+                           self.config.continuous_battery, dev_f, dev_i, kw, kvar, rows)
+        if bad >= 0:
+            self._refuse(ids, self.t[ids], bad)
+        caps, taps = dev_i if self._int_devices else dev_f
+        res = self.backend.solve(ids, rows, caps, taps, kw, kvar)
+        if self._history is not None:
+            self._history[ids, self.t[ids]] = acts
+        new = (dev_f[0], dev_f[1], kw, res.battery_kw, res.v_pu)
+        finish_step(ids, self.t, self.profile_id, self.horizon, self._state, new, res.loss_kw, res.source_kw,
+                    res.converged, self._bus_start, self._bat_table, self._consts, self.buffers.obs, *self._out)
+        return self.buffers
 
     # ------------------------------------------------------------------ snapshots
     def get_state(self, k: int) -> EnvState:

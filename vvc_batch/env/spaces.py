@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from numba import njit
 
 from vvc_batch.errors import InvalidActionError
 
@@ -139,6 +140,36 @@ def action_space(counts: DeviceCounts, continuous_battery: bool) -> spaces.Space
     )
 
 
+class IntegerBox(spaces.Box):
+    """An int64 :class:`gymnasium.spaces.Box` (what ``batch_space`` makes of a
+    MultiDiscrete action space) whose :meth:`sample` draws what ``Box.sample`` draws, value
+    for value and from the same generator stream, in a few numpy operations instead of
+    Box.sample's masks for unbounded coordinates (about 5x faster for a batch of actions).
+    It equals the Box it was made from and is one (``isinstance``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._all_bounded = bool(self.bounded_below.all() and self.bounded_above.all())
+
+    @classmethod
+    def of(cls, box: spaces.Box) -> "IntegerBox":
+        """The IntegerBox of ``box`` (same bounds, shape and dtype; unseeded)."""
+        return cls(box.low, box.high, box.shape, box.dtype)
+
+    def sample(self, mask: None = None, probability: None = None) -> np.ndarray:
+        """A random element: each entry uniform on its integers low..high. As ``Box.sample``
+        for a bounded integer box: ``floor(low + (high + 1 - low) * u)`` with ``u`` the
+        generator's doubles in [0, 1) (what ``Generator.uniform`` computes), cast to int64
+        and clipped to [low, high]; anything else is left to ``Box.sample``."""
+        if mask is not None or probability is not None or self.dtype != np.int64 or not self._all_bounded:
+            return super().sample(mask, probability)
+        low, high = self.low, self.high
+        lo = low.astype(np.float64)
+        span = (high.astype(np.int64) + 1).astype(np.float64) - lo
+        u = lo + span * self.np_random.random(low.shape)
+        return np.minimum(np.maximum(np.floor(u).astype(np.int64), low), high)
+
+
 def observation_bounds(num_nodes: int, counts: DeviceCounts) -> tuple[np.ndarray, np.ndarray]:
     """Bounds that hold for every observation: voltages [0, inf) pu (not clipped), capacitor
     states [0, 1], tap numbers [0, reg_levels-1], soc [0, 1], battery power unbounded (an
@@ -201,6 +232,7 @@ class ActionChecker:
         self._low = np.asarray(lo, dtype=np.float64)
         self._high = np.asarray(hi, dtype=np.float64)
         self._low_list, self._high_list = self._low.tolist(), self._high.tolist()
+        self._low_int, self._high_int = self._low.astype(np.int64), self._high.astype(np.int64)
         self._n_disc = c.capacitors + c.regulators + (0 if continuous_battery else c.batteries)
         self._size = c.action_size
         self._names = (
@@ -240,6 +272,17 @@ class ActionChecker:
         return np.concatenate(
             [disc.reshape(-1, nd).astype(np.float64), cont.reshape(-1, nb).astype(np.float64)], axis=1
         )
+
+    def check_into(self, action, out: np.ndarray, batch: int) -> None:
+        """Validate a batch of actions and write them into ``out`` ((batch, A) float64),
+        which is left as it was when the check fails (same errors as :meth:`check`). An
+        int64 array of the right shape, the usual case, is checked and copied in one
+        compiled pass."""
+        if (type(action) is np.ndarray and action.dtype == np.int64 and action.ndim == 2
+                and action.shape[0] == batch and action.shape[1] == self._size and not self.continuous
+                and _copy_if_in_range(action, self._low_int, self._high_int, out)):
+            return
+        out[:] = self.check(action, batch=batch)
 
     def check(self, action, batch: int | None = None) -> np.ndarray:
         """Validated actions as a (K, A) array (K = 1 when ``batch`` is None): the caller's
@@ -295,9 +338,27 @@ class ActionChecker:
             raise InvalidActionError(f"{self._describe(k, i, batch)} is {flat[k, i]:g}; allowed is {allowed}")
         return flat
 
+
+@njit(cache=True, nogil=True)
+def _copy_if_in_range(action, low, high, out):
+    """Copy the (K, A) int64 ``action`` into float64 ``out`` if every entry lies in
+    [low, high] (per column); False (``out`` untouched) otherwise."""
+    K, A = action.shape
+    for k in range(K):
+        for i in range(A):
+            x = action[k, i]
+            if x < low[i] or x > high[i]:
+                return False
+    for k in range(K):
+        for i in range(A):
+            out[k, i] = action[k, i]
+    return True
+
+
 __all__ = [
     "action_space",
     "ActionChecker",
+    "IntegerBox",
     "DeviceCounts",
     "flat_action",
     "observation_bounds",

@@ -5,12 +5,14 @@ A pipe round trip costs a wake-up on each side (measured here: about 0.25 ms per
 one worker). Instead the parent publishes a command by bumping a sequence number, and a
 worker that is still polling (for up to ``worker_spin_s`` after its last command, yielding
 the core between looks) starts at once; a worker that went to sleep in ``recv_bytes`` is
-woken with one byte. Workers report completion the same way. A side announces that it
-sleeps *before* its last look at the block, so a wake-up is never lost; wake-up bytes may
-arrive late and are skipped.
+woken with one byte. Workers report completion the same way; the parent polls for about as
+long as recent commands took (see :class:`ParentSide`), so short steps end without a
+wake-up. A side announces that it sleeps *before* its last look at the block, so a wake-up
+is never lost; wake-up bytes may arrive late and are skipped.
 
 Layout of the int64 control array: ``[seq, code, parent_sleeping, 0]`` then per worker
-``[done_seq, failed, sleeping, 0]``.
+``[done_seq, failed, sleeping, busy_ns]`` (``busy_ns``: how long the worker worked on its
+last command, ns).
 
 Python offers no memory fence, so a sleeper never trusts a single look: it sleeps in
 ``poll`` with a short timeout (1 ms, growing to 20 ms while idle) and looks again.
@@ -27,6 +29,8 @@ import numpy as np
 STEP, RESET, CLOSE, QUERY = 1, 2, 3, 4
 WAKE = b"w"  # parent -> worker: a command is posted
 DONE = b"d"  # worker -> parent: a command is finished
+#: a poll stops (and its side sleeps) when one yield of the core took longer than this, s
+YIELD_LIMIT_S = 100e-6
 
 
 def control_size(num_workers: int) -> int:
@@ -35,13 +39,35 @@ def control_size(num_workers: int) -> int:
 
 
 class ParentSide:
-    """The parent's view of the control block."""
+    """The parent's view of the control block.
 
-    def __init__(self, ctl: np.ndarray, num_workers: int, spin_s: float = 50e-6) -> None:
+    After posting, the parent polls the block (yielding the core between looks) for about
+    as long as recent commands took: a step that ends while it polls is seen at once,
+    without a wake-up byte or a sleep. Commands that took longer than ``max_spin_s`` are
+    not waited for by polling (beyond ``spin_s``): their wake-up costs little next to them,
+    and a long poll would take a core from the workers.
+
+    Args:
+        ctl: the control array.
+        num_workers: number of workers.
+        spin_s: the shortest poll, s.
+        max_spin_s: the longest poll, s; commands expected to take longer get ``spin_s``.
+        yield_limit_s: a yield that took longer than this, s, means other processes want
+            the core (the machine is busy, or the workers share the parent's core): the
+            parent then sleeps rather than take their time.
+    """
+
+    def __init__(self, ctl: np.ndarray, num_workers: int, spin_s: float = 50e-6, max_spin_s: float = 2e-3,
+                 yield_limit_s: float = YIELD_LIMIT_S) -> None:
         self.ctl = ctl
         self.n = num_workers
         self.spin_s = spin_s
+        self.max_spin_s = max_spin_s
+        self.yield_limit_s = yield_limit_s
         self.seq = 0
+        self.expected_s = 0.0  # moving average of how long commands took, s (0: none yet)
+        self.posted_at = 0.0
+        self._done_at = tuple(4 + 4 * w for w in range(num_workers))
 
     def post(self, code: int, conns) -> int:
         """Publish a command to every worker; wake those that sleep."""
@@ -49,6 +75,7 @@ class ParentSide:
         self.seq += 1
         ctl[1] = code
         ctl[0] = self.seq
+        self.posted_at = time.perf_counter()
         for w in range(self.n):
             if ctl[6 + 4 * w]:
                 conns[w].send_bytes(WAKE)
@@ -62,16 +89,51 @@ class ParentSide:
     def failed(self, w: int) -> bool:
         return bool(self.ctl[5 + 4 * w])
 
-    def spin_until_done(self, seq: int) -> bool:
-        """Poll for up to ``spin_s``; True when every worker has finished ``seq``."""
-        done = self.ctl[4::4]
-        deadline = time.perf_counter() + self.spin_s
-        while True:
-            if (done == seq).all():
-                return True
-            if time.perf_counter() > deadline:
+    def any_failed(self) -> bool:
+        """Whether some worker reported its last command failed."""
+        return bool(self.ctl[5::4].any())
+
+    def all_done(self, seq: int) -> bool:
+        """Whether every worker has finished command ``seq``."""
+        ctl = self.ctl
+        for i in self._done_at:
+            if ctl[i] != seq:
                 return False
-            os.sched_yield()
+        return True
+
+    def spin_budget(self) -> float:
+        """How long to poll for the command just posted, s: three times the recent
+        duration plus 100 us, within [spin_s, max_spin_s]; spin_s when commands take
+        longer than max_spin_s."""
+        e = self.expected_s
+        if e > self.max_spin_s:
+            return self.spin_s
+        return min(self.max_spin_s, max(self.spin_s, 3.0 * e + 100e-6))
+
+    def note_finished(self) -> None:
+        """Record that the command posted last has finished: the longest time a worker
+        worked on it feeds the moving average behind :meth:`spin_budget` (the workers
+        measure it, so that time the caller spent between posting and waiting does not
+        count)."""
+        d = float(self.ctl[7::4].max()) * 1e-9
+        e = self.expected_s
+        self.expected_s = d if e == 0.0 else 0.75 * e + 0.25 * d
+
+    def spin_until_done(self, seq: int) -> bool:
+        """Poll for up to :meth:`spin_budget`; True when every worker has finished ``seq``."""
+        if self.all_done(seq):
+            return True
+        clock, yield_ = time.perf_counter, os.sched_yield
+        before = clock()
+        deadline = max(self.posted_at + self.spin_budget(), before + self.spin_s)
+        while True:
+            yield_()
+            if self.all_done(seq):
+                return True
+            now = clock()
+            if now > deadline or now - before > self.yield_limit_s:
+                return False
+            before = now
 
     def set_sleeping(self, flag: bool) -> None:
         self.ctl[2] = 1 if flag else 0
@@ -80,11 +142,13 @@ class ParentSide:
 class WorkerSide:
     """One worker's view of the control block."""
 
-    def __init__(self, ctl: np.ndarray, w: int, spin_s: float = 500e-6) -> None:
+    def __init__(self, ctl: np.ndarray, w: int, spin_s: float = 500e-6, yield_limit_s: float = YIELD_LIMIT_S) -> None:
         self.ctl = ctl
         self.base = 4 + 4 * w
         self.spin_s = spin_s
+        self.yield_limit_s = yield_limit_s  # see ParentSide
         self.seen = 0
+        self.started = 0.0  # when the current command was seen (perf_counter, s)
         self.inbox: deque[bytes] = deque()  # pipe messages other than wake-ups
 
     def _sleep(self, conn) -> bool:
@@ -109,14 +173,19 @@ class WorkerSide:
     def wait_command(self, conn) -> int | None:
         """Block until the parent posts a new command; its code, or None if the parent is gone."""
         ctl = self.ctl
-        deadline = time.perf_counter() + self.spin_s
+        clock, yield_, limit = time.perf_counter, os.sched_yield, self.yield_limit_s
+        before = clock()
+        deadline = before + self.spin_s
         while ctl[0] == self.seen:
-            if time.perf_counter() > deadline:
+            now = clock()
+            if now > deadline or now - before > limit:  # idle long enough, or the core is wanted
                 if not self._sleep(conn):
                     return None
                 break
-            os.sched_yield()
+            before = now
+            yield_()
         self.seen = int(ctl[0])
+        self.started = time.perf_counter()
         return int(ctl[1])
 
     def next_message(self, conn) -> bytes:
@@ -131,6 +200,7 @@ class WorkerSide:
     def finish(self, conn, failed: bool = False) -> None:
         """Report the current command done (``failed``: an error message follows on the pipe)."""
         ctl = self.ctl
+        ctl[self.base + 3] = int((time.perf_counter() - self.started) * 1e9)
         ctl[self.base + 1] = 1 if failed else 0
         ctl[self.base] = self.seen
         if ctl[2]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import pickle
+import select
 import sys
 import time
 import weakref
@@ -136,6 +137,7 @@ class WorkerPool:
         self.timeout = timeout
         self.slices = split_evenly(num_envs, num_workers)
         self._closed = False
+        self._poll = None  # see _poller
         arrays = dict(arrays)
         arrays["control"] = ArraySpec((control_size(num_workers),), "int64")
         self.shm = SharedArrays.create(arrays)
@@ -273,6 +275,9 @@ class WorkerPool:
         try:
             if not side.spin_until_done(seq):
                 self._sleep_until_done(seq, what, timeout)
+            side.note_finished()
+            if not side.any_failed():
+                return
             failed = [w for w in range(self.num_workers) if side.failed(w)]
             reports = [(w, self._message(w, (b"e", b"u"))) for w in failed]
             for w, msg in reports:
@@ -300,9 +305,23 @@ class WorkerPool:
             if not any(m[:1] in kinds for m in inbox):
                 self.conns[w].poll(0.1)
 
+    def _poller(self) -> tuple[Any, dict[int, tuple[int, bool]]]:
+        """A ``select.poll`` object on every worker's pipe and process sentinel (made once:
+        building a selector per wait costs more than a short step), and for each file
+        descriptor (worker, whether it is the sentinel)."""
+        if self._poll is None:
+            poller = select.poll()
+            owners: dict[int, tuple[int, bool]] = {}
+            for w, (conn, proc) in enumerate(zip(self.conns, self.processes)):
+                for fd, sentinel in ((conn.fileno(), False), (proc.sentinel, True)):
+                    poller.register(fd, select.POLLIN)
+                    owners[fd] = (w, sentinel)
+            self._poll = (poller, owners)
+        return self._poll
+
     def _sleep_until_done(self, seq: int, what: str, timeout: float | None) -> None:
         side = self._side
-        sentinels = {p.sentinel: w for w, p in enumerate(self.processes)}
+        poller, owners = self._poller()
         deadline = None if timeout is None else time.monotonic() + timeout
         side.set_sleeping(True)
         try:
@@ -316,13 +335,13 @@ class WorkerPool:
                     workers = ", ".join(self._describe(w) for w in pending)
                     raise WorkerError(f"timed out after {timeout} s {what}; waiting for {workers}")
                 wait_for = nap if left is None else min(nap, left)
-                ready = wait([self.conns[w] for w in pending] + list(sentinels), timeout=wait_for)
-                nap = min(0.02, nap * 2) if not ready else 0.001
-                for obj in ready:
-                    if obj in sentinels:
-                        w = sentinels[obj]
+                events = poller.poll(wait_for * 1000.0)
+                nap = min(0.02, nap * 2) if not events else 0.001
+                for fd, _ in events:
+                    w, sentinel = owners[fd]
+                    if sentinel:  # a worker process ended: the pool is broken
                         raise self._death_error(w)
-                    self._drain(self.conns.index(obj))
+                    self._drain(w)
         finally:
             side.set_sleeping(False)
 

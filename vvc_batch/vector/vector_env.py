@@ -23,6 +23,7 @@ import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from gymnasium.spaces import Box
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -40,7 +41,7 @@ from vvc_batch.env.reset_options import (
 )
 from vvc_batch.env.reward import RewardInputs, callable_name
 from vvc_batch.vector.shared_buffers import ArraySpec
-from vvc_batch.env.spaces import ActionChecker, DeviceCounts, action_space, observation_space
+from vvc_batch.env.spaces import ActionChecker, DeviceCounts, IntegerBox, action_space, observation_space
 from vvc_batch.systems.specs import check_episode_steps, circuit_source, parse_env_name
 
 _INFO_DTYPES = {"converged": "bool", "hour": "int64", "profile": "int64"}
@@ -174,6 +175,8 @@ class VVCVectorEnv(VectorEnv):
         self.single_action_space = action_space(counts, cfg.continuous_battery)
         self.observation_space = batch_space(self.single_observation_space, N)
         self.action_space = batch_space(self.single_action_space, N)
+        if isinstance(self.action_space, Box) and self.action_space.dtype == np.int64:
+            self.action_space = IntegerBox.of(self.action_space)  # the same samples, drawn faster
         self._checker = ActionChecker(counts, cfg.continuous_battery)
         self.counts = counts
         self.continuous_battery = cfg.continuous_battery
@@ -213,6 +216,7 @@ class VVCVectorEnv(VectorEnv):
         self.load_names: list[str] = facts["load_names"]
         self.num_profiles: int = facts["num_profiles"]
         self._a = self._pool.arrays
+        self._info_arrays = [(k, f"_{k}", self._a[f"info.{k}"]) for k in STEP_INFO_KEYS]
         self._pending = False
         # what the parent knows of each environment, to refuse a step before any worker sees it
         self._never_reset = np.ones(N, dtype=bool)
@@ -263,11 +267,15 @@ class VVCVectorEnv(VectorEnv):
         ``mask`` (a partial reset: the others' entries are zero, as ``SyncVectorEnv`` gives)."""
         a, N = self._a, self.num_envs
         infos: dict[str, Any] = {}
-        present = np.ones(N, dtype=bool) if mask is None else mask
-        for k in STEP_INFO_KEYS:
-            arr = a[f"info.{k}"]
-            infos[k] = self._out(arr) if mask is None else np.where(mask, arr, np.zeros_like(arr))
-            infos[f"_{k}"] = present.copy()
+        if mask is None:  # every environment: the masks are the rows of one new all-True array
+            copy = self.copy
+            for (k, mask_key, arr), present in zip(self._info_arrays, np.ones((len(STEP_INFO_KEYS), N), dtype=bool)):
+                infos[k] = arr.copy() if copy else arr
+                infos[mask_key] = present
+        else:
+            for k, mask_key, arr in self._info_arrays:
+                infos[k] = np.where(mask, arr, np.zeros_like(arr))
+                infos[mask_key] = mask.copy()
         if final and self.autoreset_mode == AutoresetMode.SAME_STEP:
             ended = a["final.mask"]
             if ended.any():
@@ -353,9 +361,11 @@ class VVCVectorEnv(VectorEnv):
         self._pool._check_open()
         self._check_steppable()
         if not (self.dss_mode and actions is None):
-            flat = self._checker.check(actions, batch=self.num_envs)
-            self._a["actions"][:] = flat
-            if self.render_mode is not None:
+            if self.render_mode is None:
+                self._checker.check_into(actions, self._a["actions"], self.num_envs)
+            else:
+                flat = self._checker.check(actions, batch=self.num_envs)
+                self._a["actions"][:] = flat
                 self._last_actions = np.array(flat, copy=True)
         self._seq = self._pool.step_async()
         self._pending = True

@@ -135,19 +135,23 @@ class _WorkerLoop:
         acts = None if core.dss_mode else self.actions
         if self.mode == NEXT_STEP and self.needs_reset.any():
             stepping = np.flatnonzero(~self.needs_reset)
+            if not len(stepping):  # every environment ended together (the usual case): slices
+                core.reset(None, None, self.rngs)
+                self.needs_reset[:] = False
+                return
             resetting = np.flatnonzero(self.needs_reset)
             # the autoresets first: a failing reward_fn in the step below then leaves them done
             core.reset(resetting, None, [self.rngs[i] for i in resetting])
             self.needs_reset[resetting] = False
-            if len(stepping):
-                core.step(None if acts is None else acts[stepping], env_ids=stepping)
-                self.needs_reset[stepping] = buf.terminated[stepping] | buf.truncated[stepping]
+            core.step(None if acts is None else acts[stepping], env_ids=stepping)
+            self.needs_reset[stepping] = buf.terminated[stepping] | buf.truncated[stepping]
             return
         core.step(acts)
-        done = buf.terminated | buf.truncated
         if self.mode == NEXT_STEP:
-            self.needs_reset[:] = done
-        elif self.mode == SAME_STEP:
+            np.logical_or(buf.terminated, buf.truncated, out=self.needs_reset)
+            return
+        done = buf.terminated | buf.truncated
+        if self.mode == SAME_STEP:
             self.final_mask[:] = done
             if done.any():
                 ended = np.flatnonzero(done)
