@@ -79,13 +79,13 @@ def reference_solve(
     *,
     cold: bool = True,
 ) -> ReferenceResult:
-    """Solve one state on ``engine``: load multipliers (L,) in ``engine.layout.load_names``
+    """Solve one state on ``engine``: load multipliers (L,) in ``engine.circuit_names.load_names``
     order, capacitor states (C,), tap numbers (R,), battery kW and kvar (G,).
 
     The first call gives every load a daily shape (:meth:`DssEngine.attach_profiles`) whose
     hour-1 row is overwritten by each call. ``cold`` restarts OpenDSS from its initial guess.
     """
-    lay = engine.layout
+    lay = engine.circuit_names
     L = len(lay.load_names)
     table = getattr(engine, "_reference_mult", None)
     if table is None:

@@ -63,7 +63,7 @@ def time_classic(env, actions) -> float:
     c = eng._ctx.ActiveCircuit
     C, R = core.counts.capacitors, core.counts.regulators
     reg = core._reg
-    caps, regs = list(core.layout.capacitor_names), list(core.layout.regulator_names)
+    caps, regs = list(core.circuit_names.capacitor_names), list(core.circuit_names.regulator_names)
     bats = list(core.batteries.names)
     buses = list(c.AllBusNames)
     kwh = list(core.batteries.initial_kwh)

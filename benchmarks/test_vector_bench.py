@@ -1,4 +1,4 @@
-"""pytest-benchmark cases of the vector engine and its baselines (run on demand):
+"""pytest-benchmark cases of the vector environment and its baselines (run on demand):
 
     VVC_BATCH_DATA=... python -m pytest benchmarks/test_vector_bench.py --benchmark-only
 

@@ -89,7 +89,7 @@ def test_missing_circuit_file(tmp_path):
 
 
 def test_worker_reports_missing_circuit_file_as_one_line(tmp_path):
-    """The vector engine's workers read the circuit; the error one raises ends as one line too."""
+    """The vector environment's workers read the circuit; the error one raises ends as one line too."""
     data = _data_without(tmp_path, "123Bus", "IEEELineCodes.DSS")
     _assert_one_line(_run("vvc_batch.random_agent", ["--env_name", "123Bus", "--mode", "parallel",
                                                      "--num_workers", "2"], tmp_path, data=str(data)),

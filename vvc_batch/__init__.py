@@ -9,7 +9,7 @@
 Subpackages: :mod:`vvc_batch.systems` (specs, data, profiles), :mod:`vvc_batch.env` (the
 core, the gymnasium environment, spaces, reward, batteries, wrappers),
 :mod:`vvc_batch.power_flow` (the backend interface, ``opendss`` and ``batched``),
-:mod:`vvc_batch.vector` (the vector engine: pool, workers, lockstep, shared memory),
+:mod:`vvc_batch.vector` (the vector environment: pool, workers, lockstep, shared memory),
 :mod:`vvc_batch.training` (runs, trainers, evaluation, oracle), :mod:`vvc_batch.cluster`
 (Ray), :mod:`vvc_batch.viz` (render, plots) and :mod:`vvc_batch.bench` (the benchmark
 tool). The modules here are the API (:mod:`.registration`), the errors and the command-line

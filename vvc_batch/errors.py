@@ -40,7 +40,7 @@ class SpecError(VVCError, ValueError):
 
 
 class WorkerError(VVCError, RuntimeError):
-    """A worker process of the vector engine raised an exception (its traceback is in the
+    """A worker process of the vector environment raised an exception (its traceback is in the
     message) or died; the pool has been closed."""
 
 

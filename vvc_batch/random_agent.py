@@ -4,7 +4,7 @@
         [--num_steps N] [--num_workers W] [--seed S] [--use_plot true|false] [--do_testing true|false]
 
 * ``single``: one episode on profile 0: a line per step (step, reward), then the return.
-* ``parallel`` (or ``parallele``): W environments on the vector engine, environment i on
+* ``parallel`` (or ``parallele``): W environments on the vector environment, environment i on
   profile i, one episode each: a line per environment with its return.
 * ``episodic``: episodes drawn from the train split until ``num_steps`` steps; with
   ``--do_testing true`` a seeded half/half train/test split of the profiles and, every 5
@@ -149,7 +149,7 @@ def _plots(args, env, profile) -> None:
     traj = plot.episode_gif(env, "random", out / f"{args.env_name}_episode.gif", profile=profile, seed=args.seed,
                             frames_dir=out / "frames")
     plot.daily_profile(traj).savefig(out / f"{args.env_name}_day.png")
-    plot.system_layout(env).savefig(out / f"{args.env_name}_layout.png")
+    plot.feeder_map(env).savefig(out / f"{args.env_name}_layout.png")
     print(f"plots written to {out}/")
 
 

@@ -16,7 +16,7 @@ from gymnasium.envs.registration import registry
 from vvc_batch.systems.specs import NAMESPACE, parse_env_name, strip_env_id, valid_env_names
 
 ENTRY_POINT = "vvc_batch.env.single_env:VVCEnv"
-VECTOR_ENTRY_POINT = "vvc_batch.registration:vector_engine"
+VECTOR_ENTRY_POINT = "vvc_batch.registration:vector_entry_point"
 
 
 #: load scales registered up front (any other scale is registered by :func:`make`)
@@ -42,8 +42,8 @@ def _register(name: str) -> str:
     return gid
 
 
-def vector_engine(env_name: str = "13Bus", num_envs: int = 1, *, action_scale: float | None = None,
-                  **kwargs: Any):
+def vector_entry_point(env_name: str = "13Bus", num_envs: int = 1, *, action_scale: float | None = None,
+                       **kwargs: Any):
     """Every id's ``vector_entry_point``: a :class:`~vvc_batch.vector.vector_env.VVCVectorEnv` of
     ``num_envs`` environments (keyword arguments as there); with ``action_scale`` (> 0) it
     acts on ``Box(-1 / action_scale, 1 / action_scale)`` per device instead
@@ -95,7 +95,7 @@ def gym_id(name: str) -> str:
 
 def make_vec(name: str, num_envs: int = 1, num_workers: int | None = None, dss_mode: bool = False,
              **kwargs: Any):
-    """The vector engine: ``num_envs`` environments on ``num_workers`` processes (default: one
+    """The vector environment: ``num_envs`` environments on ``num_workers`` processes (default: one
     per core), the same as ``gymnasium.make_vec("vvc_batch/<name>-v0", num_envs, ...)``.
     ``name`` is an environment name or a full id (a registered user feeder too).
     See :class:`vvc_batch.vector.vector_env.VVCVectorEnv` for the keyword arguments."""
@@ -161,5 +161,5 @@ __all__ = [
     "make_vec",
     "register",
     "register_all",
-    "vector_engine",
+    "vector_entry_point",
 ]

@@ -1,4 +1,4 @@
-"""``python -m vvc_batch.train``: Train PPO or SAC (Stable-Baselines3), or PPO with Ray RLlib, on the vector engine (the command of
+"""``python -m vvc_batch.train``: Train PPO or SAC (Stable-Baselines3), or PPO with Ray RLlib, on the vector environment (the command of
 :mod:`vvc_batch.training.train`, whose docstring lists its options)."""
 
 import sys

@@ -1,5 +1,5 @@
 """Every careless input is refused with a clear error before anything is touched, and the
-environment (the vector engine above all) stays usable: each refusal is followed by a
+environment (the vector environment above all) stays usable: each refusal is followed by a
 normal reset and step on the same object."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``reset(seed=s)`` (or the same profile) followed by the same actions gives bit-identical
 observations, rewards and infos, whatever the environment ran before: random histories
 (some of them a reset with no step after it) precede the checked episode, many times over,
-on every system, in dss mode and on the vector engine."""
+on every system, in dss mode and on the vector environment."""
 
 from __future__ import annotations
 

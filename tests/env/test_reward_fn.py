@@ -1,5 +1,5 @@
 """A user's reward function: the step's arrays in, one reward per environment out; in the
-vector engine it runs in the workers (shipped with cloudpickle), and a failing one leaves
+vector environment it runs in the workers (shipped with cloudpickle), and a failing one leaves
 the pool working."""
 
 from __future__ import annotations

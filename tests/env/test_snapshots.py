@@ -1,5 +1,5 @@
 """State snapshots: get_state/set_state give identical trajectories, on both backends, in
-the single environment, the batched core and the vector engine."""
+the single environment, the batched core and the vector environment."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The compiled step (vvc_batch.env.step_kernel) against the numpy reference, bit for bit."""
+"""The compiled step (vvc_batch.env.step_kernel) against the reference's numpy formulas
+(reward.py, battery.py), bit for bit; a user's reward_fn on the same step path."""
 
 from __future__ import annotations
 
@@ -51,10 +52,9 @@ def _snapshot(core: VVCBatch) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("env", ["13Bus", "13Bus_cbat", "34Bus_soc", "123Bus"])
-def test_compiled_step_is_the_numpy_step(env):
-    """A core without reward_fn (compiled step) and one whose reward_fn returns the PowerGym
-    reward (the numpy step) give the same state and outputs, across an episode's end and on
-    subsets of the environments."""
+def test_reward_fn_of_powergyms_reward_changes_nothing(env):
+    """A core without reward_fn and one whose reward_fn returns the PowerGym reward give the
+    same state and outputs, across an episode's end and on subsets of the environments."""
     K = 3
     fast = VVCBatch(env, K, backend="batched")
     ref = VVCBatch(env, K, backend="batched", reward_fn=lambda inputs: inputs.reward)
@@ -79,7 +79,7 @@ def test_compiled_step_is_the_numpy_step(env):
 
 
 @pytest.mark.parametrize("changes", [{"batteries": []}, {"capacitors": {}}, {"regulators": {}}])
-def test_compiled_step_without_some_devices(changes):
+def test_step_without_some_devices(changes):
     """A feeder without batteries, capacitors or regulators: empty rows of the kernels."""
     import json
     from pathlib import Path
@@ -105,3 +105,33 @@ def test_compiled_step_without_some_devices(changes):
     finally:
         fast.close()
         ref.close()
+
+
+@pytest.mark.parametrize("env", ["13Bus", "13Bus_cbat", "123Bus_soc"])
+def test_battery_projection_is_the_banks(env):
+    """prepare_step's battery kW and kvar are BatteryBank.project_* and kvar's, bit for bit,
+    at random stored energies (empty and full included) and actions."""
+    from vvc_batch.env.step_kernel import prepare_step
+
+    core = VVCBatch(env, 8, backend="batched")
+    try:
+        bank, rng, n = core.batteries, np.random.default_rng(7), 8
+        core.reset()
+        for _ in range(20):
+            kwh = rng.choice([0.0, 1.0], size=(n, bank.n)) * np.asarray(bank.max_kwh) * rng.uniform(0, 1, (n, bank.n))
+            kwh[0] = 0.0
+            kwh[1] = bank.max_kwh
+            core.kwh[:] = np.rint(kwh)
+            acts = _random_actions(core, rng, n)
+            C, R = core.counts.capacitors, core.counts.regulators
+            dev = (np.zeros((n, C)), np.zeros((n, R)))
+            dev_i = (np.zeros((n, C), np.int64), np.zeros((n, R), np.int64))
+            kw, kvar, rows = np.zeros((n, bank.n)), np.zeros((n, bank.n)), np.zeros(n, np.int64)
+            assert prepare_step(acts, np.arange(n), core.t, core.slot, core.horizon, core.kwh, core._bat_table,
+                                core._consts, core.config.continuous_battery, dev, dev_i, kw, kvar, rows) == -1
+            project = bank.project_continuous if core.config.continuous_battery else bank.project_discrete
+            want = project(acts[:, C + R:], core.kwh, core.step_hours)
+            assert np.array_equal(_bits(kw), _bits(want)) and np.array_equal(_bits(kvar), _bits(bank.kvar(want)))
+            assert np.array_equal(dev[0], acts[:, :C]) and np.array_equal(dev_i[1], acts[:, C:C + R].astype(np.int64))
+    finally:
+        core.close()

@@ -45,7 +45,7 @@ def _random_states(model, bank, count: int, seed: int, low: float = 0.3, high: f
 @pytest.mark.parametrize("name", SYSTEMS)
 def test_model_reads_the_circuit(name, data_dir):
     eng, bank, m = _system(name, data_dir)
-    lay = eng.layout
+    lay = eng.circuit_names
     assert m.loads.names == tuple(lay.load_names)  # the load multiplier columns
     assert m.obs_node_names == tuple(lay.node_names)
     assert [m.node_names[i] for i in m.obs_index] == list(lay.node_names)
@@ -103,7 +103,7 @@ def test_every_load_model_matches_opendss(data_dir):
         "New Load.z bus1=b4.1.2 phases=1 kV=4.16 kW=40 kvar=10 model=2 conn=delta",
         "New Generator.g2 bus1=b2 phases=3 kV=4.16 kW=0 model=1",
     ])
-    eng.layout = dataclasses.replace(eng.layout, load_names=tuple(
+    eng.circuit_names = dataclasses.replace(eng.circuit_names, load_names=tuple(
         n.lower() for n in eng._ctx.ActiveCircuit.Loads.AllNames))
     with pytest.raises(UnsupportedElementError, match="(?i)generator.g2"):
         extract_model(eng)
@@ -183,7 +183,7 @@ def test_voltage_collapse_is_flagged(data_dir):
     OpenDSS does not converge, the solver flags it with finite values, the neighbours are
     as if alone, and the slot's next solve starts cold."""
     eng, bank = open_engine(TINY, data_dir=data_dir, tolerance=1e-12, max_iterations=200)
-    eng._ctx.Text.Commands([f"Load.{n}.vminpu=0.0001 vlowpu=0.00005 vmaxpu=100" for n in eng.layout.load_names])
+    eng._ctx.Text.Commands([f"Load.{n}.vminpu=0.0001 vlowpu=0.00005 vmaxpu=100" for n in eng.circuit_names.load_names])
     m = extract_model(eng)
     mult, caps, taps, kw, kvar = _random_states(m, bank, 3, seed=8, low=0.9, high=1.1)
     mult[1] *= 10

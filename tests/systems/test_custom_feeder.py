@@ -1,4 +1,4 @@
-"""Bring your own feeder: specs, validation, registration, the vector engine on it."""
+"""Bring your own feeder: specs, validation, registration, the vector environment on it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RLlib on the vector engine, on a local Ray instance: PPO trains with env runners that each
+"""RLlib on the vector environment, on a local Ray instance: PPO trains with env runners that each
 hold a vvc_batch engine, episodes follow RLlib's conventions and replay exactly."""
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ def test_ppo_in_the_driver_env_runner_on_a_tuple_action_space(local_ray):
 
 def test_the_core_never_imports_ray_or_torch():
     """Ray and torch are extras: importing vvc_batch (and its training, evaluation and run-folder
-    modules), making and stepping environments and the vector engine loads neither."""
+    modules), making and stepping environments and the vector environment loads neither."""
     import subprocess
     import textwrap
 

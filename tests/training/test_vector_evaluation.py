@@ -1,4 +1,4 @@
-"""Test-split evaluations on the vector engine: every profile at once, the returns of the
+"""Test-split evaluations on the vector environment: every profile at once, the returns of the
 one-at-a-time evaluation on a single environment, bit for bit."""
 
 from __future__ import annotations

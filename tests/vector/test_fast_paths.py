@@ -1,4 +1,4 @@
-"""The vector engine's fast paths give what the general paths give: IntegerBox samples,
+"""The vector environment's fast paths give what the general paths give: IntegerBox samples,
 ActionChecker.check_into, the lockstep's adaptive poll."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The lockstep protocol of the vector engine (:mod:`vvc_batch.vector.lockstep`), driven
+"""The lockstep protocol of the vector environment (:mod:`vvc_batch.vector.lockstep`), driven
 directly: the parent's and the workers' views of a control array, in this process (threads
 where a side must block) and across a real second process.
 
@@ -152,7 +152,7 @@ def test_wake_up_byte_goes_to_the_sleepers_only():
 
 def test_pending_spin_until_done_and_failed():
     ctl, parents, workers = _block(3)
-    parent = ParentSide(ctl, 3, spin_s=0.01)
+    parent = ParentSide(ctl, 3, spin_s=0.01, yield_limit_s=1.0)  # polls its whole spin_s, busy machine or not
     sides = [WorkerSide(ctl, w) for w in range(3)]
     seq = parent.post(STEP, parents)
     assert parent.pending(seq) == [0, 1, 2]
@@ -422,7 +422,7 @@ def test_no_wake_up_lost_across_processes():
     ctl, lost = shm.arrays["control"], shm.arrays["lost"]
     ctx = mp.get_context("spawn")
     mine, theirs = ctx.Pipe()
-    proc = ctx.Process(target=_echo_worker, args=(shm.layout, theirs), daemon=True)
+    proc = ctx.Process(target=_echo_worker, args=(shm.manifest, theirs), daemon=True)
     proc.start()
     theirs.close()
     try:

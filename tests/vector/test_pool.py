@@ -1,4 +1,4 @@
-"""The worker pool of the vector engine (:mod:`vvc_batch.vector.pool`) driven directly:
+"""The worker pool of the vector environment (:mod:`vvc_batch.vector.pool`) driven directly:
 how it spreads environments, what its workers write into the shared arrays, its process
 ids, and how it fails (a killed worker, a stopped one, a closed pool); and the layout
 probe."""
@@ -25,7 +25,7 @@ from vvc_batch.errors import (
     WorkerError,
 )
 from vvc_batch.systems.specs import parse_env_name
-from vvc_batch.vector.pool import WorkerPool, probe_layout, split_evenly
+from vvc_batch.vector.pool import WorkerPool, probe_circuit, split_evenly
 from vvc_batch.vector.vector_env import VVCVectorEnv
 
 #: one flat action per environment (capacitors, regulator taps, battery level), all different
@@ -247,7 +247,7 @@ def _probes() -> list:
 
 
 def test_probe_layout():
-    facts = probe_layout("13Bus", {})
+    facts = probe_circuit("13Bus", {})
     spec = parse_env_name("13Bus").system.counts
     c = facts["counts"]
     assert (c.capacitors, c.regulators, c.batteries) == (spec["capacitors"], spec["regulators"], spec["batteries"])
@@ -262,7 +262,7 @@ def test_probe_layout():
 
 def test_probe_layout_raises_the_library_errors(tmp_path):
     with pytest.raises(UnknownSystemError, match="NoSuchBus"):
-        probe_layout("NoSuchBus", {})
+        probe_circuit("NoSuchBus", {})
     with pytest.raises(DataNotFoundError, match="does not exist"):
-        probe_layout("13Bus", {"data_dir": str(tmp_path / "missing")})
+        probe_circuit("13Bus", {"data_dir": str(tmp_path / "missing")})
     assert not _probes()

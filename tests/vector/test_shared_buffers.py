@@ -1,4 +1,4 @@
-"""Shared arrays of the vector engine (:mod:`vvc_batch.vector.shared_buffers`): create and
+"""Shared arrays of the vector environment (:mod:`vvc_batch.vector.shared_buffers`): create and
 attach, segment names and their tag, unlink and close, a failing create, and the leak
 helper's view of /dev/shm."""
 
@@ -67,9 +67,9 @@ def test_create_gives_zeroed_arrays_of_the_specs_and_attach_sees_them():
             arr = owner.arrays[name]
             assert arr.shape == spec.shape and arr.dtype == np.dtype(spec.dtype), name
             assert not arr.any(), name
-        assert {name: spec for name, (_, spec) in owner.layout.items()} == SPECS
+        assert {name: spec for name, (_, spec) in owner.manifest.items()} == SPECS
         assert shm_segments() == before | set(owner.segment_names)
-        other = SharedArrays.attach(owner.layout)
+        other = SharedArrays.attach(owner.manifest)
         try:
             assert not other.owner and other.segment_names == owner.segment_names
             owner.arrays["obs"][1, 2] = 2.5
@@ -105,7 +105,7 @@ def test_round_trip_with_another_process():
     try:
         owner.arrays["control"][0] = 41
         owner.arrays["obs"][2, 4] = 0.5
-        assert _spawned(functools.partial(_child_round_trip, owner.layout)) == 0
+        assert _spawned(functools.partial(_child_round_trip, owner.manifest)) == 0
         assert owner.arrays["control"][1] == 42
         assert owner.arrays["reward"].tolist() == [1.5, 2.5, 3.5]
     finally:
@@ -171,7 +171,7 @@ def test_segment_tag_defaults_to_the_pid(monkeypatch, value):
 def test_unlink_removes_the_names_and_attached_views_stay_usable():
     before = shm_segments()
     owner = SharedArrays.create(SPECS)
-    other = SharedArrays.attach(owner.layout)
+    other = SharedArrays.attach(owner.manifest)
     try:
         other.unlink()  # not the owner: nothing happens
         assert all(_in_dev_shm(owner.segment_names))
@@ -184,7 +184,7 @@ def test_unlink_removes_the_names_and_attached_views_stay_usable():
         owner.arrays["control"][5] = 9
         assert owner.arrays["reward"][1] == 7.0 and other.arrays["control"][5] == 9
         with pytest.raises(FileNotFoundError):
-            SharedArrays.attach(owner.layout)
+            SharedArrays.attach(owner.manifest)
     finally:
         other.close()
         owner.close()
@@ -201,7 +201,7 @@ def _escaped_views() -> None:
     unraisable = []
     sys.unraisablehook = unraisable.append
     owner = SharedArrays.create(SPECS)
-    other = SharedArrays.attach(owner.layout)
+    other = SharedArrays.attach(owner.manifest)
     names = owner.segment_names
     mine, theirs = owner.arrays["obs"], other.arrays["reward"][1:]  # a view of a view too
     mine[0, 0] = 1.5

@@ -1,4 +1,4 @@
-"""The vector engine: equivalence with single environments, gymnasium semantics, reliability."""
+"""The vector environment: equivalence with single environments, gymnasium semantics, reliability."""
 
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ def test_gif_has_one_frame_per_step(tmp_path):
     fig = plot.daily_profile(traj)
     assert len(fig.axes) == 4
     fig.savefig(tmp_path / "day.png")
-    plot.system_layout(env).savefig(tmp_path / "layout.png")
+    plot.feeder_map(env).savefig(tmp_path / "layout.png")
     assert (tmp_path / "day.png").stat().st_size > 1000 and (tmp_path / "layout.png").stat().st_size > 1000
 
 

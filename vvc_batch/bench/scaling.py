@@ -2,7 +2,7 @@
 
     python -m vvc_batch.bench --plot docs/bench_scaling.png --system 123Bus --workers 2 [--json FILE]
 
-For 1, 2, 4, ... 256 environments per worker, the vector engine on the ``opendss`` and the
+For 1, 2, 4, ... 256 environments per worker, the vector environment on the ``opendss`` and the
 ``batched`` backend is built at that size and measured (the two interleaved, medians of
 ``--repeats`` rounds, on the same seeded random actions). The workers' resident memory is
 recorded at every size; an OpenDSS size whose engines would not fit in the memory this

@@ -1,5 +1,5 @@
 """Evaluation sweeps on a Ray cluster: every profile at every load scale, spread over actors
-that each hold one vector engine (needs the ``ray`` extra; nothing else in vvc_batch imports
+that each hold one vector environment (needs the ``ray`` extra; nothing else in vvc_batch imports
 Ray, and this module imports it only when :func:`evaluate` runs).
 
     import vvc_batch.cluster.distributed as dist
@@ -88,7 +88,7 @@ def _load_run_policy(spec: PolicySpec, env) -> Callable[[np.ndarray], np.ndarray
 
 
 class EpisodeRunner:
-    """Plays chunks of episodes on one vector engine (the body of a Ray actor; usable
+    """Plays chunks of episodes on one vector environment (the body of a Ray actor; usable
     without Ray too).
 
     Args:

@@ -6,11 +6,11 @@ backend (:mod:`vvc_batch.power_flow.interface`): one OpenDSS engine per environm
 solver for all K. The load multipliers of all episodes live in one numpy array that the
 backend reads in place. Steps take arrays for K environments and write observations,
 rewards and info values into preallocated arrays (which a worker pool may place in shared
-memory); the semantics (battery projection, energy, device changes, reward, observation)
-are array operations over the batch, with the reference's arithmetic operation for
-operation, so that results do not depend on the batch. A step without a user's reward
-function runs them as two compiled passes around the solve (:mod:`vvc_batch.env.step_kernel`),
-which give the numpy path's results bit for bit.
+memory). A step is one path in every mode: two compiled passes over the batch around the
+solve (:mod:`vvc_batch.env.step_kernel`: battery projection, energy, device changes, reward,
+observation and info values, with the reference's arithmetic operation for operation, so
+that results do not depend on the batch), then the user's reward function if there is one.
+In dss mode the devices are those OpenDSS's controllers leave after the solve.
 """
 
 from __future__ import annotations
@@ -30,18 +30,10 @@ from vvc_batch.errors import (
     ResetNeededError,
     RewardFunctionError,
 )
-from vvc_batch.power_flow.interface import SolverSettings, check_backend
+from vvc_batch.power_flow.interface import FlowResult, SolverSettings, check_backend
 from vvc_batch.systems.profiles import select_profiles
 from vvc_batch.env.reset_options import check_drawable, profile_entry
-from vvc_batch.env.reward import (
-    INFO_KEYS,
-    RewardInputs,
-    apply_reward_fn,
-    control_rewards,
-    loss_ratios,
-    total_reward,
-    voltage_reward,
-)
+from vvc_batch.env.reward import INFO_KEYS, RewardInputs, apply_reward_fn
 from vvc_batch.env.spaces import ActionChecker, DeviceCounts, ObservationLayout, action_space
 from vvc_batch.env.step_kernel import battery_table, finish_step, prepare_step, step_constants
 from vvc_batch.systems.specs import EnvConfig, circuit_source, parse_env_name
@@ -50,17 +42,6 @@ from vvc_batch.systems.specs import EnvConfig, circuit_source, parse_env_name
 STEP_INFO_KEYS = INFO_KEYS + ("converged", "hour", "profile")
 # the step counter of an environment whose last step failed in the user's reward_fn
 _FAILED = -2
-
-
-def _sum_columns(x: np.ndarray) -> np.ndarray:
-    """Row sums of (n, m) adding the columns left to right, as Python's ``sum`` adds a
-    list (numpy's pairwise reduction rounds differently beyond 8 terms)."""
-    if x.shape[1] == 0:
-        return np.zeros(x.shape[0])
-    acc = x[:, 0].copy()
-    for j in range(1, x.shape[1]):
-        acc += x[:, j]
-    return acc
 
 
 @dataclass(frozen=True)
@@ -220,8 +201,8 @@ class VVCBatch:
 
     def _setup(self, cfg, K, H, bank, profiles, profile_seed, profile_pool, buffers) -> None:
         spec, src = cfg.system, self.source
-        lay = self.backend.layout
-        self.layout = lay
+        lay = self.backend.circuit_names
+        self.circuit_names = lay
         self.counts = DeviceCounts(
             capacitors=len(lay.capacitor_names),
             regulators=len(lay.regulator_names),
@@ -283,11 +264,14 @@ class VVCBatch:
         self.bat_kw = np.zeros((K, B))  # power drawn by each battery at the last solve, kW
         self.v = np.zeros((K, self.num_nodes))  # node voltage magnitudes at the last solve, pu
         # the actions since each environment's reset (OpenDSS backend: snapshots replay them)
-        self._history = np.zeros((K, H, self.counts.action_size)) if self.backend_name == "opendss" else None
+        self._history = None if self.backend.copies_state else np.zeros((K, H, self.counts.action_size))
         self._max_kwh = np.asarray(bank.max_kwh, dtype=np.float64)
         self._inv_max_kw = 1.0 / np.asarray(bank.max_kw, dtype=np.float64)
         self._all = slice(None)
         self._setup_kernel(K, C, R, B)
+        # load (or compile) the step's kernels now, with the very argument types of a step: a
+        # first step costing half a second would skew the caller's timings
+        self._step_compiled(self._ids_all[:0], np.zeros((0, self.counts.action_size)))
 
     def _setup_kernel(self, K: int, C: int, R: int, B: int) -> None:
         """Tables and scratch arrays of the compiled step (:mod:`vvc_batch.env.step_kernel`)."""
@@ -297,7 +281,7 @@ class VVCBatch:
         self._consts = step_constants(self.weights, self.step_hours, reg.min_tap, reg.tap_step, (C, R, B),
                                       bank.levels // 2)
         self._ids_all = np.arange(K, dtype=np.int64)
-        self._bus_start = np.ascontiguousarray(self.layout.bus_start, dtype=np.int64)
+        self._bus_start = np.ascontiguousarray(self.circuit_names.bus_start, dtype=np.int64)
         self._dev_f = (np.zeros((K, C)), np.zeros((K, R)))
         self._dev_i = (np.zeros((K, C), dtype=np.int64), np.zeros((K, R), dtype=np.int64))
         self._kw, self._kvar = np.zeros((K, B)), np.zeros((K, B))
@@ -315,7 +299,7 @@ class VVCBatch:
     @property
     def load_names(self) -> tuple[str, ...]:
         """Lower-case OpenDSS load names: the column order of a profile array."""
-        return self.layout.load_names
+        return self.circuit_names.load_names
 
     @property
     def reset_capacitors(self) -> np.ndarray:
@@ -332,7 +316,7 @@ class VVCBatch:
         """(slot, profile id, array to write or None) for environment ``k``. Without a
         profile one is drawn from the profile pool; a system without episodes replays the
         environment's own last profile array (an autoreset)."""
-        E, H, L = self.num_profiles, self.horizon, len(self.layout.load_names)
+        E, H, L = self.num_profiles, self.horizon, len(self.circuit_names.load_names)
         if profile is None:
             if E == 0:
                 if self.slot[k] == E + k and self.t[k] != -1:
@@ -448,89 +432,27 @@ class VVCBatch:
                 need a reset).
         """
         sel, ids = self._selection(env_ids)
-        if actions is not None and not self.dss_mode and self.reward_fn is None:
-            acts = actions if type(actions) is np.ndarray and actions.dtype == np.float64 else \
-                np.asarray(actions, dtype=np.float64)
-            if acts.shape == (len(ids), self.counts.action_size):
-                return self._step_compiled(ids, acts)
-        t = self.t[sel]
-        H = self.horizon
-        if t.min() < 0 or t.max() >= H:
-            self._refuse(ids, t, int(np.flatnonzero((t < 0) | (t >= H))[0]))
-        n = len(ids)
-        C, R, B = self.counts.capacitors, self.counts.regulators, self.batteries.n
-        bank, hours, dss, reg = self.batteries, self.step_hours, self.dss_mode, self._reg
-        prev_caps, prev_taps, kwh = self.caps[sel], self.taps[sel], self.kwh[sel]
-        if dss:
-            kw = np.zeros((n, B))
-            caps, taps = prev_caps, prev_taps
+        if self.dss_mode:
+            acts = self._idle_actions(ids)
         else:
             if actions is None:
                 raise InvalidActionError("step(None) is only allowed in dss mode; pass an action")
-            acts = np.asarray(actions, dtype=np.float64)
-            caps, taps = acts[:, :C], acts[:, C:C + R]
-            if self.config.continuous_battery:
-                kw = bank.project_continuous(acts[:, C + R:], kwh, hours)
-            else:
-                kw = bank.project_discrete(acts[:, C + R:], kwh, hours)
-            ratios = reg.min_tap + taps * reg.tap_step
-        t_new = t + 1
-        res = self.backend.solve(ids, self.slot[sel] * H + t, caps, taps, kw, bank.kvar(kw), controls=dss)
-        if dss:
-            caps, ratios = self.backend.device_states(ids)
-            taps = np.rint((ratios - reg.min_tap) / reg.tap_step)
-        drawn = res.battery_kw
-        new_kwh = bank.update_energy(kwh, drawn, hours)
-        soc = new_kwh / self._max_kwh
-        # per environment: the sums in the reference's order, then the averages over devices
-        cap_change = _sum_columns(np.abs(caps - prev_caps))
-        tap_change = _sum_columns(np.abs(taps - prev_taps))
-        dis = _sum_columns(np.where(kw > 0.0, kw * self._inv_max_kw, 0.0))
-        soc_err = _sum_columns(np.abs(soc - self._soc0))
-        last = t_new >= H
-        ctrl = control_rewards(self.weights, cap_change, tap_change, dis, soc_err, last)
-        ratio = loss_ratios(res.loss_kw, res.source_kw)
-        v = res.v_pu
-        vol = voltage_reward(v, self.layout.bus_start)
-        reward = total_reward(self.weights, ratio, vol, ctrl)
-        if self.reward_fn is not None:
-            inputs = RewardInputs(
-                env_ids=ids + self.env_offset, voltages=v.copy(), bus_start=np.asarray(self.layout.bus_start),
-                power_loss_ratio=ratio, loss_kw=res.loss_kw, source_kw=res.source_kw,
-                cap_change=np.abs(caps - prev_caps), tap_change=np.abs(taps - prev_taps), battery_kw=kw.copy(),
-                soc=soc.copy(), initial_soc=self._soc0.copy(), hour=t_new.copy(), last_step=last,
-                reward=reward.copy(),
-            )
-            try:
-                reward = apply_reward_fn(self.reward_fn, inputs)
-            except RewardFunctionError:
-                self.t[sel] = _FAILED
-                raise
-        # the new state, and the outputs in bulk
-        if self._history is not None and not dss:
-            self._history[ids, t] = acts  # before t moves on: t may be a view of self.t
-        self.t[sel] = t_new
-        self.caps[sel], self.taps[sel], self.tap_ratio[sel], self.kwh[sel] = caps, taps, ratios, new_kwh
-        self.bat_kw[sel], self.v[sel] = drawn, v
-        self._write_obs(sel, v, caps, taps, soc, drawn)
-        nC, nR, nB = C or 1, R or 1, B or 1
-        buf = self.buffers
-        info = buf.info
-        info["converged"][sel] = res.converged
-        info["power_loss_ratio"][sel] = ratio
-        info["vol_reward"][sel] = vol
-        info["ctrl_reward"][sel] = ctrl
-        info["av_cap_err"][sel] = cap_change / nC
-        info["av_reg_err"][sel] = tap_change / nR
-        info["av_dis_err"][sel] = dis / nB
-        info["av_soc_err"][sel] = soc_err / nB
-        info["av_soc"][sel] = _sum_columns(soc) / nB
-        info["hour"][sel] = t_new
-        info["profile"][sel] = self.profile_id[sel]
-        buf.reward[sel] = reward
-        buf.terminated[sel] = False
-        buf.truncated[sel] = last
-        return buf
+            acts = actions if type(actions) is np.ndarray and actions.dtype == np.float64 else \
+                np.asarray(actions, dtype=np.float64)
+            if acts.shape != (len(ids), self.counts.action_size):
+                raise InvalidActionError(f"the core takes validated actions of shape {(len(ids), self.counts.action_size)}, "
+                                         f"got {acts.shape}")
+        return self._step_compiled(ids, acts)
+
+    def _idle_actions(self, ids: np.ndarray) -> np.ndarray:
+        """Dss mode's actions: every device as it is (OpenDSS's controllers move them during
+        the solve), batteries idle (0 kW)."""
+        C, R = self.counts.capacitors, self.counts.regulators
+        acts = np.empty((len(ids), self.counts.action_size))
+        acts[:, :C] = self.caps[ids]
+        acts[:, C:C + R] = self.taps[ids]
+        acts[:, C + R:] = 0.0 if self.config.continuous_battery else float(self.batteries.levels // 2)
+        return acts
 
     def _refuse(self, ids: np.ndarray, t: np.ndarray, i: int) -> None:
         """Raise why environment ``ids[i]`` (with ``t[i]`` hours played) cannot step."""
@@ -546,8 +468,8 @@ class VVCBatch:
         )
 
     def _step_compiled(self, ids: np.ndarray, acts: np.ndarray) -> StepBuffers:
-        """:meth:`step` without a user's reward and outside dss mode, in two compiled passes
-        (:mod:`vvc_batch.env.step_kernel`) around the solve: the same results bit for bit.
+        """:meth:`step` in two compiled passes (:mod:`vvc_batch.env.step_kernel`) around the
+        solve, the user's reward function (if any) after them.
 
         Args:
             ids: (n,) int64 environments; acts: (n, A) float64 validated actions.
@@ -561,13 +483,46 @@ class VVCBatch:
         if bad >= 0:
             self._refuse(ids, self.t[ids], bad)
         caps, taps = dev_i if self._int_devices else dev_f
-        res = self.backend.solve(ids, rows, caps, taps, kw, kvar)
-        if self._history is not None:
+        res = self.backend.solve(ids, rows, caps, taps, kw, kvar, controls=self.dss_mode)
+        if self.dss_mode:  # the devices as OpenDSS's controllers left them
+            states, ratios = self.backend.device_states(ids)
+            dev_f[0][:] = states
+            dev_f[1][:] = np.rint((ratios - self._reg.min_tap) / self._reg.tap_step)
+        elif self._history is not None:
             self._history[ids, self.t[ids]] = acts
+        before = (self.caps[ids], self.taps[ids]) if self.reward_fn is not None and len(ids) else None
         new = (dev_f[0], dev_f[1], kw, res.battery_kw, res.v_pu)
         finish_step(ids, self.t, self.profile_id, self.horizon, self._state, new, res.loss_kw, res.source_kw,
                     res.converged, self._bus_start, self._bat_table, self._consts, self.buffers.obs, *self._out)
+        if before is not None:
+            self._apply_reward_fn(ids, before, new, res)
         return self.buffers
+
+    def _apply_reward_fn(self, ids: np.ndarray, before: tuple[np.ndarray, np.ndarray], new: tuple,
+                         res: FlowResult) -> None:
+        """Replace the step's rewards of ``ids`` by the user's ``reward_fn`` of this step's
+        :class:`~vvc_batch.env.reward.RewardInputs` (PowerGym's reward and its terms stay in
+        ``info``). When it fails the environments are marked failed (a reset is needed).
+
+        Args:
+            before: (capacitor states, tap numbers) of ``ids`` before the step.
+            new: the step's (capacitor states, tap numbers, battery kW set, kW drawn, node
+                voltages) as given to :func:`~vvc_batch.env.step_kernel.finish_step`.
+        """
+        buf = self.buffers
+        hour = self.t[ids]
+        inputs = RewardInputs(
+            env_ids=ids + self.env_offset, voltages=np.array(new[4]),
+            bus_start=np.asarray(self.circuit_names.bus_start), power_loss_ratio=buf.info["power_loss_ratio"][ids],
+            loss_kw=res.loss_kw, source_kw=res.source_kw, cap_change=np.abs(new[0] - before[0]),
+            tap_change=np.abs(new[1] - before[1]), battery_kw=np.array(new[2]), soc=self.kwh[ids] / self._max_kwh,
+            initial_soc=self._soc0.copy(), hour=hour, last_step=hour >= self.horizon, reward=buf.reward[ids],
+        )
+        try:
+            buf.reward[ids] = apply_reward_fn(self.reward_fn, inputs)
+        except RewardFunctionError:
+            self.t[ids] = _FAILED
+            raise
 
     # ------------------------------------------------------------------ snapshots
     def get_state(self, k: int) -> EnvState:
@@ -593,7 +548,7 @@ class VVCBatch:
             bat_kw=self.bat_kw[k].copy(), v=self.v[k].copy(), obs=buf.obs[k].copy(),
             reward=float(buf.reward[k]), terminated=bool(buf.terminated[k]), truncated=bool(buf.truncated[k]),
             info={key: arr[k].item() for key, arr in buf.info.items()},
-            solver=self.backend.solver.slot_state(k) if self.backend_name == "batched" else None,
+            solver=self.backend.save_state(k),
             history=None if self._history is None or self.dss_mode else self._history[k, :t].copy(),
         )
 
@@ -618,7 +573,7 @@ class VVCBatch:
                 f"an environment of {mine[0]} (backend {mine[1]!r}, dss_mode={mine[2]})"
             )
         profile = state.profile if state.profile is not None else state.profile_id
-        if self.backend_name == "opendss":
+        if not self.backend.copies_state:
             self._replay(k, state, profile)
         else:
             self._place_profiles([k], [profile], [None])
@@ -626,7 +581,7 @@ class VVCBatch:
             self.caps[k], self.taps[k], self.kwh[k] = state.caps, state.taps, state.kwh
             self.tap_ratio[k] = self._reg.min_tap + state.taps * self._reg.tap_step
             self.bat_kw[k], self.v[k] = state.bat_kw, state.v
-            self.backend.solver.set_slot_state(k, state.solver)
+            self.backend.restore_state(k, state.solver)
         buf = self.buffers
         buf.obs[k] = state.obs
         buf.reward[k], buf.terminated[k], buf.truncated[k] = state.reward, state.terminated, state.truncated
@@ -663,10 +618,10 @@ class VVCBatch:
             "env": self.config.name,
             "backend": self.backend_name,
             "nodes": self.num_nodes,
-            "capacitors": list(self.layout.capacitor_names),
-            "regulators": list(self.layout.regulator_names),
+            "capacitors": list(self.circuit_names.capacitor_names),
+            "regulators": list(self.circuit_names.regulator_names),
             "batteries": list(self.batteries.names),
-            "loads": len(self.layout.load_names),
+            "loads": len(self.circuit_names.load_names),
             "profiles": self.num_profiles,
         }
 

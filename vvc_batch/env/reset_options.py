@@ -1,14 +1,14 @@
 """Checking ``reset`` arguments (seeds, load profiles, options) before anything is touched.
 
-The single environment and the vector engine share these rules and messages, so a bad
-argument is refused the same way in both, and in the vector engine before any worker sees
+The single environment and the vector environment share these rules and messages, so a bad
+argument is refused the same way in both, and in the vector environment before any worker sees
 it (the engine stays usable). Environments are named by their index in the vector env.
 
-Seeds: ``None``, or an integer >= 0 (the vector engine gives environment i ``seed + i``),
-or, for the vector engine, one entry per environment (``None`` or an integer >= 0).
+Seeds: ``None``, or an integer >= 0 (the vector environment gives environment i ``seed + i``),
+or, for the vector environment, one entry per environment (``None`` or an integer >= 0).
 
 Profiles (``options["profile"]``): an episode index, a (horizon, n_loads) array of load
-multipliers, or, for the vector engine, one such entry (or ``None``) per environment.
+multipliers, or, for the vector environment, one such entry (or ``None``) per environment.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from vvc_batch.errors import DataNotFoundError
 from vvc_batch.systems.profiles import check_profile_array
 
-#: options every environment takes; the vector engine also takes ``"reset_mask"``
+#: options every environment takes; the vector environment also takes ``"reset_mask"``
 SINGLE_OPTIONS = ("profile",)
 VECTOR_OPTIONS = ("profile", "reset_mask")
 

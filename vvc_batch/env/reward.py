@@ -110,7 +110,7 @@ class RewardInputs:
     share of the environments.
 
     Attributes:
-        env_ids: (K,) the environments of the rows (vector indices in the vector engine).
+        env_ids: (K,) the environments of the rows (vector indices in the vector environment).
         voltages: (K, N) node voltage magnitudes, pu, in ``node_names`` order.
         bus_start: (num_buses,) index of each bus's first node in ``voltages``.
         power_loss_ratio: (K,) losses / power delivered by the source, clipped to [0, 1].

@@ -177,12 +177,12 @@ class VVCEnv(gym.Env):
     @property
     def cap_names(self) -> list[str]:
         """Capacitor names, in action and observation order."""
-        return list(self._core.layout.capacitor_names)
+        return list(self._core.circuit_names.capacitor_names)
 
     @property
     def reg_names(self) -> list[str]:
         """Regulator (transformer) names, in action and observation order."""
-        return list(self._core.layout.regulator_names)
+        return list(self._core.circuit_names.regulator_names)
 
     @property
     def bat_names(self) -> list[str]:
@@ -268,7 +268,7 @@ class VVCEnv(gym.Env):
 
     def set_state(self, state) -> None:
         """Put the environment in ``state`` (from :meth:`get_state` of an environment of the
-        same system, backend and mode, or of the vector engine): the same actions then give
+        same system, backend and mode, or of the vector environment): the same actions then give
         the same observations, rewards and infos as after the saved state.
 
         Raises:

@@ -47,7 +47,7 @@ class ObservationLayout:
 
     Order: node voltages (pu, ``node_names``), capacitor states (0/1), regulator tap
     numbers, then per battery [state of charge, -(kW drawn)/max_kw]. One object per
-    system, shared by the core, the vector engine, the wrappers and the pictures.
+    system, shared by the core, the vector environment, the wrappers and the pictures.
     """
 
     node_names: tuple[str, ...]
@@ -233,6 +233,9 @@ class ActionChecker:
         self._high = np.asarray(hi, dtype=np.float64)
         self._low_list, self._high_list = self._low.tolist(), self._high.tolist()
         self._low_int, self._high_int = self._low.astype(np.int64), self._high.astype(np.int64)
+        if not continuous_battery:  # load the compiled check now, not at the first step
+            _copy_if_in_range(np.zeros((0, c.action_size), np.int64), self._low_int, self._high_int,
+                              np.zeros((0, c.action_size)))
         self._n_disc = c.capacitors + c.regulators + (0 if continuous_battery else c.batteries)
         self._size = c.action_size
         self._names = (

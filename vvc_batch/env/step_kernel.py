@@ -232,7 +232,7 @@ def finish_step(ids, t, profile_id, horizon, state, new, loss_kw, source_kw, con
         k = ids[i]
         t_new = t[k] + 1
         last = t_new >= horizon
-        # sums over devices left to right (core._sum_columns), from the old state
+        # sums over devices left to right (as Python's sum adds a list), from the old state
         cap_change = abs(caps_n[i, 0] - caps[k, 0]) if C else 0.0
         for j in range(1, C):
             cap_change += abs(caps_n[i, j] - caps[k, j])

@@ -28,14 +28,14 @@ from vvc_batch.errors import InvalidActionError
 
 def _obs_layout(env):
     """The :class:`~vvc_batch.env.spaces.ObservationLayout` of a single environment or of the
-    vector engine."""
+    vector environment."""
     u = env.unwrapped
     return u.core.obs_layout if hasattr(u, "core") else u.obs_layout
 
 
-def device_layout(env) -> tuple[int, int, int, int, bool]:
+def device_counts(env) -> tuple[int, int, int, int, bool]:
     """(capacitors, regulators, batteries, regulator levels, continuous battery) of a single
-    environment or of the vector engine."""
+    environment or of the vector environment."""
     u = env.unwrapped
     counts = _obs_layout(env).counts
     cbat = u.core.config.continuous_battery if hasattr(u, "core") else u.continuous_battery
@@ -80,7 +80,7 @@ class ContinuousActions(gym.ActionWrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        self._layout = device_layout(env)
+        self._layout = device_counts(env)
         self._devices = _obs_layout(env).device_names
         caps, regs, bats, _, _ = self._layout
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(caps + regs + bats,), dtype=np.float32)
@@ -90,7 +90,7 @@ class ContinuousActions(gym.ActionWrapper):
 
 
 class VectorContinuousActions(VectorActionWrapper):
-    """The vector engine with ``Box(-1, 1, (N, A))`` actions.
+    """The vector environment with ``Box(-1, 1, (N, A))`` actions.
 
     ``scale`` (> 0): the policy acts in units ``1 / scale`` times wider, on
     ``Box(-1 / scale, 1 / scale)``, and an action ``y`` is the entry ``x = scale * y`` of the
@@ -106,7 +106,7 @@ class VectorContinuousActions(VectorActionWrapper):
         if not (np.isfinite(scale) and scale > 0):
             raise ValueError(f"scale must be a finite number > 0, got {scale}")
         self.scale = scale
-        self._layout = device_layout(env)
+        self._layout = device_counts(env)
         self._devices = _obs_layout(env).device_names
         caps, regs, bats, _, _ = self._layout
         bound = np.float32(1.0 / scale)
@@ -137,7 +137,7 @@ class ObserveHour(gym.ObservationWrapper):
 
 
 class VectorObserveHour(VectorWrapper):
-    """The vector engine whose observations end with hour / horizon (from ``info["hour"]``);
+    """The vector environment whose observations end with hour / horizon (from ``info["hour"]``);
     with SAME_STEP autoreset ``infos["final_obs"]`` gets the hour too (gymnasium's
     observation wrappers refuse that mode for lack of it)."""
 
@@ -194,7 +194,7 @@ class RelativeActions(gym.Wrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        caps, regs, bats, levels, cbat = device_layout(env)
+        caps, regs, bats, levels, cbat = device_counts(env)
         if cbat:
             raise ValueError("RelativeActions is for discrete-battery variants")
         lay = _obs_layout(env)
@@ -214,12 +214,12 @@ class RelativeActions(gym.Wrapper):
 
 
 class VectorRelativeActions(VectorWrapper):
-    """:class:`RelativeActions` for the vector engine (any autoreset mode: the change applies
+    """:class:`RelativeActions` for the vector environment (any autoreset mode: the change applies
     to the observation each environment returned last)."""
 
     def __init__(self, env):
         super().__init__(env)
-        caps, regs, bats, levels, cbat = device_layout(env)
+        caps, regs, bats, levels, cbat = device_counts(env)
         if cbat:
             raise ValueError("VectorRelativeActions is for discrete-battery variants")
         lay = _obs_layout(env)
@@ -242,7 +242,7 @@ __all__ = [
     "check_finite",
     "continuous_to_action",
     "ContinuousActions",
-    "device_layout",
+    "device_counts",
     "ObserveHour",
     "relative_to_action",
     "RelativeActions",

@@ -143,8 +143,8 @@ class FlowResult:
 class PowerFlowBackend(Protocol):
     """The seam between the core (:class:`vvc_batch.env.core.VVCBatch`) and a solver."""
 
-    #: the circuit's names and node order (a :class:`vvc_batch.power_flow.opendss.engine.CircuitLayout`)
-    layout: Any
+    #: the circuit's names and node order (a :class:`vvc_batch.power_flow.opendss.engine.CircuitNames`)
+    circuit_names: Any
     #: OpenDSS engines holding the circuit (the first one answers questions about the
     #: circuit itself, such as its drawing)
     engines: list
@@ -168,6 +168,19 @@ class PowerFlowBackend(Protocol):
 
     def device_states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(capacitor states n x C, tap ratios n x R) as the circuit holds them (dss mode)."""
+
+    #: whether :meth:`save_state` copies an environment's solver state (``True``: batched) or
+    #: the core must rebuild it by replaying the environment's day (``False``: an OpenDSS
+    #: engine's state cannot be copied out; resets are history-free, so a replay is exact)
+    copies_state: bool
+
+    def save_state(self, k: int) -> Any:
+        """What environment ``k``'s solver keeps between solves (picklable; its warm start), or
+        ``None`` where :attr:`copies_state` is False."""
+
+    def restore_state(self, k: int, state: Any) -> None:
+        """Give environment ``k`` a state from :meth:`save_state` (of any environment of a
+        backend of the same circuit): its next solve continues exactly as that one's would."""
 
     def close(self) -> None:
         """Free the backend's resources (idempotent)."""

@@ -102,8 +102,8 @@ def suggest_batteries(system_or_spec: Any, k: int, node_bound: str = "minimum", 
     else:
         env = vvc_batch.make_from_spec(system_or_spec, dss_mode=True, **env_kwargs).unwrapped
     core = env.core
-    names = list(core.layout.bus_names)
-    starts = core.layout.bus_start
+    names = list(core.circuit_names.bus_names)
+    starts = core.circuit_names.bus_start
     reduce = np.minimum if node_bound == "minimum" else np.maximum
     worst = np.full(len(names), np.inf if node_bound == "minimum" else -np.inf)
     where = np.zeros((len(names), 2), dtype=int)

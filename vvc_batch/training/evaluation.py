@@ -51,14 +51,14 @@ def episode_return(env, policy: Policy | None, profile: int, seed: int = 0) -> f
 def episode_returns(env, policy: Policy | None, profiles: Sequence[int], seed: int = 0) -> list[float]:
     """Return of one episode per profile (see :func:`episode_return`), each seeded with
     seed + profile. ``env`` is a single environment (one episode after the other) or the
-    vector engine (:func:`vector_episode_returns`: all at once, the same returns)."""
+    vector environment (:func:`vector_episode_returns`: all at once, the same returns)."""
     if hasattr(env.unwrapped, "num_envs"):
         return vector_episode_returns(env, policy, profiles, seed)
     return [episode_return(env, policy, int(p), seed + int(p)) for p in profiles]
 
 
 def vector_episode_returns(envs, policy: Policy | None, profiles: Sequence[int], seed: int = 0) -> list[float]:
-    """:func:`episode_returns` on the vector engine (``autoreset_mode="Disabled"``): the
+    """:func:`episode_returns` on the vector environment (``autoreset_mode="Disabled"``): the
     profiles are played ``num_envs`` at a time in lockstep (a last partial batch padded
     with repeats whose returns are dropped), each environment reset with seed
     ``seed + profile``. ``policy`` is applied to one observation at a time, as in the

@@ -31,12 +31,12 @@ def sb3_algorithm(algo: str) -> type:
 
 def sb3_policy(model: Any, env: Any, continuous: bool, normalizer: Any = None) -> Policy:
     """The deterministic policy of a Stable-Baselines3 ``model``: observation(s) -> flat
-    action(s) of ``env`` (a single environment or the vector engine, whose device counts
+    action(s) of ``env`` (a single environment or the vector environment, whose device counts
     turn a ``Box(-1, 1)`` action into the environment's when ``continuous``). ``normalizer``:
     a frozen ``VecNormalize`` whose observation statistics are applied first."""
-    from vvc_batch.env.wrappers import continuous_to_action, device_layout
+    from vvc_batch.env.wrappers import continuous_to_action, device_counts
 
-    layout = device_layout(env)
+    layout = device_counts(env)
 
     def act(obs: np.ndarray) -> Any:
         if normalizer is not None:
@@ -68,7 +68,7 @@ def run_policy(run: Run, env: Any = None, *, device: str = "auto") -> Policy:
     run that selects (:attr:`Run.selects`) the selected model (``model_selected.zip``, see
     :meth:`Run.selected_row`), otherwise the last one.
 
-    ``env``: the environment (single, or the vector engine) it will act on, for the
+    ``env``: the environment (single, or the vector environment) it will act on, for the
     action layout of a Stable-Baselines3 policy on ``Box`` actions (default: one of the
     run's, made and closed here). ``device``: where a Stable-Baselines3 model runs
     (RLlib policies run on the CPU).

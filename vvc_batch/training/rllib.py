@@ -1,4 +1,4 @@
-"""Ray RLlib on the vector engine: every env runner holds one vvc_batch engine (needs the
+"""Ray RLlib on the vector environment: every env runner holds one vvc_batch engine (needs the
 ``ray`` extra; nothing else in vvc_batch imports Ray).
 
     import ray, vvc_batch.training.rllib
@@ -51,7 +51,7 @@ BOX_ACTION_SCALE = math.exp(-2.0)
 
 class VectorEngineCreator:
     """Picklable env creator for RLlib: ``creator({"num_envs": n, **env_config})`` returns the
-    engine of ``n`` environments that :func:`vvc_batch.registration.vector_engine` builds
+    engine of ``n`` environments that :func:`vvc_batch.registration.vector_entry_point` builds
     (used for names that are not registered with gymnasium up front). An ``action_scale`` in
     ``env_config`` (or given here) puts the engine on scaled Box actions."""
 
@@ -60,12 +60,12 @@ class VectorEngineCreator:
         self.action_scale = action_scale
 
     def __call__(self, ctx: Mapping[str, Any]):
-        from vvc_batch.registration import vector_engine
+        from vvc_batch.registration import vector_entry_point
 
         kwargs = dict(ctx)
         num_envs = int(kwargs.pop("num_envs", 1))
         scale = kwargs.pop("action_scale", self.action_scale)
-        return vector_engine(self.env_name, num_envs, action_scale=scale, **kwargs)
+        return vector_entry_point(self.env_name, num_envs, action_scale=scale, **kwargs)
 
 
 def _horizon(system: str, spec: Any = None) -> int:
@@ -159,7 +159,7 @@ def configure(config, system: str, num_env_runners: int = 1, envs_per_runner: in
     if action_scale is not None and not (np.isfinite(action_scale) and action_scale > 0):
         raise ValueError(f"action_scale must be a finite number > 0, got {action_scale}")
     if action_scale is not None:
-        cfg["action_scale"] = float(action_scale)  # the env runner's vector_engine wraps the engine
+        cfg["action_scale"] = float(action_scale)  # the env runner's vector_entry_point wraps the engine
     config.environment(env=env_descriptor(system, env_kwargs.get("spec")), env_config=cfg)
     config.env_runners(
         num_env_runners=int(num_env_runners),
@@ -245,11 +245,11 @@ def ppo_config(system: str, num_env_runners: int = 1, envs_per_runner: int = 8, 
 def box_policy(act: Callable[[np.ndarray], np.ndarray], env: Any,
                scale: float = BOX_ACTION_SCALE) -> Callable[[np.ndarray], np.ndarray]:
     """A policy on the scaled Box actions (``actions="box"``, see :func:`ppo_config`) as a
-    policy on ``env``'s own actions (a single environment or the vector engine): clipped to
+    policy on ``env``'s own actions (a single environment or the vector environment): clipped to
     the box, scaled and rounded as the env runners' engines do."""
-    from vvc_batch.env.wrappers import continuous_to_action, device_layout
+    from vvc_batch.env.wrappers import continuous_to_action, device_counts
 
-    layout = device_layout(env)
+    layout = device_counts(env)
     bound = 1.0 / float(scale)
 
     def env_act(obs: np.ndarray) -> np.ndarray:

@@ -303,7 +303,7 @@ class Run:
         return vvc_batch.make(system or self.system, **self.env_kwargs(**overrides))
 
     def eval_env(self, num_envs: int | None = None, **overrides: Any) -> Any:
-        """The vector engine that plays the test evaluations (``autoreset_mode="Disabled"``):
+        """The vector environment that plays the test evaluations (``autoreset_mode="Disabled"``):
         ``num_envs`` environments (default: one per test profile, at most
         :data:`EVAL_ENVS`) on the run's workers, profile source and backend; the returns are
         those of a single environment (:func:`~vvc_batch.training.evaluation.vector_episode_returns`)."""

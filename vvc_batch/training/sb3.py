@@ -1,4 +1,4 @@
-"""The vector engine as a Stable-Baselines3 ``VecEnv`` (needs the ``train`` extra).
+"""The vector environment as a Stable-Baselines3 ``VecEnv`` (needs the ``train`` extra).
 
     envs = vvc_batch.make_vec("13Bus", num_envs=16, autoreset_mode=AutoresetMode.SAME_STEP)
     venv = SB3VecEnv(envs)                     # or SB3VecEnv.make("13Bus", num_envs=16)
@@ -26,7 +26,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 
 class SB3VecEnv(VecEnv):
-    """Stable-Baselines3 view of a vvc_batch vector engine (optionally wrapped)."""
+    """Stable-Baselines3 view of a vvc_batch vector environment (optionally wrapped)."""
 
     def __init__(self, vec_env) -> None:
         mode = vec_env.unwrapped.metadata.get("autoreset_mode")

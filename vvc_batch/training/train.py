@@ -1,4 +1,4 @@
-"""Train PPO or SAC (Stable-Baselines3), or PPO with Ray RLlib, on the vector engine.
+"""Train PPO or SAC (Stable-Baselines3), or PPO with Ray RLlib, on the vector environment.
 
 Needs the ``train`` extra (``ray`` for RLlib).
 

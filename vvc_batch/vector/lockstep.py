@@ -26,9 +26,29 @@ from collections import deque
 
 import numpy as np
 
-STEP, RESET, CLOSE, QUERY = 1, 2, 3, 4
-WAKE = b"w"  # parent -> worker: a command is posted
-DONE = b"d"  # worker -> parent: a command is finished
+class Command:
+    """The command codes the parent posts in the control block."""
+
+    STEP = 1
+    RESET = 2  # its payload follows on the pipe: pickle((mask, seeds, profiles))
+    CLOSE = 3
+    QUERY = 4  # its payload follows on the pipe: pickle(request)
+
+
+class Tag:
+    """The first byte of every message on a worker's pipe (what follows it is a pickle)."""
+
+    WAKE = b"w"  # parent -> worker: a command is posted (nothing follows)
+    DONE = b"d"  # worker -> parent: a command is finished (nothing follows)
+    READY = b"k"  # worker -> parent, at start-up: the circuit's facts
+    ERROR = b"x"  # worker -> parent: a vvc_batch error, raised in the parent as it is
+    CRASH = b"e"  # worker -> parent: the traceback text of a fault; the pool closes
+    REWARD_FN = b"u"  # worker -> parent: a user's reward function failed; the pool goes on
+    ANSWER = b"q"  # worker -> parent: the answer to a query
+
+
+STEP, RESET, CLOSE, QUERY = Command.STEP, Command.RESET, Command.CLOSE, Command.QUERY
+WAKE, DONE = Tag.WAKE, Tag.DONE
 #: a poll stops (and its side sleeps) when one yield of the core took longer than this, s
 YIELD_LIMIT_S = 100e-6
 
@@ -209,4 +229,10 @@ class WorkerSide:
             except (OSError, ValueError):
                 pass
 
-__all__ = ["DONE", "WAKE", "control_size", "ParentSide", "WorkerSide"]
+__all__ = [
+    "CLOSE",
+    "Command",
+    "QUERY",
+    "RESET",
+    "STEP",
+    "Tag","DONE", "WAKE", "control_size", "ParentSide", "WorkerSide"]

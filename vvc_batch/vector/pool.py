@@ -24,7 +24,7 @@ from multiprocessing.connection import wait
 from typing import Any, Sequence
 
 from vvc_batch.errors import ClosedError, RewardFunctionError, WorkerDiedError, WorkerError
-from vvc_batch.vector.lockstep import CLOSE, DONE, QUERY, RESET, STEP, ParentSide, control_size
+from vvc_batch.vector.lockstep import CLOSE, DONE, QUERY, RESET, STEP, ParentSide, Tag, control_size
 from vvc_batch.vector.shared_buffers import ArraySpec, SharedArrays
 from vvc_batch.vector.worker import WorkerSpec, probe_main, worker_main
 
@@ -76,7 +76,7 @@ def _shutdown(processes, conns, shm, grace: float = 2.0) -> None:
         ctl[0] += 1
     for conn in conns:
         try:
-            conn.send_bytes(b"w")  # wake sleepers; they find CLOSE
+            conn.send_bytes(Tag.WAKE)  # wake sleepers; they find CLOSE
         except (OSError, ValueError):
             pass
     deadline = time.monotonic() + grace
@@ -149,7 +149,7 @@ class WorkerPool:
         try:
             for w, (start, stop) in enumerate(self.slices):
                 spec = WorkerSpec(
-                    index=w, env_name=env_name, start=start, stop=stop, layout=self.shm.layout,
+                    index=w, env_name=env_name, start=start, stop=stop, manifest=self.shm.manifest,
                     env_kwargs=dict(env_kwargs or {}), autoreset_mode=autoreset_mode,
                     profile_pool=None if profile_pool is None else tuple(int(i) for i in profile_pool),
                     seeds=() if seeds is None else tuple(int(x) for x in seeds[start:stop]),
@@ -222,10 +222,10 @@ class WorkerPool:
                         except (EOFError, OSError) as exc:
                             error = self._death_error(w, exc)
                             break
-                        if msg[:1] == b"e":
+                        if msg[:1] == Tag.CRASH:
                             error = WorkerError(f"{self._describe(w)} failed while {what}:\n{pickle.loads(msg[1:])}")
                             break
-                        if msg[:1] == b"x":  # vvc_batch's own error: raised as it is
+                        if msg[:1] == Tag.ERROR:  # vvc_batch's own error: raised as it is
                             error = pickle.loads(msg[1:])
                             break
                         replies[w] = msg[1:]
@@ -279,9 +279,9 @@ class WorkerPool:
             if not side.any_failed():
                 return
             failed = [w for w in range(self.num_workers) if side.failed(w)]
-            reports = [(w, self._message(w, (b"e", b"u"))) for w in failed]
+            reports = [(w, self._message(w, (Tag.CRASH, Tag.REWARD_FN))) for w in failed]
             for w, msg in reports:
-                if msg[:1] == b"e":
+                if msg[:1] == Tag.CRASH:
                     raise WorkerError(f"{self._describe(w)} failed while {what}:\n{pickle.loads(msg[1:])}")
         except BaseException:  # errors and Ctrl-C alike: stop everything, re-raise
             self.close()
@@ -385,7 +385,7 @@ class WorkerPool:
         self._send([pickle.dumps(r) for r in (requests or [name] * self.num_workers)])
         self._await(self._post(QUERY), f"answering {name!r}", self.timeout)
         try:
-            return [pickle.loads(self._message(w, (b"q",))[1:]) for w in range(self.num_workers)]
+            return [pickle.loads(self._message(w, (Tag.ANSWER,))[1:]) for w in range(self.num_workers)]
         except BaseException:
             self.close()
             raise
@@ -398,8 +398,9 @@ class WorkerPool:
         self._finalizer()
 
 
-def probe_layout(env: Any, env_kwargs: dict, timeout: float = 600.0) -> dict:
-    """The layout facts of a circuit, compiled in a short-lived process."""
+def probe_circuit(env: Any, env_kwargs: dict, timeout: float = 600.0) -> dict:
+    """The facts of a circuit (:func:`~vvc_batch.vector.worker.circuit_facts`), compiled in a
+    short-lived process."""
     ctx = mp.get_context(_start_method())
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=probe_main, args=(env, env_kwargs, child), name="vvc_batch-probe", daemon=True)
@@ -410,9 +411,9 @@ def probe_layout(env: Any, env_kwargs: dict, timeout: float = 600.0) -> dict:
         ready = wait([parent, proc.sentinel], timeout=timeout)
         if parent in ready:
             msg = parent.recv_bytes()
-            if msg[:1] == b"e":
+            if msg[:1] == Tag.CRASH:
                 raise WorkerError(f"reading the circuit failed:\n{pickle.loads(msg[1:])}")
-            if msg[:1] == b"x":
+            if msg[:1] == Tag.ERROR:
                 raise pickle.loads(msg[1:])
             return pickle.loads(msg[1:])
         raise WorkerError("the process reading the circuit ended without an answer"
@@ -431,4 +432,4 @@ def default_num_workers() -> int:
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
 
-__all__ = ["default_num_workers", "probe_layout", "split_evenly", "WorkerPool"]
+__all__ = ["default_num_workers", "probe_circuit", "split_evenly", "WorkerPool"]

@@ -55,12 +55,12 @@ class ArraySpec:
 class SharedArrays:
     """A set of named numpy arrays, each in its own shared-memory segment.
 
-    Use :meth:`create` in the parent and :meth:`attach` (with the picklable :attr:`layout`)
+    Use :meth:`create` in the parent and :meth:`attach` (with the picklable :attr:`manifest`)
     in a worker. ``arrays[name]`` is the numpy view.
     """
 
-    def __init__(self, layout: Mapping[str, tuple[str, ArraySpec]], segments: dict, owner: bool) -> None:
-        self.layout = dict(layout)  # name -> (segment name, spec)
+    def __init__(self, manifest: Mapping[str, tuple[str, ArraySpec]], segments: dict, owner: bool) -> None:
+        self.manifest = dict(manifest)  # name -> (segment name, spec)
         self._segments = segments
         self.owner = owner
         # frombuffer keeps an export of the mapping for as long as a view lives, so that a
@@ -69,7 +69,7 @@ class SharedArrays:
         self.arrays = {
             name: np.frombuffer(segments[name].buf, dtype=spec.dtype, count=int(np.prod(spec.shape)))
             .reshape(spec.shape)
-            for name, (_, spec) in self.layout.items()
+            for name, (_, spec) in self.manifest.items()
         }
         self._closed = False
         self._unlinked = False
@@ -78,33 +78,33 @@ class SharedArrays:
     def create(cls, specs: Mapping[str, ArraySpec]) -> "SharedArrays":
         """Create zero-filled segments for ``specs`` (parent side)."""
         prefix = f"{segment_prefix()}{secrets.token_hex(4)}_"
-        segments, layout = {}, {}
+        segments, manifest = {}, {}
         try:
             for name, spec in specs.items():
                 seg_name = f"{prefix}{name}"
                 seg = shared_memory.SharedMemory(name=seg_name, create=True, size=max(spec.nbytes, 1))
                 segments[name] = seg
-                layout[name] = (seg.name, spec)
+                manifest[name] = (seg.name, spec)
         except BaseException:
             for seg in segments.values():
                 seg.close()
                 seg.unlink()
             raise
-        out = cls(layout, segments, owner=True)
+        out = cls(manifest, segments, owner=True)
         for arr in out.arrays.values():
             arr.fill(0)
         return out
 
     @classmethod
-    def attach(cls, layout: Mapping[str, tuple[str, ArraySpec]]) -> "SharedArrays":
+    def attach(cls, manifest: Mapping[str, tuple[str, ArraySpec]]) -> "SharedArrays":
         """Attach to segments made by :meth:`create` (worker side)."""
-        segments = {name: shared_memory.SharedMemory(name=seg_name) for name, (seg_name, _) in layout.items()}
-        return cls(layout, segments, owner=False)
+        segments = {name: shared_memory.SharedMemory(name=seg_name) for name, (seg_name, _) in manifest.items()}
+        return cls(manifest, segments, owner=False)
 
     @property
     def segment_names(self) -> list[str]:
         """Names of the segments (as in /dev/shm)."""
-        return [seg_name for seg_name, _ in self.layout.values()]
+        return [seg_name for seg_name, _ in self.manifest.values()]
 
     def unlink(self) -> None:
         """Remove the segments' names (owner side) once every process has attached: the

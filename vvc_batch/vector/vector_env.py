@@ -1,4 +1,4 @@
-"""The vector engine as a gymnasium ``VectorEnv``: N environments stepped in lockstep by a
+"""The vector environment as a gymnasium ``VectorEnv``: N environments stepped in lockstep by a
 pool of worker processes through shared memory.
 
 >>> envs = vvc_batch.make_vec("123Bus", num_envs=64)          # one worker per core
@@ -29,7 +29,7 @@ from gymnasium.vector.utils import batch_space
 
 from vvc_batch.env.core import STEP_INFO_KEYS
 from vvc_batch.errors import EpisodeEndedError, ResetNeededError, RewardFunctionError
-from vvc_batch.vector.pool import WorkerPool, default_num_workers, probe_layout
+from vvc_batch.vector.pool import WorkerPool, default_num_workers, probe_circuit
 from vvc_batch.power_flow.interface import SolverSettings, check_backend
 from vvc_batch.env.reset_options import (
     VECTOR_OPTIONS,
@@ -136,7 +136,7 @@ class VVCVectorEnv(VectorEnv):
         check_episode_steps(max_episode_steps, cfg)
         if render_mode is not None and render_mode not in RENDER_MODES:
             raise ValueError(
-                f"render_mode must be None or one of {list(RENDER_MODES)} for the vector engine, got "
+                f"render_mode must be None or one of {list(RENDER_MODES)} for the vector environment, got "
                 f"{render_mode!r} (for a window, wrap it in gymnasium.wrappers.vector.HumanRendering)"
             )
         if node_bound not in ("minimum", "maximum"):
@@ -163,7 +163,7 @@ class VVCVectorEnv(VectorEnv):
         # no OpenDSS in this process
         c = dict(cfg.system.counts)
         if not {"capacitors", "regulators", "batteries", "nodes"} <= set(c):
-            facts = probe_layout(cfg, env_kwargs)
+            facts = probe_circuit(cfg, env_kwargs)
             fc = facts["counts"]
             c = {"capacitors": fc.capacitors, "regulators": fc.regulators, "batteries": fc.batteries,
                  "nodes": facts["num_nodes"]}

@@ -2,11 +2,12 @@
 the environments, reading actions from and writing results to shared memory.
 
 Commands come through the control block of :mod:`vvc_batch.vector.lockstep` (nothing is pickled
-per step). The pipe carries the start-up report (``b"k" + pickle(layout facts)`` or
-``b"e" + pickle(traceback)``), reset payloads (``pickle((mask, seeds, profiles))``), query
-names and their answers (``b"q" + pickle(answer)``), error reports (``b"e" +
-pickle(traceback text)`` for faults that close the pool, ``b"u" + pickle(exception)`` for a
-user's reward function failing, which leaves the pool working) and wake-up bytes.
+per step). The pipe carries messages whose first byte is a :class:`~vvc_batch.vector.lockstep.Tag`:
+the start-up report (``READY`` + pickle(circuit facts), or ``ERROR``/``CRASH``), reset and
+query payloads (``pickle((mask, seeds, profiles))``, ``pickle(request)``), query answers
+(``ANSWER``), error reports (``CRASH`` + pickle(traceback text) for faults that close the
+pool, ``REWARD_FN`` + pickle(exception) for a user's reward function failing, which leaves
+the pool working) and wake-up bytes.
 
 The worker ignores SIGINT (the parent handles Ctrl-C and stops it) and exits when the
 parent's end of the pipe closes.
@@ -22,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from vvc_batch.vector.lockstep import CLOSE, QUERY, RESET, STEP, Tag, WorkerSide
+
 # autoreset modes, as plain strings so that the spec pickles without gymnasium objects
 NEXT_STEP = "NextStep"
 SAME_STEP = "SameStep"
@@ -36,7 +39,7 @@ class WorkerSpec:
     env_name: Any  # an environment name or an EnvConfig (a user's feeder)
     start: int  # first environment of this worker (global index)
     stop: int
-    layout: dict  # SharedArrays layout
+    manifest: dict  # SharedArrays.manifest: array name -> (segment name, spec)
     env_kwargs: dict = field(default_factory=dict)
     autoreset_mode: str = NEXT_STEP
     profile_pool: tuple[int, ...] | None = None
@@ -81,7 +84,7 @@ class _WorkerLoop:
             self.final_info = {k: arrays[f"final.info.{k}"][sl] for k in STEP_INFO_KEYS}
 
     def facts(self) -> dict[str, Any]:
-        return layout_facts(self.core)
+        return circuit_facts(self.core)
 
     def reset(self, payload: bytes) -> None:
         """Reset the environments of ``mask`` (None: all) with the parent's checked seeds and
@@ -167,19 +170,19 @@ class _WorkerLoop:
 
 def _failure(exc: BaseException) -> bytes:
     """A start-up failure for the parent: vvc_batch's own errors (a missing file, a bad spec,
-    an element the backend does not model) as the exception itself (``b"x"``), so that the
+    an element the backend does not model) as the exception itself (``Tag.ERROR``), so that the
     parent raises what a single environment would; anything else as its traceback."""
     from vvc_batch.errors import VVCError
 
     if isinstance(exc, VVCError):
         try:
-            return b"x" + pickle.dumps(exc)
+            return Tag.ERROR + pickle.dumps(exc)
         except Exception:  # pragma: no cover - an error that does not pickle
             pass
-    return b"e" + pickle.dumps(traceback.format_exc())
+    return Tag.CRASH + pickle.dumps(traceback.format_exc())
 
 
-def layout_facts(core) -> dict[str, Any]:
+def circuit_facts(core) -> dict[str, Any]:
     """What the parent needs to know about a circuit to size buffers and spaces and to
     check reset arguments."""
     return {
@@ -196,14 +199,14 @@ def layout_facts(core) -> dict[str, Any]:
 
 
 def probe_main(env, env_kwargs: dict, conn) -> None:
-    """Compile a circuit in a throw-away process and report its layout (the parent never
+    """Compile a circuit in a throw-away process and report its facts (the parent never
     holds OpenDSS engines)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         from vvc_batch.env.core import VVCBatch
 
         core = VVCBatch(env, 1, **env_kwargs)
-        conn.send_bytes(b"k" + pickle.dumps(layout_facts(core)))
+        conn.send_bytes(Tag.READY + pickle.dumps(circuit_facts(core)))
         core.close()
     except BaseException as exc:
         conn.send_bytes(_failure(exc))
@@ -215,15 +218,14 @@ def worker_main(spec: WorkerSpec, conn) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from vvc_batch.errors import RewardFunctionError
-    from vvc_batch.vector.lockstep import CLOSE, QUERY, RESET, STEP, WorkerSide
     from vvc_batch.vector.shared_buffers import SharedArrays
 
     shm = None
     try:
-        shm = SharedArrays.attach(spec.layout)
+        shm = SharedArrays.attach(spec.manifest)
         loop = _WorkerLoop(spec, shm.arrays)
         side = WorkerSide(shm.arrays["control"], spec.index)
-        conn.send_bytes(b"k" + pickle.dumps(loop.facts()))
+        conn.send_bytes(Tag.READY + pickle.dumps(loop.facts()))
     except BaseException as exc:
         try:
             conn.send_bytes(_failure(exc))
@@ -242,15 +244,15 @@ def worker_main(spec: WorkerSpec, conn) -> None:
                 elif code == RESET:
                     loop.reset(side.next_message(conn))
                 elif code == QUERY:
-                    conn.send_bytes(b"q" + pickle.dumps(loop.query(side.next_message(conn))))
+                    conn.send_bytes(Tag.ANSWER + pickle.dumps(loop.query(side.next_message(conn))))
                 else:
                     raise RuntimeError(f"unknown command {code}")
                 side.finish(conn)
             except RewardFunctionError as exc:  # the user's function failed: the pool goes on
-                conn.send_bytes(b"u" + pickle.dumps(exc))
+                conn.send_bytes(Tag.REWARD_FN + pickle.dumps(exc))
                 side.finish(conn, failed=True)
             except Exception:
-                conn.send_bytes(b"e" + pickle.dumps(traceback.format_exc()))
+                conn.send_bytes(Tag.CRASH + pickle.dumps(traceback.format_exc()))
                 side.finish(conn, failed=True)
     finally:
         loop.core.close()
@@ -265,7 +267,7 @@ __all__ = [
     "DISABLED",
     "NEXT_STEP",
     "SAME_STEP",
-    "layout_facts",
+    "circuit_facts",
     "probe_main",
     "worker_main",
     "WorkerSpec",

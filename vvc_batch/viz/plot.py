@@ -3,7 +3,7 @@
     from vvc_batch.viz import plot
     traj = plot.episode_gif(env, "random", "episode.gif", profile=3)   # also returns the trajectory
     plot.daily_profile(traj).savefig("day.png")
-    plot.system_layout(env).savefig("layout.png")
+    plot.feeder_map(env).savefig("layout.png")
 
 Matplotlib draws (Agg, no window); Pillow writes the GIF.
 """
@@ -66,7 +66,7 @@ def run_episode(env, policy_or_actions: Any = "random", profile: Any = None, see
         "v": m[:, :N], "caps": m[:, N:N + C], "taps": m[:, N + C:N + C + R],
         "soc": m[:, N + C + R::2], "power": m[:, N + C + R + 1::2],
         "reward": np.array(rewards), "hour": np.arange(len(rows)),
-        "bus_start": core.layout.bus_start, "names": {"caps": u.cap_names, "regs": u.reg_names, "bats": u.bat_names},
+        "bus_start": core.circuit_names.bus_start, "names": {"caps": u.cap_names, "regs": u.reg_names, "bats": u.bat_names},
     }
 
 
@@ -134,7 +134,7 @@ def daily_profile(trajectory: dict[str, np.ndarray]):
     return fig
 
 
-def system_layout(env, node_bound: str = "minimum"):
+def feeder_map(env, node_bound: str = "minimum"):
     """The feeder with its devices marked and named, no voltages."""
     u = _unwrapped(env)
     r = FeederRenderer(u.core, node_bound)
@@ -173,4 +173,4 @@ def learning_curve(log: Sequence[dict[str, float]], path: str | Path) -> None:
     plt.close(fig)
 
 
-__all__ = ["daily_profile", "episode_gif", "learning_curve", "run_episode", "system_layout"]
+__all__ = ["daily_profile", "episode_gif", "learning_curve", "run_episode", "feeder_map"]

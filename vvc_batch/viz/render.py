@@ -74,7 +74,7 @@ class FeederDrawing:
 
 def feeder_drawing(core) -> FeederDrawing:
     """The drawing data of a :class:`~vvc_batch.env.core.VVCBatch`'s circuit."""
-    lay = core.layout
+    lay = core.circuit_names
     return FeederDrawing(tuple(lay.bus_names), np.asarray(lay.bus_start), core.engines[0].topology())
 
 

@@ -77,8 +77,8 @@ class BatchedBackend:
         except BaseException:
             eng.close()
             raise
-        self.layout = eng.layout
-        names = list(self.layout.load_names)
+        self.circuit_names = eng.circuit_names
+        names = list(self.circuit_names.load_names)
         order = [names.index(n) for n in model.loads.names] if tuple(model.loads.names) != tuple(names) else None
         self._load_columns = None if order is None else np.asarray(order, dtype=np.int64)
         self._cap0 = eng.read_capacitor_states().astype(np.float64)
@@ -102,6 +102,14 @@ class BatchedBackend:
 
     def device_states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("the batched backend has no OpenDSS controllers (dss mode needs backend='opendss')")
+
+    copies_state = True
+
+    def save_state(self, k: int) -> Any:
+        return self.solver.slot_state(k)
+
+    def restore_state(self, k: int, state: Any) -> None:
+        self.solver.set_slot_state(k, state)
 
     def forget(self, k: int) -> None:
         """Nothing to forget: every solve is given every setting."""

@@ -5,7 +5,7 @@
 (no per-system data is written by hand). It holds
 
 * the node order of OpenDSS's solver vector (``Circuit.YNodeOrder``, "Y order"), the map to
-  the observation order of :class:`~vvc_batch.power_flow.opendss.engine.CircuitLayout` and the node base
+  the observation order of :class:`~vvc_batch.power_flow.opendss.engine.CircuitNames` and the node base
   voltages (V, line to neutral);
 * the admittance matrix of the network (every enabled PD element: lines, transformers,
   regulators, capacitors, reactors) with the controllable regulators and capacitors at
@@ -91,7 +91,7 @@ class LoadSet:
 
 @dataclass(frozen=True)
 class BatterySet:
-    """The battery generators (OpenDSS model 1), in :attr:`CircuitLayout.battery_names` order.
+    """The battery generators (OpenDSS model 1), in :attr:`CircuitNames.battery_names` order.
 
     Per generator: ``delta``, ``nphases``, ``vbase`` (V: line to neutral for 2 and 3 phases,
     the rated kV for 1 phase, whatever the connection, as generator.pas takes it),
@@ -116,7 +116,7 @@ class BatterySet:
 class DeviceSet:
     """Controllable regulators (states = tap numbers) or capacitors (states 0 / 1).
 
-    ``names``: the environment's names (:class:`CircuitLayout`), ``elements``: OpenDSS's
+    ``names``: the environment's names (:class:`CircuitNames`), ``elements``: OpenDSS's
     (``transformer.x`` / ``capacitor.x``).
     ``nodes`` (D, k): each device's terminal nodes in YPrim order (-1: ground or padding);
     ``yprim`` (D, S, k, k): the primitive admittance (S) at each state, zero-padded;
@@ -184,7 +184,7 @@ class NetworkModel:
     Attributes:
         name: circuit name.
         node_names: "bus.node" of every node, Y order.
-        obs_node_names: node names in observation order (:attr:`CircuitLayout.node_names`).
+        obs_node_names: node names in observation order (:attr:`CircuitNames.node_names`).
         obs_index: (N,) Y-order index of each observation node.
         node_base: (n,) base voltage of each node (V, line to neutral; 0 where the bus has none).
         obs_base: (N,) the engine's observation bases (V; 1 where the bus has none).
@@ -303,7 +303,7 @@ def extract_model(engine: "DssEngine", *, check: bool = True) -> NetworkModel:
 
     Args:
         engine: a :class:`~vvc_batch.power_flow.opendss.engine.DssEngine` (its controllable devices and batteries
-            are those of ``engine.layout``).
+            are those of ``engine.circuit_names``).
         check: verify that the pieces add up to OpenDSS's own system Y and source currents.
 
     Raises:
@@ -314,7 +314,7 @@ def extract_model(engine: "DssEngine", *, check: bool = True) -> NetworkModel:
             load shapes on sources or batteries, open load/generator conductors.
     """
     c = engine.circuit
-    lay = engine.layout
+    lay = engine.circuit_names
     _check_solution(c.Solution)
     # a Y build first: it also assigns the node references of elements added after the
     # compile (the batteries a spec adds)
@@ -453,7 +453,7 @@ class _Nodes:
 def _read_nodes(engine: "DssEngine") -> _Nodes:
     """The solver vector's node order, the observation's map into it and the base voltages."""
     c = engine.circuit
-    lay = engine.layout
+    lay = engine.circuit_names
     y_names = tuple(s.lower() for s in c.YNodeOrder)
     n = len(y_names)
     y_pos = {s: i for i, s in enumerate(y_names)}

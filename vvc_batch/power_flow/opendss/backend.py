@@ -61,9 +61,9 @@ class OpenDSSBackend:
         except BaseException:
             self.close()
             raise
-        self.layout = self.engines[0].layout
-        K, N = len(self.engines), len(self.layout.node_names)
-        C, R = len(self.layout.capacitor_names), len(self.layout.regulator_names)
+        self.circuit_names = self.engines[0].circuit_names
+        K, N = len(self.engines), len(self.circuit_names.node_names)
+        C, R = len(self.circuit_names.capacitor_names), len(self.circuit_names.regulator_names)
         self._vc = np.zeros((K, N), dtype=np.complex128)  # complex node voltages of a batch, V
         self._dev_caps = np.zeros((K, C))  # device states the controllers left (dss mode)
         self._dev_ratios = np.zeros((K, R))
@@ -114,11 +114,20 @@ class OpenDSSBackend:
         v = np.empty((n, vc.shape[1]))
         # every engine of a system has the same node bases: one call converts all rows
         engines[0].pu_magnitudes(vc, v)
-        bat = np.array(drawn, dtype=np.float64).reshape(n, len(self.layout.battery_names))
+        bat = np.array(drawn, dtype=np.float64).reshape(n, len(self.circuit_names.battery_names))
         return FlowResult(converged=converged, v_pu=v, loss_kw=loss, source_kw=source, battery_kw=bat)
 
     def device_states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._dev_caps[ids], self._dev_ratios[ids]
+
+    copies_state = False
+
+    def save_state(self, k: int) -> None:
+        """Nothing: an engine's state cannot be copied out (the core replays the day)."""
+        return None
+
+    def restore_state(self, k: int, state: Any) -> None:
+        raise NotImplementedError("an OpenDSS engine's state is restored by replaying its day (copies_state is False)")
 
     def forget(self, k: int) -> None:
         """Forget what environment ``k``'s engine holds, so that the next solve writes every

@@ -38,7 +38,7 @@ SOLVER_REUSE_SYMBOLIC = 2
 
 
 @dataclass(frozen=True)
-class CircuitLayout:
+class CircuitNames:
     """What an engine found in its circuit; identical for every engine of one system."""
 
     bus_names: tuple[str, ...]
@@ -285,7 +285,7 @@ class DssEngine:
             )
         self._gen_idx = [gen_names.index(b) + 1 for b in bats]
         loads = [n.lower() for n in c.Loads.AllNames] if c.Loads.Count else []
-        self.layout = CircuitLayout(
+        self.circuit_names = CircuitNames(
             bus_names=tuple(bus_names),
             node_names=tuple(node_names),
             bus_start=np.asarray(starts, dtype=np.intp),
@@ -317,7 +317,7 @@ class DssEngine:
         Row ``slot * horizon + t`` is hour ``t + 1`` of slot ``slot``; switching episodes is
         then a change of hour, and a new profile a numpy write. Call once."""
         c = self._ctx.ActiveCircuit
-        n_loads = len(self.layout.load_names)
+        n_loads = len(self.circuit_names.load_names)
         if load_mult.dtype != np.float64 or not load_mult.flags.c_contiguous:
             raise ValueError("load_mult must be a C-contiguous float64 array")
         if load_mult.shape[1] != n_loads or load_mult.shape[0] % self.horizon:
@@ -331,7 +331,7 @@ class DssEngine:
             return
         base = self._ffi.cast("double*", load_mult.ctypes.data)
         cmds = [f"New Loadshape.vvcb_{j} npts=1 interval=1 mult=[1]" for j in range(n_loads)]
-        cmds += [f"Load.{name}.daily=vvcb_{j}" for j, name in enumerate(self.layout.load_names)]
+        cmds += [f"Load.{name}.daily=vvcb_{j}" for j, name in enumerate(self.circuit_names.load_names)]
         self._ctx.Text.Commands(cmds)
         for j in range(n_loads):
             c.LoadShapes.Name = f"vvcb_{j}"
@@ -423,7 +423,7 @@ class DssEngine:
     def read_capacitor_states(self) -> np.ndarray:
         """Capacitor states as the engine holds them (0 open, 1 closed; first step of each)."""
         c = self._ctx.ActiveCircuit
-        out = np.empty(len(self.layout.capacitor_names), dtype=np.int64)
+        out = np.empty(len(self.circuit_names.capacitor_names), dtype=np.int64)
         for i, idx in enumerate(self._cap_idx):
             self._lib.ctx_Capacitors_Set_idx(self._cp, idx)
             out[i] = int(c.Capacitors.States[0])
@@ -489,12 +489,12 @@ class DssEngine:
         return bool(lib.ctx_Solution_Get_Converged(cp))
 
     def read_voltages(self, out: np.ndarray) -> None:
-        """Node voltage magnitudes in pu, in :attr:`CircuitLayout.node_names` order, into ``out``."""
+        """Node voltage magnitudes in pu, in :attr:`CircuitNames.node_names` order, into ``out``."""
         self.read_node_voltages(self._vnode)
         self.pu_magnitudes(self._vnode, out)
 
     def read_node_voltages(self, out: np.ndarray) -> None:
-        """Complex node voltages in volts, in :attr:`CircuitLayout.node_names` order, into
+        """Complex node voltages in volts, in :attr:`CircuitNames.node_names` order, into
         ``out`` (complex128); ``pu_magnitudes`` turns rows of them into pu magnitudes."""
         self._voltage_vector().take(self._node_refs, out=out, mode="clip")
 
@@ -542,7 +542,7 @@ class DssEngine:
 
     @property
     def observation_index(self) -> np.ndarray:
-        """(N,) int64: each observation node's (:attr:`CircuitLayout.node_names`) 0-based
+        """(N,) int64: each observation node's (:attr:`CircuitNames.node_names`) 0-based
         position in OpenDSS's solver vector without ground (``Circuit.YNodeOrder``)."""
         return np.asarray(self._node_refs, dtype=np.int64) - 1
 
@@ -555,19 +555,19 @@ class DssEngine:
     @property
     def regulator_elements(self) -> tuple[str, ...]:
         """OpenDSS's own names (lower case) of the controllable regulators' transformers,
-        in :attr:`CircuitLayout.regulator_names` order (a spec's layout may relabel them)."""
+        in :attr:`CircuitNames.regulator_names` order (a spec's layout may relabel them)."""
         return self._collection_names(self._ctx.ActiveCircuit.Transformers, self._reg_idx)
 
     @property
     def capacitor_elements(self) -> tuple[str, ...]:
         """OpenDSS's own names (lower case) of the controllable capacitors, in
-        :attr:`CircuitLayout.capacitor_names` order."""
+        :attr:`CircuitNames.capacitor_names` order."""
         return self._collection_names(self._ctx.ActiveCircuit.Capacitors, self._cap_idx)
 
     @property
     def battery_elements(self) -> tuple[str, ...]:
         """OpenDSS's own names (lower case) of the battery generators, in
-        :attr:`CircuitLayout.battery_names` order."""
+        :attr:`CircuitNames.battery_names` order."""
         return self._collection_names(self._ctx.ActiveCircuit.Generators, self._gen_idx)
 
     @staticmethod
@@ -581,7 +581,7 @@ class DssEngine:
 
     def read_battery_settings(self) -> tuple[list[float], list[float]]:
         """(kW, kvar) of each battery generator as the circuit holds them (positive:
-        generating), in :attr:`CircuitLayout.battery_names` order."""
+        generating), in :attr:`CircuitNames.battery_names` order."""
         gens = self._ctx.ActiveCircuit.Generators
         kw, kvar = [], []
         for name in self.battery_elements:
@@ -621,7 +621,7 @@ class DssEngine:
         controllable devices, each bus's line-to-neutral base kV and nodes. Read once, for
         pictures and studies; not used when stepping."""
         c = self._ctx.ActiveCircuit
-        lay = self.layout
+        lay = self.circuit_names
         xy = np.full((len(lay.bus_names), 2), np.nan)
         kv, nodes = [], []
         for i, b in enumerate(lay.bus_names):
@@ -671,4 +671,4 @@ class DssEngine:
                 self._lib.DSS_Dispose_PDouble(ptr)
         self._finalizer()
 
-__all__ = ["CONTROL_OFF", "CONTROL_STATIC", "SOLVER_REUSE_SYMBOLIC", "CircuitLayout", "DssEngine"]
+__all__ = ["CONTROL_OFF", "CONTROL_STATIC", "SOLVER_REUSE_SYMBOLIC", "CircuitNames", "DssEngine"]
