@@ -1,7 +1,7 @@
 """The vector step's speed against an earlier commit, measured in the same run.
 
     python benchmarks/fixed_cost_vs_baseline.py [--baseline REV] [--rounds 5] [--steps 240]
-        [--large] [--json benchmarks/results/fixed_cost_vs_baseline.json]
+        [--large | --large-only] [--json benchmarks/results/fixed_cost_vs_baseline.json]
 
 Checks the earlier code out in a temporary git worktree (default: the commit before the
 house issue's work, ``02d4011``), then measures ``make_vec(system, num_envs, num_workers=W,
@@ -83,7 +83,7 @@ def _measure(tree: Path, case: tuple[str, int, int], steps: int) -> float:
 
 
 def run(args: argparse.Namespace) -> dict:
-    cases = SMALL + (LARGE if args.large else [])
+    cases = (LARGE if args.large_only else SMALL + (LARGE if args.large else []))
     old_tree = _worktree(args.baseline)
     try:
         rates: dict[str, dict[str, list[float]]] = {}
@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=240, help="timed steps per measurement at 16 environments")
     p.add_argument("--large", action="store_true", help="also 123Bus and 8500Node at 64 and 128 environments")
+    p.add_argument("--large-only", action="store_true", help="only the 64- and 128-environment cases")
     p.add_argument("--json", default=None, help="write the figures to this file")
     args = p.parse_args(argv)
     res = run(args)
