@@ -27,6 +27,15 @@ def test_integer_box_samples_what_box_samples(nvec, n):
     assert box.np_random.bit_generator.state == fast.np_random.bit_generator.state
 
 
+def test_integer_box_near_int64_ends_is_box():
+    box = spaces.Box(low=-(2**62), high=2**62, shape=(3,), dtype=np.int64)
+    fast = IntegerBox.of(box)
+    box.seed(2)
+    fast.seed(2)
+    for _ in range(50):
+        assert np.array_equal(box.sample(), fast.sample())
+
+
 def test_integer_box_leaves_masks_to_box():
     fast = IntegerBox.of(batch_space(spaces.MultiDiscrete([2, 3], dtype=np.int64), 2))
     with pytest.raises(Exception, match="mask"):

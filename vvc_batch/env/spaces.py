@@ -149,7 +149,9 @@ class IntegerBox(spaces.Box):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._all_bounded = bool(self.bounded_below.all() and self.bounded_above.all())
+        # bounded, and far from int64's ends (where Box.sample clips in float first)
+        self._fast = bool(self.dtype == np.int64 and self.bounded_below.all() and self.bounded_above.all()
+                          and np.abs(self.low).max(initial=0) < 2**52 and np.abs(self.high).max(initial=0) < 2**52)
 
     @classmethod
     def of(cls, box: spaces.Box) -> "IntegerBox":
@@ -161,7 +163,7 @@ class IntegerBox(spaces.Box):
         for a bounded integer box: ``floor(low + (high + 1 - low) * u)`` with ``u`` the
         generator's doubles in [0, 1) (what ``Generator.uniform`` computes), cast to int64
         and clipped to [low, high]; anything else is left to ``Box.sample``."""
-        if mask is not None or probability is not None or self.dtype != np.int64 or not self._all_bounded:
+        if mask is not None or probability is not None or not self._fast:
             return super().sample(mask, probability)
         low, high = self.low, self.high
         lo = low.astype(np.float64)
