@@ -51,6 +51,15 @@ def _snapshot(core: VVCBatch) -> dict[str, np.ndarray]:
     return {k: np.array(a, copy=True) for k, a in out.items()}
 
 
+def _step_both(fast: VVCBatch, ref: VVCBatch, acts: np.ndarray, ids, where) -> None:
+    """Step both cores alike; every state and output array must be the same, dtype included."""
+    fast.step(acts, env_ids=ids)
+    ref.step(acts, env_ids=ids)
+    a, b = _snapshot(fast), _snapshot(ref)
+    for key in a:
+        assert a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key]), (*where, key)
+
+
 @pytest.mark.parametrize("env", ["13Bus", "13Bus_cbat", "34Bus_soc", "123Bus"])
 def test_reward_fn_of_powergyms_reward_changes_nothing(env):
     """A core without reward_fn and one whose reward_fn returns the PowerGym reward give the
@@ -68,11 +77,7 @@ def test_reward_fn_of_powergyms_reward_changes_nothing(env):
                     core.reset([0, 1, 2], [2, 0, 1])
             ids = None if step % 5 else np.array([2, 0])
             acts = _random_actions(fast, rng, K if ids is None else len(ids))
-            fast.step(acts, env_ids=ids)
-            ref.step(acts, env_ids=ids)
-            a, b = _snapshot(fast), _snapshot(ref)
-            for key in a:
-                assert a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key]), (env, step, key)
+            _step_both(fast, ref, acts, ids, (env, step))
     finally:
         fast.close()
         ref.close()
@@ -97,11 +102,7 @@ def test_step_without_some_devices(changes):
             core.reset(None, [0, 1])
         for step in range(5):
             acts = _random_actions(fast, rng, 2)
-            fast.step(acts)
-            ref.step(acts)
-            a, b = _snapshot(fast), _snapshot(ref)
-            for key in a:
-                assert a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key]), (changes, step, key)
+            _step_both(fast, ref, acts, None, (changes, step))
     finally:
         fast.close()
         ref.close()
