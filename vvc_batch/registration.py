@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import registry
 
-from vvc_batch.systems.specs import NAMESPACE, parse_env_name, strip_env_id, valid_env_names
+from vvc_batch.systems.specs import NAMESPACE, EnvConfig, parse_env_name, strip_env_id, valid_env_names
 
 ENTRY_POINT = "vvc_batch.env.single_env:VVCEnv"
 VECTOR_ENTRY_POINT = "vvc_batch.registration:vector_entry_point"
@@ -93,6 +93,22 @@ def gym_id(name: str) -> str:
     return _register(name)
 
 
+def env_config(name: str) -> EnvConfig:
+    """The :class:`~vvc_batch.systems.specs.EnvConfig` of an environment name or id, a
+    registered user feeder (:func:`register`) too.
+
+    Raises:
+        UnknownSystemError: neither a registered id nor a valid name.
+    """
+    kwargs = registry[gym_id(name)].kwargs
+    if kwargs.get("spec") is not None:
+        from vvc_batch.systems.feeder_spec import spec_config
+
+        return spec_config(kwargs["spec"], continuous_battery=kwargs.get("continuous_battery", False),
+                           soc_penalty=kwargs.get("soc_penalty", False), scale=kwargs.get("scale", 1.0))
+    return parse_env_name(kwargs.get("env_name", name))
+
+
 def make_vec(name: str, num_envs: int = 1, num_workers: int | None = None, dss_mode: bool = False,
              **kwargs: Any):
     """The vector environment: ``num_envs`` environments on ``num_workers`` processes (default: one
@@ -151,6 +167,7 @@ def register(name: str, spec: Any, *, continuous_battery: bool = False, soc_pena
     return gid
 
 __all__ = [
+    "env_config",
     "ENTRY_POINT",
     "REGISTERED_SCALES",
     "VECTOR_ENTRY_POINT",

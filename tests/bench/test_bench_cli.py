@@ -176,3 +176,31 @@ def test_fixed_cost_and_backend_refusals(args, message, capsys):
     assert bench.main(["--system", "13Bus", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_bench_spec_benchmarks_a_users_feeder(tmp_path, capsys):
+    """--spec FILE: the user's feeder on both backends, every case (AsyncVectorEnv's processes
+    included, which do not share this process's registration), one worker with one size."""
+    from conftest import TINY_SPEC
+
+    out = tmp_path / "bench.json"
+    assert bench.main(["--spec", str(TINY_SPEC), "--num-envs", "2", "--workers", "1", "--steps", "4",
+                       "--repeats", "1", "--backend", "batched", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["system"] == "TinyFeeder"
+    assert set(res["results"]) == set(CASES) | {"batched", "batched_1worker"}
+    assert all(r["env_steps_per_s"] > 0 for r in res["results"].values())
+    assert "mib_per_added_env" not in res["backends"]["batched"]  # one size: nothing added
+    assert "TinyFeeder: 2 environments" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--spec", "no/such/feeder.json"], "not found"),
+    (["--spec", "{tiny}", "--system", "13Bus"], "give --system or --spec, not both"),
+    (["--spec", "{tiny}", "--rllib"], "leave out --spec"),
+])
+def test_bench_spec_refusals(args, message, capsys):
+    from conftest import TINY_SPEC
+
+    assert bench.main([a.format(tiny=TINY_SPEC) for a in args]) == 2
+    assert message in capsys.readouterr().err

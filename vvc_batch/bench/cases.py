@@ -15,11 +15,12 @@ import time
 from typing import Any, Callable
 
 import numpy as np
+from gymnasium.envs.registration import registry
 
 import vvc_batch
 from vvc_batch.bench.host import rss_mib
 from vvc_batch.env.spaces import flat_action
-from vvc_batch.registration import env_id
+from vvc_batch.registration import env_config, gym_id
 
 
 def action_batches(system: str, num_envs: int, steps: int, seed: int) -> list[np.ndarray]:
@@ -30,7 +31,7 @@ def action_batches(system: str, num_envs: int, steps: int, seed: int) -> list[np
     env.close()
     space.seed(seed)
 
-    dtype = np.float64 if "_cbat" in system else np.int64
+    dtype = np.float64 if env_config(system).continuous_battery else np.int64
     return [np.stack([flat_action(space.sample()) for _ in range(num_envs)]).astype(dtype) for _ in range(steps)]
 
 
@@ -123,7 +124,8 @@ def open_gym_vector(kind: str, system: str, actions: list[np.ndarray], dss: bool
 
     n = actions[0].shape[0]
     kwargs = dict(env_kwargs, dss_mode=dss)
-    fns = [lambda: gym.make(env_id(system), **kwargs) for _ in range(n)]
+    spec = registry[gym_id(system)]  # the spec itself: a user feeder's registration is this process's
+    fns = [lambda: gym.make(spec, **kwargs) for _ in range(n)]
     if kind == "sync":
         envs = gym.vector.SyncVectorEnv(fns)
     else:

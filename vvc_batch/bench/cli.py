@@ -3,6 +3,7 @@
     python -m vvc_batch.bench --system 13Bus --num-envs 16 [64 ...] --workers 2 [--steps 200]
         [--repeats 3] [--backend opendss|batched] [--dss-mode] [--solver-options 0]
         [--json FILE] [--rllib] [--plot FILE]
+    python -m vvc_batch.bench --spec FEEDER.json [--backend opendss batched] [--num-envs 4 16] ...
     python -m vvc_batch.bench --fixed-cost --system 13Bus [--num-envs 1 4 16 64] [--workers 1]
         [--backend opendss batched] [--steps 48] [--repeats 3] [--json FILE]
 
@@ -12,7 +13,9 @@ ways of running N environments (:mod:`vvc_batch.bench.throughput`, the default);
 ``--plot FILE``, env-steps/s against environments per worker for both backends
 (:mod:`vvc_batch.bench.scaling`); with ``--fixed-cost``, each backend's fixed cost per step
 and cost per environment, fitted over batch sizes (:mod:`vvc_batch.bench.fixed_cost`).
-Prints a table; ``--json FILE`` writes the figures.
+``--spec FILE`` benchmarks a user's feeder (a spec as :func:`vvc_batch.make_from_spec` takes,
+registered for the run) in place of a standard system. Prints a table; ``--json FILE``
+writes the figures.
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ DEFAULTS = {"num_envs": ([16], [1, 4, 16, 64]), "workers": (2, 1), "steps": (200
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser."""
     p = argparse.ArgumentParser(prog="python -m vvc_batch.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--system", default="13Bus", help="environment name (default 13Bus)")
+    p.add_argument("--system", default=None, help="environment name (default 13Bus)")
+    p.add_argument("--spec", default=None, metavar="FILE",
+                   help="benchmark a user's feeder: its spec file (JSON, see docs/custom-feeders.md) instead of --system")
     p.add_argument("--num-envs", type=int, nargs="+", default=None,
                    help="environments (default 16; several sizes: each engine case at every size; "
                         "--fixed-cost: the batch sizes to fit, default 1 4 16 64)")
@@ -101,13 +106,30 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.fixed_cost and len(set(args.num_envs)) < 2:
         raise UsageError(f"--fixed-cost fits a line through the batch sizes: give two or more --num-envs, got "
                          f"{' '.join(map(str, args.num_envs))}")
-    args.system = vvc_batch.parse_env_name(args.system).name  # a full id works too
+    _resolve_system(args)
     check_output_file(args.json, "--json")
     check_output_file(args.plot, "--plot")
     args.backend = _backends(args)
     if args.dss_mode and "batched" in args.backend and args.plot is None:
         raise UsageError("--dss-mode runs OpenDSS's controllers, which only the opendss backend has; "
                          + ("give --backend opendss" if args.fixed_cost else "leave out --backend batched"))
+
+
+def _resolve_system(args: argparse.Namespace) -> None:
+    """``args.system`` the name to benchmark: ``--system`` (a full id works too), else the
+    feeder of ``--spec``, registered with gymnasium for this run."""
+    if args.spec is None:
+        args.system = vvc_batch.parse_env_name(args.system or "13Bus").name
+        return
+    if args.system is not None:
+        raise UsageError("give --system or --spec, not both")
+    if args.rllib:
+        raise UsageError("--rllib measures the standard systems; leave out --spec")
+    from vvc_batch.systems.feeder_spec import load_spec
+
+    system = load_spec(args.spec)
+    vvc_batch.register(system.name, args.spec)
+    args.system = system.name
 
 
 @command

@@ -63,11 +63,12 @@ def bare_solve_us(system: str, actions: list[np.ndarray], dss: bool, env_kwargs:
     """Microseconds of power-flow solve per env-step for the benchmark's actions, with
     ``num_envs`` environments in one process (one worker's share)."""
     from vvc_batch.env.core import VVCBatch
+    from vvc_batch.registration import env_config
     from vvc_batch.power_flow.interface import SolverSettings
 
     kwargs = dict(env_kwargs)
     solver = SolverSettings.of(kwargs.pop("solver", None), solver_options=kwargs.pop("solver_options", 0))
-    core = VVCBatch(system, num_envs, dss_mode=dss, solver=solver, **kwargs)
+    core = VVCBatch(env_config(system), num_envs, dss_mode=dss, solver=solver, **kwargs)
     checker = core.checker
     width = actions[0].shape[0]
     batches = []

@@ -98,9 +98,9 @@ def _per_backend(args: argparse.Namespace, results: dict[str, dict], engines: di
             "solve_share": solve_us * at_first / (1e6 * w),
             "rss_mib_per_env": {str(r["num_envs"]): r["rss_mib_per_env"] for r in mine.values()},
         }
-        if len(mine) > 1:
-            lo = min(mine.values(), key=lambda r: r["num_envs"])
-            hi = max(mine.values(), key=lambda r: r["num_envs"])
+        lo = min(mine.values(), key=lambda r: r["num_envs"])
+        hi = max(mine.values(), key=lambda r: r["num_envs"])
+        if hi["num_envs"] > lo["num_envs"]:  # (with one worker, the 1-worker case is the same size)
             entry["mib_per_added_env"] = (hi["workers_rss_mib"] - lo["workers_rss_mib"]) / (hi["num_envs"] - lo["num_envs"])
         per_backend[b] = entry
     return per_backend
