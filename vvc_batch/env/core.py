@@ -124,9 +124,10 @@ class VVCBatch:
         profiles: where episodes come from: ``"auto"`` (default: the data directory's
             load-shape files if present, else the built-in generator), ``"powergym"`` (the
             load-shape files; an error if absent), ``"synthetic"`` (the built-in generator,
-            see :mod:`vvc_batch.systems.synthetic_profiles`), or an array (episodes, horizon,
-            n_loads) of multipliers in ``load_names`` column order, used as given.
-            ``_s<scale>`` multiplies the load-shape and synthetic multipliers.
+            see :mod:`vvc_batch.systems.synthetic_profiles`), ``"feeder"`` (the circuit's own
+            OpenDSS load shapes, see :mod:`vvc_batch.systems.feeder_shapes`), or an array
+            (episodes, horizon, n_loads) of multipliers in ``load_names`` column order, used
+            as given. ``_s<scale>`` multiplies the load-shape, synthetic and feeder multipliers.
         profile_seed: seed of the built-in generator.
         profile_pool: the episode indices a reset without a profile draws from (a train
             split; default: all).
@@ -212,7 +213,7 @@ class VVCBatch:
         )
         self.profiles, self.profile_source = select_profiles(
             profiles, load_names=lay.load_names, horizon=H, scale=cfg.scale, loadshape_dir=src.loadshape_dir,
-            spec_default=spec.profiles, seed=profile_seed,
+            spec_default=spec.profiles, seed=profile_seed, feeder_shapes=self.backend.engines[0].feeder_shapes,
         )
         self.num_profiles = E = self.profiles.shape[0]
         pool = np.arange(E) if profile_pool is None else np.asarray(profile_pool, dtype=np.int64).reshape(-1)

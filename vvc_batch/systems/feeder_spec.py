@@ -17,13 +17,15 @@ transformer with a RegControl; a list of names to keep; or ``{name: label}`` to 
 rename), ``reward`` (``power_w``, ``cap_w``, ``reg_w``, ``dis_w``, ``soc_w``; numbers or
 ``"a/b"``), ``soc_reward`` (``soc_w``, ``dis_w`` of the ``_soc`` variant), ``horizon``
 (hours per episode, 24), ``regulator`` (``min_tap``, ``max_tap``, ``num_taps``,
-``reset_tap_number``), ``battery_levels`` (33), ``profiles`` (``"auto"``, ``"synthetic"``
-or ``"powergym"`` with ``loadshape_dir``), ``loadshape_dir``, ``description``.
+``reset_tap_number``), ``battery_levels`` (33), ``profiles`` (``"auto"``, ``"synthetic"``,
+``"feeder"`` (the circuit's own load shapes) or ``"powergym"`` with ``loadshape_dir``),
+``loadshape_dir``, ``description``.
 
 Batteries the circuit already defines as Generators need only their ratings; the others
 are added at bus ``bus`` (``"b4"`` or with nodes, ``"b4.1.2.3"``) with ``phases``, ``kv``
 (kV, line-to-line for delta or 3-phase, line-to-neutral for 1-phase wye) and ``conn``.
-Loads need no daily shapes in the files: vvc_batch gives every load its own.
+Loads need no daily shapes in the files: vvc_batch gives every load its own (``profiles="feeder"``
+plays the yearly, daily or duty shapes the loads carry).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from vvc_batch.errors import DataNotFoundError, SpecError
+from vvc_batch.systems.profiles import PROFILE_SOURCES
 from vvc_batch.systems.specs import EnvConfig, SystemSpec, _weight
 
 _NAME_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9]+$")
@@ -102,8 +105,9 @@ def validate_spec(d: Mapping[str, Any]) -> None:
         sel = d.get(key)
         if sel is not None and not isinstance(sel, (list, Mapping)):
             raise SpecError(f"spec {key!r} must be null, a list of names, or a mapping name -> label")
-    if d.get("profiles", "auto") not in ("auto", "synthetic", "powergym"):
-        raise SpecError(f"spec 'profiles' must be 'auto', 'synthetic' or 'powergym', got {d['profiles']!r}")
+    if d.get("profiles", "auto") not in PROFILE_SOURCES:
+        raise SpecError(f"spec 'profiles' must be one of {', '.join(map(repr, PROFILE_SOURCES))}, "
+                        f"got {d['profiles']!r}")
 
 
 def load_spec(spec: str | os.PathLike[str] | Mapping[str, Any]) -> SystemSpec:

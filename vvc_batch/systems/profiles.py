@@ -10,16 +10,20 @@ in sorted name order) are concatenated into one series of multipliers and scaled
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from vvc_batch.errors import DataNotFoundError
 
+if TYPE_CHECKING:
+    from vvc_batch.systems.feeder_shapes import FeederShapes
+
 #: the named load-profile sources (``profiles=`` also takes an array): the data directory's
 #: load shapes else the built-in generator's for the embedded model, the data directory's
-#: only, or the built-in generator's
-PROFILE_SOURCES = ("auto", "powergym", "synthetic")
+#: only, the built-in generator's, or the feeder's own OpenDSS load shapes
+#: (:mod:`vvc_batch.systems.feeder_shapes`)
+PROFILE_SOURCES = ("auto", "powergym", "synthetic", "feeder")
 
 
 def loadshape_files(folder: Path) -> list[Path]:
@@ -111,20 +115,24 @@ def select_profiles(
     loadshape_dir: Path | None = None,
     spec_default: str = "auto",
     seed: int = 0,
+    feeder_shapes: "FeederShapes | Callable[[], FeederShapes] | None" = None,
 ) -> tuple[np.ndarray, str]:
     """A system's episodes (episodes, horizon, n_loads) and the name of their source.
 
     ``choice``: ``"auto"`` (the spec's own default if it names one; else the load-shape
     files of ``loadshape_dir`` when a data directory is used, else the built-in generator),
     ``"powergym"`` (the load-shape files; an error if there are none), ``"synthetic"`` (the
-    built-in generator, seeded with ``seed``), or an array (episodes, horizon, n_loads) of
-    multipliers in ``load_names`` column order, used as given. Load-shape and synthetic
-    multipliers are multiplied by ``scale``. A data directory without load-shape files gives
+    built-in generator, seeded with ``seed``), ``"feeder"`` (the circuit's own OpenDSS load
+    shapes, ``feeder_shapes``: the shapes or a function reading them, called only for this
+    source; see :mod:`vvc_batch.systems.feeder_shapes`), or an array (episodes, horizon,
+    n_loads) of multipliers in ``load_names`` column order, used as given. Load-shape,
+    synthetic and feeder multipliers are multiplied by ``scale``. A data directory without load-shape files gives
     zero episodes (source ``"none"``): resets must then pass a profile.
 
     Raises:
         DataNotFoundError: ``"powergym"`` without load-shape files.
-        ValueError: an unknown source name, or a malformed array.
+        ValueError: an unknown source name, a malformed array, ``"feeder"`` on a feeder
+            whose loads carry no shapes (or a shape one multiplier per load cannot play).
     """
     from vvc_batch.systems.synthetic_profiles import synthetic_profiles
 
@@ -145,11 +153,13 @@ def select_profiles(
         if loadshape_dir is not None:
             return arr, "none"
         choice = "synthetic"
+    if isinstance(choice, str) and choice == "feeder":
+        return _feeder(feeder_shapes, load_names, horizon) * scale, "feeder"
     if isinstance(choice, str):
         if choice != "synthetic":
             raise ValueError(
                 f"profiles={choice!r} is not a profile source; use 'auto', 'powergym', "
-                f"'synthetic' or an array (episodes, {horizon}, {n_loads})"
+                f"'synthetic', 'feeder' or an array (episodes, {horizon}, {n_loads})"
             )
         return synthetic_profiles(tuple(load_names), seed=seed, horizon=horizon) * scale, "synthetic"
     arr = np.asarray(choice, dtype=np.float64)
@@ -162,6 +172,19 @@ def select_profiles(
         )
     check_multipliers(arr, "profiles")
     return np.ascontiguousarray(arr), "array"
+
+def _feeder(feeder_shapes: Any, load_names: Sequence[str], horizon: int) -> np.ndarray:
+    """The episodes of the feeder's own load shapes, columns checked against ``load_names``."""
+    from vvc_batch.systems.feeder_shapes import feeder_profiles
+
+    if feeder_shapes is None:
+        raise ValueError("profiles='feeder' needs the feeder's load shapes (feeder_shapes), none were given")
+    shapes = feeder_shapes() if callable(feeder_shapes) else feeder_shapes
+    names = tuple(u.load for u in shapes.loads)
+    if names != tuple(n.lower() for n in load_names):
+        raise ValueError(f"the feeder's load shapes are for loads {names[:5]}..., not for {tuple(load_names)[:5]}...")
+    return feeder_profiles(shapes, horizon)
+
 
 __all__ = [
     "MAX_MULTIPLIER",

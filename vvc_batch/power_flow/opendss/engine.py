@@ -28,6 +28,7 @@ import numpy as np
 
 from vvc_batch.power_flow.opendss.script import build_script
 from vvc_batch.errors import EngineError, SpecError
+from vvc_batch.systems.feeder_shapes import FeederShapes, LoadShapeUse, ShapeData
 from vvc_batch.systems.specs import RegulatorSpec
 
 # ControlMode values of OpenDSS
@@ -340,6 +341,50 @@ class DssEngine:
             )
             c.LoadShapes.HrInterval = 1.0
         self._check_error("attaching load shapes")
+
+    def feeder_shapes(self) -> FeederShapes:
+        """The load shapes each load of the compiled circuit carries (circuit load order) and
+        the data of every shape they name, read without changing anything. Loads' base kW
+        and kvar are in kW / kvar. Must be called before :meth:`attach_profiles` (which
+        replaces every load's daily shape).
+
+        Raises:
+            EngineError: called after :meth:`attach_profiles`, or OpenDSS reported an error.
+        """
+        if self.num_slots:
+            raise EngineError("feeder_shapes() reads the circuit's own load shapes: call it before attach_profiles")
+        c, text = self._ctx.ActiveCircuit, self._ctx.Text
+        loads, named = [], set()
+        lds = c.Loads
+        for j in range(len(self.circuit_names.load_names)):
+            lds.idx = j + 1
+            use = LoadShapeUse(load=lds.Name.lower(), yearly=lds.Yearly.lower(), daily=lds.daily.lower(),
+                               duty=lds.duty.lower(), fixed=int(lds.Status) == 1, kw=float(lds.kW),
+                               kvar=float(lds.kvar))
+            loads.append(use)
+            named.update(n for n in (use.yearly, use.daily, use.duty) if n)
+        shapes = {}
+        ls = c.LoadShapes
+        for name in sorted(named):
+            ls.Name = name
+
+            def prop(p: str) -> str:
+                text.Command = f"? loadshape.{name}.{p}"
+                return text.Result.strip()
+
+            interval = float(ls.HrInterval)
+            pmult = np.array(ls.Pmult, dtype=np.float64)
+            q_text = prop("qmult")
+            qmult = np.array(ls.Qmult, dtype=np.float64) if q_text not in ("", "()", "[]") else None
+            shapes[name] = ShapeData(
+                name=name, interval=interval, pmult=pmult,
+                qmult=qmult if qmult is not None and qmult.shape == pmult.shape else None,
+                hours=None if interval > 0 else np.array(ls.TimeArray, dtype=np.float64),
+                use_actual=bool(ls.UseActual), edge=prop("interpolation").lower() == "edge",
+                memory_mapped=prop("memorymapping").lower() in ("yes", "true"),
+            )
+        self._check_error("reading load shapes")
+        return FeederShapes(loads=tuple(loads), shapes=shapes)
 
     # ------------------------------------------------------------------ helpers
     def _check_error(self, what: str) -> None:
