@@ -312,10 +312,11 @@ def extract_model(engine: "DssEngine", *, check: bool = True) -> NetworkModel:
 
     Raises:
         UnsupportedElementError: an element or setting the solver does not model (named in
-            the message): PC elements other than loads, the battery generators and voltage
-            sources (PVSystem, Storage, Isource, other generators, ...), load models other than
-            1..8, generator models other than 1, controls other than RegControl/CapControl,
-            load shapes on sources or batteries, open load/generator conductors.
+            the message): PC elements other than loads, generators, PV systems, storage and
+            voltage sources (Isource, ...), load models other than 1..8, generator models
+            other than 1, PV system / storage settings :mod:`~vvc_batch.power_flow.batched.der` does
+            not model, controls other than RegControl/CapControl, load shapes on sources or
+            batteries, open load/generator/PV/storage conductors.
     """
     c = engine.circuit
     lay = engine.circuit_names
