@@ -277,7 +277,7 @@ def test_unsupported_element_named_at_make_time(tmp_path):
 
     shutil.copy(SPEC.parent / "tiny.dss", tmp_path / "tiny.dss")
     with open(tmp_path / "tiny.dss", "a") as fh:
-        fh.write("\nNew PVSystem.pv5 phases=1 bus1=b5.1 kV=2.4 kVA=50 Pmpp=40 irradiance=1\n")
+        fh.write("\nNew PVSystem.pv5 phases=1 bus1=b5.1 kV=2.4 kVA=50 Pmpp=40 irradiance=1 model=2\n")
     spec = json.loads(SPEC.read_text())
     (tmp_path / "tiny.json").write_text(json.dumps(spec))
     with pytest.raises(UnsupportedElementError, match=r"(?i)pvsystem\.pv5"):

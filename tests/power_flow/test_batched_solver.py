@@ -105,8 +105,7 @@ def test_every_load_model_matches_opendss(data_dir):
     ])
     eng.circuit_names = dataclasses.replace(eng.circuit_names, load_names=tuple(
         n.lower() for n in eng._ctx.ActiveCircuit.Loads.AllNames))
-    with pytest.raises(UnsupportedElementError, match="(?i)generator.g2"):
-        extract_model(eng)
+    assert [n.lower() for n in extract_model(eng).ders.names] == ["generator.g2"]  # a DER, read
     eng._ctx.Text.Command = "Generator.g2.enabled=no"
     m = extract_model(eng)
     assert set(m.loads.model) == set(range(1, 9))
@@ -204,10 +203,10 @@ def test_voltage_collapse_is_flagged(data_dir):
 
 
 @pytest.mark.parametrize("element", [
-    "New PVSystem.pv1 bus1=b3 phases=3 kV=4.16 kVA=100 Pmpp=100",
-    "New Storage.st1 bus1=b4 phases=3 kV=4.16 kWrated=100 kWhrated=400",
+    "New PVSystem.pv1 bus1=b3 phases=3 kV=4.16 kVA=100 Pmpp=100 model=2",
+    "New Storage.st1 bus1=b4 phases=3 kV=4.16 kWrated=100 kWhrated=400 dispmode=follow",
     "New Isource.i1 bus1=b2 amps=5",
-    "New Generator.g9 bus1=b3 phases=3 kV=4.16 kW=50 model=1",
+    "New Generator.g9 bus1=b3 phases=3 kV=4.16 kW=50 model=2",
     "New InvControl.ic1 mode=VOLTVAR",
 ])
 def test_unsupported_elements_are_named(element, data_dir):

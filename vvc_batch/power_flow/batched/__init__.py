@@ -7,7 +7,7 @@ regulator taps and battery powers. See ``docs/batched-solver.md``.
 
 Modules: :mod:`.model` (reading the circuit), :mod:`.solver` (the public solver),
 :mod:`.iteration` (the batched fixed-point loop), :mod:`.elements` (OpenDSS's load and
-generator models), :mod:`.linalg` (substitution and device corrections), :mod:`.results`
+generator models), :mod:`.der` (other generators, PV systems and storage: their power per hour), :mod:`.linalg` (substitution and device corrections), :mod:`.results`
 (losses, source and battery power), :mod:`.tables` (the named array structures the
 compiled kernels take), :mod:`.reference` (OpenDSS reference solutions), :mod:`.probe`
 (benchmark).

@@ -83,9 +83,15 @@ class BatchedBackend:
         self._load_columns = None if order is None else np.asarray(order, dtype=np.int64)
         self._cap0 = eng.read_capacitor_states().astype(np.float64)
         self.load_mult = np.ones((0, len(names)))
+        self._der_pn: np.ndarray | None = None
+        self._der_qn: np.ndarray | None = None
 
     def attach_profiles(self, load_mult: np.ndarray) -> None:
         self.load_mult = load_mult
+        # row r is solved at hour r + 1 (Daily mode, as the OpenDSS backend): the power of
+        # the circuit's other generators, PV systems and storage at every row, once
+        if self.model.ders.count:
+            self._der_pn, self._der_qn = self.solver.der_powers(np.arange(1, load_mult.shape[0] + 1))
 
     def initial_capacitor_states(self) -> np.ndarray:
         return self._cap0.copy()
@@ -98,7 +104,10 @@ class BatchedBackend:
         if self._load_columns is not None:
             mult = mult[:, self._load_columns]
         # the core has checked the ids, the actions and the battery powers: no second check
-        return self.solver.solve_unchecked(ids, mult, caps, taps, kw, kvar, cold=cold)
+        if self._der_pn is None:
+            return self.solver.solve_unchecked(ids, mult, caps, taps, kw, kvar, cold=cold)
+        return self.solver.solve_unchecked(ids, mult, caps, taps, kw, kvar, cold=cold, der_pn=self._der_pn[rows],
+                                           der_qn=self._der_qn[rows])
 
     def device_states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("the batched backend has no OpenDSS controllers (dss mode needs backend='opendss')")

@@ -331,7 +331,9 @@ def _start(net, lvl, inp, state, wk, pn_out, qn_out):
     mult_w, pn_w, qn_w = wk.mult_w, wk.pn_w, wk.qn_w
     ld_fixed = net.loads.fixed
     gn_factor, gn_nph = net.gens.factor, net.gens.nphases
+    der_pn, der_qn = inp.der_pn, inp.der_qn
     L = ld_fixed.size
+    nb = bat_kw.shape[1]  # the batteries, then the other generators, PV systems and storage
     G = gn_factor.size
     for k in range(ids.size):
         e = ids[k]
@@ -349,10 +351,15 @@ def _start(net, lvl, inp, state, wk, pn_out, qn_out):
                 ck[i, 1, k] = c_slots[e, i].imag
         for j in range(L):
             mult_w[j, k] = 1.0 if ld_fixed[j] else load_mult[k, j]
-        for j in range(G):
+        for j in range(nb):
             # OpenDSS's order: 1000 * kWBase * Factor * ShapeFactor / Fnphases
             pn_w[j, k] = ((1000.0 * bat_kw[k, j]) * gn_factor[j]) * 1.0 / gn_nph[j]
             qn_w[j, k] = ((1000.0 * bat_kvar[k, j]) * gn_factor[j]) * 1.0 / gn_nph[j]
+            pn_out[j, k] = pn_w[j, k]
+            qn_out[j, k] = qn_w[j, k]
+        for j in range(nb, G):
+            pn_w[j, k] = der_pn[k, j - nb]
+            qn_w[j, k] = der_qn[k, j - nb]
             pn_out[j, k] = pn_w[j, k]
             qn_out[j, k] = qn_w[j, k]
 

@@ -31,6 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from vvc_batch.errors import EngineError, UnsupportedElementError
+from vvc_batch.power_flow.batched.der import DerSet, empty_ders, read_ders
 
 if TYPE_CHECKING:  # pragma: no cover
     from vvc_batch.power_flow.opendss.engine import DssEngine
@@ -194,6 +195,8 @@ class NetworkModel:
         y_source: (n, n) CSR admittance of the voltage sources (S).
         i_source: (n,) Norton current of the voltage sources (A).
         sources, loads, batteries, regulators, capacitors: element data (see their classes).
+        ders: the generators other than the batteries, PV systems and storage
+            (:class:`~vvc_batch.power_flow.batched.der.DerSet`), whose power follows the hour.
         tap_min, tap_step, num_taps: regulator tap ratio = tap_min + n * tap_step, n = 0..num_taps.
     """
 
@@ -216,6 +219,7 @@ class NetworkModel:
     tap_step: float
     num_taps: int
     info: dict[str, Any] = field(default_factory=dict, compare=False)
+    ders: DerSet = field(default_factory=empty_ders)
 
     @property
     def num_nodes(self) -> int:
@@ -308,10 +312,11 @@ def extract_model(engine: "DssEngine", *, check: bool = True) -> NetworkModel:
 
     Raises:
         UnsupportedElementError: an element or setting the solver does not model (named in
-            the message): PC elements other than loads, the battery generators and voltage
-            sources (PVSystem, Storage, Isource, other generators, ...), load models other than
-            1..8, generator models other than 1, controls other than RegControl/CapControl,
-            load shapes on sources or batteries, open load/generator conductors.
+            the message): PC elements other than loads, generators, PV systems, storage and
+            voltage sources (Isource, ...), load models other than 1..8, generator models
+            other than 1, PV system / storage settings :mod:`~vvc_batch.power_flow.batched.der` does
+            not model, controls other than RegControl/CapControl, load shapes on sources or
+            batteries, open load/generator/PV/storage conductors.
     """
     c = engine.circuit
     lay = engine.circuit_names
@@ -326,12 +331,13 @@ def extract_model(engine: "DssEngine", *, check: bool = True) -> NetworkModel:
     src = _read_sources(c, elements.sources)
     loads = _read_loads(c)
     batteries = _read_batteries(c, tuple(lay.battery_names), bat_elems)
+    ders = read_ders(c, elements.ders, _noderefs, _phase_branches)
     reg = engine.regulator
     held = _held_settings(engine, reg_elems, cap_elems)
     try:
         dev = _read_devices(engine, elements, reg_elems, cap_elems, held)
         if check:  # at the reference state
-            _check_assembly(engine, nodes.n, dev.pd_blocks, dev.src_blocks, loads, batteries, bat_elems)
+            _check_assembly(engine, nodes.n, dev.pd_blocks, dev.src_blocks, loads, bat_elems, ders.names)
             _check_source(engine, nodes.n, src)
     finally:
         engine.write_devices(*held)
@@ -362,6 +368,7 @@ def extract_model(engine: "DssEngine", *, check: bool = True) -> NetworkModel:
         tap_step=float(reg.tap_step),
         num_taps=int(reg.num_taps),
         info={"pd_elements": len(elements.pd), "load_mult": float(sol.LoadMult), "gen_mult": float(sol.GenMult)},
+        ders=ders,
     )
 
 
@@ -383,6 +390,7 @@ class _Elements:
     sources: list[str]
     pd_order: list[str]
     shunt: dict[str, bool]
+    ders: list[str]
 
 
 def _classify_elements(c, bat_elems: tuple[str, ...]) -> _Elements:
@@ -392,6 +400,7 @@ def _classify_elements(c, bat_elems: tuple[str, ...]) -> _Elements:
     shunt: dict[str, bool] = {}
     pd_order: list[str] = []  # OpenDSS's PDElements order (that of Circuit.Losses)
     source_names: list[str] = []
+    der_names: list[str] = []
     bat_full = {f"generator.{b}" for b in bat_elems}
     if c.PDElements.Count:
         c.PDElements.First
@@ -416,21 +425,19 @@ def _classify_elements(c, bat_elems: tuple[str, ...]) -> _Elements:
             source_names.append(name)
         elif cls == "load":
             pass  # read in Loads order
-        elif cls == "generator":
-            if name not in bat_full:
-                raise UnsupportedElementError(
-                    f"{full}: generators other than the environment's batteries "
-                    f"({', '.join(bat_elems) or 'none'}) are not modelled", full
-                )
+        elif cls == "generator" and name in bat_full:
+            pass  # read in the batteries' order
+        elif cls in ("generator", "pvsystem", "storage"):
+            der_names.append(full)
         else:
             raise UnsupportedElementError(
                 f"{full}: element class {cls!r} is not modelled by the batched solver "
-                "(it handles lines, transformers, capacitors, reactors, loads, battery "
-                "generators and voltage sources; RegControl/CapControl are ignored)", full
+                "(it handles lines, transformers, capacitors, reactors, loads, generators, PV systems, "
+                "storage and voltage sources; RegControl/CapControl are ignored): use backend='opendss'", full
             )
     if not source_names:
         raise UnsupportedElementError("the circuit has no voltage source", "")
-    return _Elements(pd=pd_names, sources=source_names, pd_order=pd_order, shunt=shunt)
+    return _Elements(pd=pd_names, sources=source_names, pd_order=pd_order, shunt=shunt, ders=der_names)
 
 
 @dataclass(frozen=True)
@@ -757,8 +764,8 @@ def _read_batteries(c, bat_names: tuple[str, ...], bat_elems: tuple[str, ...]) -
     )
 
 
-def _check_assembly(engine: "DssEngine", n: int, pd_blocks, src_blocks, loads: LoadSet, batteries: BatterySet,
-                    bat_elems) -> None:
+def _check_assembly(engine: "DssEngine", n: int, pd_blocks, src_blocks, loads: LoadSet, bat_elems,
+                    der_names) -> None:
     """OpenDSS's system Y must equal network + sources + each load's and generator's YPrim."""
     c = engine.circuit
     pc_blocks = []
@@ -770,6 +777,9 @@ def _check_assembly(engine: "DssEngine", n: int, pd_blocks, src_blocks, loads: L
     for b in bat_elems:
         _activate(c, f"Generator.{b}")
         el = c.ActiveCktElement
+        pc_blocks.append((_noderefs(el), _yprim(el)))
+    for full in der_names:
+        el = _activate(c, full)
         pc_blocks.append((_noderefs(el), _yprim(el)))
     y_dss = engine.system_y()
     mine = _assemble(n, pd_blocks + src_blocks + pc_blocks)
@@ -786,12 +796,30 @@ def _check_source(engine: "DssEngine", n: int, src: _SourceData) -> None:
     """The Norton currents computed from the source data must be OpenDSS's own."""
     dss = engine.source_currents()[:n]
     mine = _norton_current(n, src)
-    err = np.abs(mine - dss).max()
-    if not err <= 1e-12 * max(np.abs(dss).max(), 1.0):
+    err = np.abs(mine - dss)
+    # each node's current is a sum of products YPrim[a, b] E[b] that cancel (a stiff source's
+    # YPrim is large and its Norton current the small difference of large terms): rounding
+    # is relative to the size of those terms, not of their sum
+    scale = _norton_term_scale(n, src)
+    bad = ~(err <= 1e-12 * np.maximum(scale, np.abs(dss)))
+    if bad.any():
+        k = int(np.argmax(np.where(bad, err, -1.0)))
         raise UnsupportedElementError(
-            f"the voltage sources' Norton currents differ from OpenDSS's ({err:.3g} A): a source "
-            "setting is not modelled", ""
+            f"the voltage sources' Norton currents differ from OpenDSS's ({err[k]:.3g} A at a node whose "
+            f"terms are {scale[k]:.3g} A): a source setting is not modelled", ""
         )
+
+
+def _norton_term_scale(n: int, src: _SourceData) -> np.ndarray:
+    """(n,) per node, the sum of the magnitudes of the terms ``YPrim[a, b] E[b]`` of its
+    Norton current (A): the scale of its rounding error."""
+    out = np.zeros(n)
+    for refs, y, e in zip(src.nodes, src.yprim, src.e):
+        mag = np.abs(y) @ np.abs(e)
+        for k, a in enumerate(refs):
+            if a >= 0:
+                out[a] += mag[k]
+    return out
 
 __all__ = [
     "LOAD_MODELS",

@@ -163,6 +163,8 @@ def _battery_power(vfin, w, gens, gen_pn, gen_qn, bat_kw):
             bat_kw[k, g] = 0.0
         for p in range(gb_owner.size):
             g = gb_owner[p]
+            if g >= bat_kw.shape[1]:  # not a battery
+                continue
             a = gb_acol[p]
             b = gb_bcol[p]
             vr = vfin[a, 0, k] - vfin[b, 0, k]

@@ -32,6 +32,7 @@ from numba import njit
 
 from vvc_batch.power_flow.batched import iteration as it
 from vvc_batch.power_flow.batched.linalg import substitute
+from vvc_batch.power_flow.batched.der import DerSet
 from vvc_batch.power_flow.batched.model import BatterySet, DeviceSet, LoadSet, NetworkModel, SourceSet
 from vvc_batch.power_flow.batched.tables import (
     BatchInputs,
@@ -124,12 +125,19 @@ def _load_tables(ld: LoadSet, order: np.ndarray, pos: _Positions) -> LoadTables:
     )
 
 
-def _gen_tables(bt: BatterySet, pos: _Positions) -> GenTables:
-    """The battery generators' tables."""
+def _gen_tables(bt: BatterySet, der: DerSet, pos: _Positions) -> GenTables:
+    """The battery generators' tables, then the other generators', PV systems' and
+    storage's (numbered after the batteries; their factor is in their given power)."""
+    nb = len(bt.names)
+    cat = np.concatenate
     return GenTables(
-        branches=pos.branches(bt.branch_owner, bt.branch_a, bt.branch_b), vbase=_f64(bt.vbase),
-        vmin=_f64(bt.vminpu), vmax=_f64(bt.vmaxpu), delta=np.ascontiguousarray(bt.delta, dtype=np.bool_),
-        nphases=np.ascontiguousarray(bt.nphases, dtype=np.int64), factor=_f64(bt.factor),
+        branches=pos.branches(cat([bt.branch_owner, der.branch_owner + nb]), cat([bt.branch_a, der.branch_a]),
+                              cat([bt.branch_b, der.branch_b])),
+        vbase=_f64(cat([bt.vbase, der.vbase])), vmin=_f64(cat([bt.vminpu, der.vminpu])),
+        vmax=_f64(cat([bt.vmaxpu, der.vmaxpu])),
+        delta=np.ascontiguousarray(cat([bt.delta, der.delta]), dtype=np.bool_),
+        nphases=np.ascontiguousarray(cat([bt.nphases, der.nphases]), dtype=np.int64),
+        factor=_f64(cat([bt.factor, np.ones(der.count)])),
     )
 
 
@@ -178,7 +186,7 @@ def _network(m: NetworkModel, pos: _Positions, load_order: np.ndarray) -> Networ
     wbase_col = np.zeros(n)
     wbase_col[pos.cpos] = np.where(m.node_base > 0, 1.0 / np.where(m.node_base > 0, m.node_base, 1.0), 0.0)
     return Network(isrc_row=isrc_row, wbase_col=wbase_col, loads=_load_tables(m.loads, load_order, pos),
-                   gens=_gen_tables(m.batteries, pos), devices=_device_tables(m.regulators, m.capacitors, pos),
+                   gens=_gen_tables(m.batteries, m.ders, pos), devices=_device_tables(m.regulators, m.capacitors, pos),
                    losses=_loss_tables(m, pos, n), sources=_source_tables(m.sources, pos),
                    obs_col=pos.col(m.obs_index), obs_base=_f64(m.obs_base))
 
@@ -300,7 +308,8 @@ class BatchedSolver:
         G = self._num_gens
         return BatchInputs(ids=np.zeros(0, dtype=np.int64), cold=np.zeros(0, dtype=np.bool_),
                            reg_states=i64(m.regulators.count), cap_states=i64(m.capacitors.count),
-                           load_mult=f64(len(m.loads.names)), bat_kw=f64(G), bat_kvar=f64(G))
+                           load_mult=f64(len(m.loads.names)), bat_kw=f64(G), bat_kvar=f64(G),
+                           der_pn=f64(m.ders.count), der_qn=f64(m.ders.count))
 
     # ------------------------------------------------------------------ levels
     def _level_matrix(self, beta: float) -> sp.csc_matrix:
@@ -379,7 +388,7 @@ class BatchedSolver:
         Anderson history when on, and the returned arrays."""
         m = self.model
         n, r, a = m.num_nodes + 1, self.num_device_nodes, self.anderson
-        E, L, G, N = self._net.devices.kind.size, len(m.loads.names), len(m.batteries.names), m.obs_index.size
+        E, L, G, N = self._net.devices.kind.size, len(m.loads.names), self._net.gens.vbase.size, m.obs_index.size
         doubles = 3 * 2 * n + 3 * 2 * r + 2 * E + 2 * r * r + L + 4 * G
         if a:
             doubles += 2 * a * (2 * n + r) + 2 * (3 * n + r)
@@ -416,6 +425,7 @@ class BatchedSolver:
         bat_kvar: np.ndarray,
         cold: np.ndarray | bool = False,
         complex_voltages: bool = False,
+        hours: Sequence[float] | np.ndarray | None = None,
     ) -> FlowResult:
         """Solve the power flow of the environments in slots ``env_ids``.
 
@@ -432,6 +442,9 @@ class BatchedSolver:
             complex_voltages: also return the complex node voltages (``v_complex``, V, in
                 observation order; :meth:`y_order` puts them in Y order); without them
                 (``v_complex`` is None) 8500Node saves some 30 us per environment.
+            hours: (B,) the hour each environment solves (OpenDSS's Daily-mode hour, h):
+                the power of the circuit's other generators, PV systems and storage
+                (:meth:`der_powers`); needed when the circuit has any.
 
         Returns:
             a :class:`~vvc_batch.power_flow.FlowResult`, rows in ``env_ids`` order, with the
@@ -452,9 +465,24 @@ class BatchedSolver:
         if len(set(ids.tolist())) != B:
             raise ValueError("env_ids must be distinct")
         L, C, R, G = len(m.loads.names), m.capacitors.count, m.regulators.count, len(m.batteries.names)
+        if m.ders.count and hours is None:
+            raise ValueError(f"the circuit has {m.ders.count} generators, PV systems or storage whose power "
+                             "follows the hour: give the hours solved (hours=...)")
+        if hours is None:
+            der_pn = der_qn = np.zeros((B, 0))
+        else:
+            h = _arr(hours, (B,), "hours")
+            der_pn, der_qn = self.der_powers(h)
         return self._run(ids, _arr(load_mult, (B, L), "load_mult"), _states(caps, (B, C), 1, "caps"),
                          _states(taps, (B, R), m.num_taps, "taps"), _arr(bat_kw, (B, G), "bat_kw"),
-                         _arr(bat_kvar, (B, G), "bat_kvar"), cold, complex_voltages)
+                         _arr(bat_kvar, (B, G), "bat_kvar"), cold, complex_voltages, der_pn, der_qn)
+
+    def der_powers(self, hours: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """W and var per phase, (H, D) each, of the circuit's other generators, PV systems
+        and storage (``model.ders``) at ``hours`` (Daily mode, h), as :meth:`solve_unchecked`
+        takes them."""
+        pn, qn = self.model.ders.powers(np.asarray(hours, dtype=np.float64))
+        return np.ascontiguousarray(pn), np.ascontiguousarray(qn)
 
     def solve_unchecked(
         self,
@@ -466,6 +494,8 @@ class BatchedSolver:
         bat_kvar: np.ndarray,
         cold: np.ndarray | bool = False,
         complex_voltages: bool = False,
+        der_pn: np.ndarray | None = None,
+        der_qn: np.ndarray | None = None,
     ) -> FlowResult:
         """:meth:`solve` for inputs that the caller has already checked (the environments'
         backend: the core validates every action and holds the device states).
@@ -474,15 +504,20 @@ class BatchedSolver:
         numbers and capacitor states, float64 multipliers and powers): ``env_ids`` (B,)
         distinct slots in ``0..capacity-1``, ``load_mult`` (B, L) finite, ``caps`` (B, C)
         whole numbers 0/1, ``taps`` (B, R) whole numbers ``0..num_taps``, ``bat_kw`` /
-        ``bat_kvar`` (B, G) finite. Inputs that break these conditions give wrong results
+        ``bat_kvar`` (B, G) finite, ``der_pn`` / ``der_qn`` (B, D) finite W / var per phase
+        (:meth:`der_powers`; None when the circuit has none). Inputs that break these conditions give wrong results
         or a crash, not an error. Results are those of :meth:`solve` bit for bit."""
         ids = np.ascontiguousarray(env_ids, dtype=np.int64)
         caps_i = np.ascontiguousarray(caps, dtype=np.int64)
         taps_i = np.ascontiguousarray(taps, dtype=np.int64)
-        return self._run(ids, _f64(load_mult), caps_i, taps_i, _f64(bat_kw), _f64(bat_kvar), cold, complex_voltages)
+        if der_pn is None:
+            der_pn = der_qn = np.zeros((ids.size, 0))
+        return self._run(ids, _f64(load_mult), caps_i, taps_i, _f64(bat_kw), _f64(bat_kvar), cold, complex_voltages,
+                         _f64(der_pn), _f64(der_qn))
 
     def _run(self, ids: np.ndarray, load_mult: np.ndarray, caps: np.ndarray, taps: np.ndarray, bat_kw: np.ndarray,
-             bat_kvar: np.ndarray, cold: np.ndarray | bool, complex_voltages: bool) -> FlowResult:
+             bat_kvar: np.ndarray, cold: np.ndarray | bool, complex_voltages: bool, der_pn: np.ndarray,
+             der_qn: np.ndarray) -> FlowResult:
         """Solve checked, converted inputs: the whole batch in one compiled call when it is
         on one load level and at most :attr:`chunk` long, else level by level and chunk by
         chunk."""
@@ -492,7 +527,7 @@ class BatchedSolver:
         out = empty_outputs(B, self._num_obs, self._num_gens, complex_voltages)
         if B:
             inp = BatchInputs(ids=ids, cold=cold_b, reg_states=taps, cap_states=caps, load_mult=load_mult,
-                              bat_kw=bat_kw, bat_kvar=bat_kvar)
+                              bat_kw=bat_kw, bat_kvar=bat_kvar, der_pn=der_pn, der_qn=der_qn)
             levels, uniform = _level_indices(load_mult, self._mult_weight, self._fixed, self._level_edges, _LIGHT)
             if uniform and B <= self.chunk:
                 self._kernel(self._net, self._level(int(levels[0])).tables, self._settings, inp, self._state, out)

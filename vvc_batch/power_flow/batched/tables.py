@@ -111,7 +111,9 @@ class LoadTables(NamedTuple):
 
 
 class GenTables(NamedTuple):
-    """The battery generators (OpenDSS generator model 1).
+    """The battery generators (OpenDSS generator model 1), then the other generators, PV
+    systems and storage (:mod:`vvc_batch.power_flow.batched.der`: the same injection, their power
+    given per call as :attr:`BatchInputs.der_pn` / ``der_qn``).
 
     Attributes:
         branches: the phase branches.
@@ -265,6 +267,8 @@ class BatchInputs(NamedTuple):
         cap_states: (B, C) int64, capacitor states 0 / 1.
         load_mult: (B, L) float64, load multipliers (fixed loads ignore them).
         bat_kw, bat_kvar: (B, G) float64, battery generator kW and kvar (generating > 0).
+        der_pn, der_qn: (B, D) float64, W and var per phase of each other generator, PV
+            system and storage at the environment's hour (delivering > 0).
     """
 
     ids: np.ndarray
@@ -274,6 +278,8 @@ class BatchInputs(NamedTuple):
     load_mult: np.ndarray
     bat_kw: np.ndarray
     bat_kvar: np.ndarray
+    der_pn: np.ndarray
+    der_qn: np.ndarray
 
 
 class BatchOutputs(NamedTuple):
