@@ -59,6 +59,8 @@ def _load_lines() -> list[str]:
     # the nominal power from other specifications, and zero watts or vars
     out += [
         "New Load.kva bus1=b2.2 phases=1 kV=7.2 kVA=25 pf=0.9 model=1",
+        "New Load.alloc bus1=b3.3 phases=1 kV=7.2 kW=10 pf=0.97 xfkVA=30 model=4 CVRwatts=0.8 CVRvars=3",
+        "Load.alloc.AllocationFactor=0.8",
         "New Load.pfneg bus1=b3 phases=3 kV=12.47 kW=40 pf=-0.95 model=3",
         "New Load.negvar bus1=b1.3 phases=1 kV=7.2 kW=20 kvar=-6 model=5",
         "New Load.zipvdrop bus1=b2.1 phases=1 kV=7.2 kW=15 kvar=5 model=8 ZIPV=[0.2 0.3 0.5 0.3 0.3 0.4 0.97]",
