@@ -21,7 +21,7 @@ _SQRT3 = math.sqrt(3.0)
 
 
 # ---------------------------------------------------------------------- element models
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def load_current(model, vr, vi, vmag, wn, vn, vbase, vlow, vmin, vmax, cvrw, cvrv, zipv, varbase):
     """Current (A, re and im) drawn by one phase branch of an OpenDSS load (Load.pas).
 
@@ -135,7 +135,7 @@ def _band_admittances(yr, yi, vmin, vmax):
     return y95r, y95i, y105r, y105i, y105ir, y105ii
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _zipv_current(vr, vi, vmag, wn, vn, vbase, vlow, vmin, vmax, zipv):
     """Current (A, re and im) of one phase branch of a model-8 (ZIPV) load above Vlowpu
     (arguments as :func:`load_current`)."""
@@ -247,7 +247,7 @@ def generator_current(vr, vi, vmag, pn, qn, vbase, vmin, vmax, delta, nphases):
     return cr, -ci
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def add_injections(x, vk, w, isrc_row, loads, ybase, mult, gens, gen_pn, gen_qn, cr, ci):
     """Right-hand side ``x`` (n + 1, 2, W) = source current ``isrc_row`` + every load
     branch's ``Ybase Vt - I(Vt)`` + every generator branch's current, at the voltages
@@ -296,10 +296,18 @@ def add_injections(x, vk, w, isrc_row, loads, ybase, mult, gens, gen_pn, gen_qn,
             v105_2 = (vmax * vbase) * (vmax * vbase)
             if model == 1:
                 s105 = ivb2 / (vmax * vmax) if vmax != 0.0 else ivb2
-                kappa = (1.0 / vmin - vlow) / (vmin - vlow) if vmin != 0.0 else 1.0
             else:
                 s105 = ivb2 / vmax if vmax != 0.0 else ivb2
-                kappa = (1.0 - vlow) / (vmin - vlow)
+            # kappa serves only Vlowpu < |V|/Vbase <= Vminpu, a region that is empty unless
+            # Vminpu > Vlowpu (OpenDSS's slope M95, divided by Vminpu - Vlowpu, then is unused)
+            kappa = 0.0
+            if vmin > vlow:
+                if model == 5:
+                    kappa = (1.0 - vlow) / (vmin - vlow)
+                elif vmin != 0.0:
+                    kappa = (1.0 / vmin - vlow) / (vmin - vlow)
+                else:
+                    kappa = 1.0
             cpq = 1.0 if model == 1 else 0.0  # constant PQ (1) or constant I (5) in the band
             zonly = model == 2
             for k in range(w):

@@ -680,6 +680,11 @@ def _read_loads(c) -> LoadSet:
             nph = int(el.NumPhases)
             status = int(c.Loads.Status)
             kv = float(c.Loads.kV)
+            if enabled and not kv > 0.0:
+                raise UnsupportedElementError(
+                    f"{full}: kV={kv:g}; a load needs a positive base voltage (OpenDSS divides by it, "
+                    "and its own solution is then not a number)", full
+                )
             if delta:
                 vbase = kv * 1000.0
             else:
