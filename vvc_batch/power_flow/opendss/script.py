@@ -38,7 +38,9 @@ What it leaves out, and why
     energy meters included (:func:`compile_script` disables those afterwards: they do not
     change the power flow but cost time at every solve and may write files).
     ``buscoords``/``latlongcoords``/``giscoords`` get an absolute path; a missing coordinates
-    file is left out (it only costs pictures).
+    file is left out (it only costs pictures). Properties that make OpenDSS write files
+    (``debugtrace=``, which opens a trace file per RegControl/Generator/Storage/PVSystem in the
+    data folder; ``action=save...`` of load shapes and monitors) are cut from their lines.
 
     The PowerGym reference writes a ``loadshape.dss`` next to its circuits at run time; a
     redirect to such a generated file becomes placeholder shapes (one point, value 1) for every
@@ -124,6 +126,12 @@ _SEPARATORS = " \t,"
 _SHAPE_REF_RE = re.compile(r"\b(?:daily|yearly|duty)\s*=\s*([^\s!]+)", re.IGNORECASE)
 _SHAPE_DEF_RE = re.compile(r"\bnew\s+(?:object\s*=\s*)?loadshape\.([^\s!]+)", re.IGNORECASE)
 _LOAD_DEF_RE = re.compile(r"\s*new\s+(?:object\s*=\s*)?load\.", re.IGNORECASE)
+# properties that make OpenDSS write files (trace files, saved shapes/monitors): left out
+_WRITER_RE = re.compile(
+    r"""(?<![\w.%])(?:debugtrace\s*=\s*(?:"[^"]*"|'[^']*'|[^\s,!]+)"""
+    r"""|action\s*=\s*["']?save\w*["']?)""",
+    re.IGNORECASE,
+)
 _LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
 _BLOCK_LINE_RE = re.compile(r'\[file: "[^"]*", line: (\d+)\]\s*$')
 _MAX_DEPTH = 32
@@ -294,7 +302,7 @@ class _Reader:
                     extra = " ".join(f"{n}={v}" if n else v for n, v in params[1:])
                     self.emit(folder, f"{name} {_quote(coords)} {extra}".rstrip(), (path, num))
             elif name not in _DROPPED_COMMANDS and not _is_comment(line):
-                self.emit(folder, line, (path, num))
+                self.emit(folder, _WRITER_RE.sub("", line), (path, num))
         return folder
 
     def _target(self, folder: Path, rest: str, where: str) -> Path | None:
@@ -464,13 +472,18 @@ def _refusal(script: MasterScript, chunk: Chunk, exc: Exception) -> str:
     message = str(args[1] if len(args) > 1 else exc)
     match = _BLOCK_LINE_RE.search(message)
     message = " ".join(_BLOCK_LINE_RE.sub("", message).split())
-    if match and 1 <= int(match.group(1)) <= len(chunk.lines):
-        i = int(match.group(1)) - 1
-        path, num = chunk.sources[i]
-        return (f"OpenDSS refused {str(path)!r}, line {num} ({chunk.lines[i].strip()[:120]!r}) "
+    index = int(match.group(1)) - 1 if match else -1
+    if not 0 <= index < len(chunk.lines):
+        # some refusals come without OpenDSS's line number but quote the command: find it
+        quoted = [i for i, line in enumerate(chunk.lines) if " ".join(line.split()) in message]
+        index = quoted[-1] if quoted else -1
+    if 0 <= index < len(chunk.lines):
+        path, num = chunk.sources[index]
+        return (f"OpenDSS refused {str(path)!r}, line {num} ({chunk.lines[index].strip()[:120]!r}) "
                 f"while compiling {str(script.master)!r}: {message}")
-    first = chunk.sources[0][0] if chunk.sources else script.master
-    return f"OpenDSS failed in {str(first)!r} while compiling {str(script.master)!r}: {message}"
+    files = sorted({str(p) for p, _ in chunk.sources})
+    return (f"OpenDSS refused a line of {', '.join(map(repr, files))} while compiling "
+            f"{str(script.master)!r}: {message}")
 
 
 __all__ = ["Chunk", "MasterScript", "compile_script", "read_master"]
