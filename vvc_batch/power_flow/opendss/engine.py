@@ -110,7 +110,9 @@ class DssEngine:
 
     Raises:
         SpecError: a spec entry that does not fit the circuit.
-        EngineError: OpenDSS failed to compile or read the circuit.
+        EngineError: OpenDSS failed to compile or read the circuit (the message names the
+            file and line it refused; see :mod:`vvc_batch.power_flow.opendss.script`).
+        DataNotFoundError: the master or a file it redirects to is missing.
     """
 
     def __init__(
