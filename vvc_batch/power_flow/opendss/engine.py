@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from vvc_batch.power_flow.opendss.script import build_script
+from vvc_batch.power_flow.opendss.script import compile_script, read_master
 from vvc_batch.errors import EngineError, SpecError
 from vvc_batch.systems.feeder_shapes import FeederShapes, LoadShapeUse, ShapeData
 from vvc_batch.systems.specs import RegulatorSpec
@@ -36,6 +36,8 @@ CONTROL_OFF = -1
 CONTROL_STATIC = 0
 # YMatrix.SolverOptions: reuse the symbolic factorization between Y rebuilds
 SOLVER_REUSE_SYMBOLIC = 2
+# OpenDSS's default convergence tolerance (pu voltage change between iterations)
+DEFAULT_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,9 @@ class DssEngine:
 
     Raises:
         SpecError: a spec entry that does not fit the circuit.
-        EngineError: OpenDSS failed to compile or read the circuit.
+        EngineError: OpenDSS failed to compile or read the circuit (the message names the
+            file and line it refused; see :mod:`vvc_batch.power_flow.opendss.script`).
+        DataNotFoundError: the master or a file it redirects to is missing.
     """
 
     def __init__(
@@ -134,21 +138,23 @@ class DssEngine:
         self.load_mult = np.ones((0, 0))
         self.controls = bool(controls)
         self._closed = False
-        script = build_script(self.master)
+        script = read_master(self.master)
         self._ctx = ctx = _new_context()
         self._finalizer = weakref.finalize(self, _dispose_context, ctx)
-        try:
-            ctx.Text.Commands(script)
-        except Exception as exc:  # DSSException carries OpenDSS's message
-            raise EngineError(f"OpenDSS failed to compile {str(self.master)!r}: {exc}") from exc
+        compile_script(ctx, script)
         if ctx.ActiveCircuit is None or ctx.ActiveCircuit.NumBuses == 0:
             raise EngineError(f"compiling {str(self.master)!r} produced no circuit")
         if max_iterations is None:
             max_iterations = 1000 if solver_tolerance is not None else 50
-        commands = [f"Set Maxiterations={int(max_iterations)}", "Set Maxcontroliter=100"]
-        if solver_tolerance is not None:
-            commands.append(f"Set Tolerance={float(solver_tolerance)!r}")
-        ctx.Text.Commands(commands)
+        # the engine's solution settings, whatever the master's set lines said (the loader
+        # leaves those out; these are set explicitly so that OpenDSS's defaults never leak in)
+        tolerance = DEFAULT_TOLERANCE if solver_tolerance is None else float(solver_tolerance)
+        ctx.Text.Commands([
+            "Set mode=Daily number=1 hour=0 stepsize=3600 sec=0",
+            f"Set Maxiterations={int(max_iterations)}",
+            "Set Maxcontroliter=100",
+            f"Set Tolerance={tolerance!r}",
+        ])
         ctx.YMatrix.SolverOptions = int(solver_options)
 
         api = ctx._api_util
