@@ -604,8 +604,9 @@ def _read_generator(c, full: str, v: dict[str, str], gen_mult: float) -> dict[st
     if v.get("forceon", "").lower().startswith(("y", "t")):
         pass  # on in the default mode anyway
     fixed = v.get("status", "").lower().startswith("fix")
-    c.Generators.Name = full.split(".", 1)[1]
-    return dict(kw=float(c.Generators.kW), kvar=float(c.Generators.kvar), fixed=fixed,
+    # the properties hold the base kW and kvar; Generators.kW / .kvar are the present values,
+    # already scaled by a shape when the element was defined or solved in Daily mode
+    return dict(kw=float(v["kw"]), kvar=float(v["kvar"]), fixed=fixed,
                 factor=1.0 if fixed else gen_mult, daily=read_loadshape(c, v["daily"]) if v.get("daily") else None)
 
 
