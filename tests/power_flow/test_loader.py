@@ -159,6 +159,7 @@ def test_nothing_written_and_meters_disabled(tmp_path):
         "New Monitor.m1 element=Line.l1 terminal=1",
         "New EnergyMeter.em element=Line.l1 terminal=1",
         "New RegControl.rc transformer=t1 winding=2 vreg=122 ptratio=20 debugtrace=yes",
+        "New RegControl.rc2 transformer=t1 winding=2 vreg=121 ptratio=20 DebugT=Yes",  # abbreviated
         "solve", "show voltages", "export voltages", "plot profile", "save circuit",
         "DOScmd echo hi > written.txt", "set datapath=elsewhere", "cd sub",
     ])

@@ -126,9 +126,11 @@ _SEPARATORS = " \t,"
 _SHAPE_REF_RE = re.compile(r"\b(?:daily|yearly|duty)\s*=\s*([^\s!]+)", re.IGNORECASE)
 _SHAPE_DEF_RE = re.compile(r"\bnew\s+(?:object\s*=\s*)?loadshape\.([^\s!]+)", re.IGNORECASE)
 _LOAD_DEF_RE = re.compile(r"\s*new\s+(?:object\s*=\s*)?load\.", re.IGNORECASE)
-# properties that make OpenDSS write files (trace files, saved shapes/monitors): left out
+# properties that make OpenDSS write files (trace files, saved shapes/monitors): left out;
+# ``debugtrace`` also abbreviated, as OpenDSS accepts it (``deb=yes``; no other property of
+# the classes that have it begins with "deb")
 _WRITER_RE = re.compile(
-    r"""(?<![\w.%])(?:debugtrace\s*=\s*(?:"[^"]*"|'[^']*'|[^\s,!]+)"""
+    r"""(?<![\w.%])(?:deb(?:u(?:g(?:t(?:r(?:a(?:c(?:e)?)?)?)?)?)?)?\s*=\s*(?:"[^"]*"|'[^']*'|[^\s,!]+)"""
     r"""|action\s*=\s*["']?save\w*["']?)""",
     re.IGNORECASE,
 )
