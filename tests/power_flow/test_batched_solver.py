@@ -219,6 +219,20 @@ def test_unsupported_elements_are_named(element, data_dir):
     eng.close()
 
 
+def test_source_shapes_only_daily_matters(data_dir):
+    """In Daily mode a voltage source follows its daily shape only: duty and yearly shapes
+    are no reason to refuse; a daily one is refused, naming the source and the shape."""
+    eng, _ = open_engine(TINY, data_dir=data_dir)
+    eng._ctx.Text.Commands(["New Loadshape.vs npts=2 interval=1 mult=[1.02 0.98]",
+                            "Vsource.source.duty=vs", "Vsource.source.yearly=vs"])
+    extract_model(eng)  # no refusal
+    eng._ctx.Text.Command = "Vsource.source.daily=vs"
+    with pytest.raises(UnsupportedElementError, match=r"vsource.source: a source following a daily voltage "
+                                                      r"shape \(vs\).*backend=\"opendss\""):
+        extract_model(eng)
+    eng.close()
+
+
 def test_battery_model_other_than_1_is_rejected(data_dir):
     eng, _ = open_engine(TINY, data_dir=data_dir)
     eng._ctx.Text.Command = "Generator.bat4.model=3"

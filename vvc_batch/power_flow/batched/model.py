@@ -494,9 +494,11 @@ def _read_sources(c, source_names: list[str]) -> _SourceData:
     out = _SourceData(nodes=[], yprim=[], e=[], nterm1=[])
     for name in source_names:
         el = _activate(c, name)
-        for shape in ("daily", "duty", "yearly"):
-            if _prop(el, shape):
-                raise UnsupportedElementError(f"{name}: a source with a {shape} shape is not modelled", name)
+        # in Daily mode a source follows its daily shape only (VSource.pas), duty and yearly are unused
+        if _prop(el, "daily"):
+            raise UnsupportedElementError(
+                f"{name}: a source following a daily voltage shape ({_prop(el, 'daily')}) is not modelled by the "
+                "batched backend; use backend=\"opendss\"", name)
         c.Vsources.Name = name.split(".", 1)[1]
         nph = int(c.Vsources.Phases)
         seq = _prop(el, "sequence").lower()
