@@ -354,7 +354,9 @@ def extract_model(engine: "DssEngine", *, check: bool = True) -> NetworkModel:
             voltage sources (Isource, ...), load models other than 1..8, generator models
             other than 1, PV system / storage settings :mod:`~vvc_batch.power_flow.batched.der` does
             not model, controls other than RegControl/CapControl, load shapes on sources or
-            batteries, open load/generator/PV/storage conductors.
+            batteries, open load/generator/PV/storage conductors. Open conductors of lines
+            and other PD elements are in their YPrim; isolated sections (no path to a source)
+            are solved to 0 V as OpenDSS does (:attr:`NetworkModel.isolated`).
     """
     c = engine.circuit
     lay = engine.circuit_names
