@@ -18,6 +18,7 @@ from vvc_batch.power_flow.batched.der import (
     LoadShapeData,
     TShapeData,
     loadshape_at,
+    read_loadshape,
     tshape_at,
     xycurve_at,
 )
@@ -173,4 +174,46 @@ def test_unmodelled_settings_are_refused(element, what, data_dir):
     with pytest.raises(UnsupportedElementError, match=f"(?i){what}.*backend='opendss'") as info:
         extract_model(eng)
     assert element.split()[1].lower() in str(info.value).lower()
+    eng.close()
+
+
+#: shapes whose value OpenDSS applies at an hour is compared with :func:`loadshape_at`
+SHAPE_CASES = {
+    "h1": "npts=24 interval=1",  # hourly
+    "q": "npts=96 interval=0.25",  # quarter-hourly
+    "ha": "npts=5 hour=[0 3.5 7 11 20]",  # given hours, linear interpolation
+    "he": "npts=5 hour=[0 3.5 7 11 20] interpolation=edge",  # given hours, the last point at or before
+    "h1e": "npts=24 interval=1 interpolation=edge",  # hourly, floor instead of round
+}
+#: hours on and between points, at the day's end (24 = npts * interval of h1 and q) and past it
+SHAPE_HOURS = [0, 0.5, 1, 1.125, 1.5, 2.5, 3.5, 5.25, 13, 20, 23, 23.5, 24, 24.5, 25, 47.9, 48, 100.25]
+
+
+def test_loadshape_at_matches_opendss(data_dir):
+    """A generator following each shape in Daily mode delivers kW * the shape's value at the
+    hour solved: its output over its rating against :func:`loadshape_at`."""
+    rng = np.random.default_rng(0)
+    cmds = []
+    for name, how in SHAPE_CASES.items():
+        n = int(how.split()[0].split("=")[1])
+        mult = " ".join(f"{x:.4f}" for x in rng.uniform(0.2, 1.0, n))
+        cmds.append(f"New Loadshape.{name} {how} mult=[{mult}]")
+        cmds.append(f"New Generator.g_{name} bus1=b2 phases=3 kV=4.16 kW=100 kvar=0 model=1 daily={name}")
+    eng, _ = _engine(cmds, data_dir)
+    c = eng.circuit
+    sol = eng._ctx.ActiveCircuit.Solution
+    eng.attach_profiles(np.ones((eng.horizon * 2, len(eng.circuit_names.load_names))))
+    ref = np.zeros((len(SHAPE_CASES), len(SHAPE_HOURS)))
+    for j, h in enumerate(SHAPE_HOURS):
+        eng.reinitialize()  # Daily mode, and a Y rebuild: the generators take the hour's value
+        sol.dblHour = float(h)
+        sol.SolveNoControl()
+        for i, name in enumerate(SHAPE_CASES):
+            c.SetActiveElement(f"Generator.g_{name}")
+            ref[i, j] = -sum(c.ActiveCktElement.Powers[0:6:2]) / 100.0
+    for i, name in enumerate(SHAPE_CASES):
+        mine = loadshape_at(read_loadshape(c, name), np.asarray(SHAPE_HOURS, dtype=np.float64))[0]
+        np.testing.assert_allclose(mine, ref[i], rtol=1e-12, atol=1e-12, err_msg=name)
+    # the shapes differ from one another at these hours (edge vs linear, round vs floor)
+    assert np.abs(ref[2] - ref[3]).max() > 0.05 and np.abs(ref[0] - ref[4]).max() > 0.05
     eng.close()

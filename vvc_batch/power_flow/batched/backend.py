@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from vvc_batch.power_flow.batched.der import storage_set
 from vvc_batch.power_flow.opendss.engine import DssEngine
 from vvc_batch.power_flow.interface import BATCHED_DEFAULT_TOLERANCE, FlowResult, SolverSettings
 from vvc_batch.systems.specs import RegulatorSpec
@@ -85,6 +86,11 @@ class BatchedBackend:
         self.load_mult = np.ones((0, len(names)))
         self._der_pn: np.ndarray | None = None
         self._der_qn: np.ndarray | None = None
+        # each environment's stored energy (kWh) and state of every Storage element, which
+        # OpenDSS integrates after each solve (Storage.pas UpdateStorage)
+        self.storage = sto = storage_set(model.ders)
+        self.storage_kwh = np.tile(sto.kwh0, (int(num_envs), 1))
+        self.storage_state = np.tile(sto.state0, (int(num_envs), 1))
 
     def attach_profiles(self, load_mult: np.ndarray) -> None:
         self.load_mult = load_mult
@@ -106,8 +112,19 @@ class BatchedBackend:
         # the core has checked the ids, the actions and the battery powers: no second check
         if self._der_pn is None:
             return self.solver.solve_unchecked(ids, mult, caps, taps, kw, kvar, cold=cold)
-        return self.solver.solve_unchecked(ids, mult, caps, taps, kw, kvar, cold=cold, der_pn=self._der_pn[rows],
-                                           der_qn=self._der_qn[rows])
+        pn, qn = self._der_pn[rows], self._der_qn[rows]
+        sto = self.storage
+        if sto.count:
+            if cold:  # a reset: the storage as compiled, and the reset's solve is no time step
+                self.storage_kwh[ids], self.storage_state[ids] = sto.kwh0, sto.state0
+            kwh = self.storage_kwh[ids]
+            state = sto.present_state(kwh, self.storage_state[ids])
+            col = state + 1
+            pn[:, sto.cols] = np.take_along_axis(np.broadcast_to(sto.pn, col.shape + (3,)), col[..., None], -1)[..., 0]
+            qn[:, sto.cols] = np.take_along_axis(np.broadcast_to(sto.qn, col.shape + (3,)), col[..., None], -1)[..., 0]
+            if not cold:
+                self.storage_kwh[ids], self.storage_state[ids] = sto.update(kwh, state)
+        return self.solver.solve_unchecked(ids, mult, caps, taps, kw, kvar, cold=cold, der_pn=pn, der_qn=qn)
 
     def device_states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("the batched backend has no OpenDSS controllers (dss mode needs backend='opendss')")
@@ -115,10 +132,13 @@ class BatchedBackend:
     copies_state = True
 
     def save_state(self, k: int) -> Any:
-        return self.solver.slot_state(k)
+        """(the solver's slot state, stored energy and state of each Storage element)."""
+        return self.solver.slot_state(k), self.storage_kwh[k].copy(), self.storage_state[k].copy()
 
     def restore_state(self, k: int, state: Any) -> None:
-        self.solver.set_slot_state(k, state)
+        slot, kwh, sto_state = state
+        self.solver.set_slot_state(k, slot)
+        self.storage_kwh[k], self.storage_state[k] = kwh, sto_state
 
     def forget(self, k: int) -> None:
         """Nothing to forget: every solve is given every setting."""

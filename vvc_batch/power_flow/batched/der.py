@@ -18,12 +18,12 @@ following the element's own routines:
   of Pmpp; kvar from ``pf`` or ``kvar`` (whichever was set last) within ``kvarMax`` /
   ``kvarMaxAbs``; the kVA limit (``WattPriority``, ``PFPriority``) and
   ``VarFollowInverter``.
-* ``Storage`` at a fixed state: charging (``-%charge`` of kW rated), discharging
+* ``Storage`` in its state: charging (``-%charge`` of kW rated), discharging
   (``%discharge``) or idling (``-%IdlingkW`` of kW rated), each at most ``%kWrated``,
-  with the inverter's cut-in / cut-out and kvar as for PV systems. The state of charge is
-  not integrated: the state set in the circuit holds at every hour (OpenDSS's backend does
-  integrate it after each solve; the two agree while the stored energy stays between the
-  reserve and the rating).
+  with the inverter's cut-in / cut-out and kvar as for PV systems. :class:`StorageSet`
+  integrates the stored energy after each one-hour step as ``Storage.pas`` does
+  (efficiencies, idling losses, idling at ``%reserve`` and at the rating); the batched
+  backend keeps it per environment and restores it at each reset.
 
 Settings outside these (other models, dispatch modes, shapes on storage, different cut-in
 and cut-out, ``%PminNoVars``, inverter controls, ...) are refused by :func:`read_ders` with
@@ -590,9 +590,93 @@ def _read_storage(c, full: str, v: dict[str, str], was_set: set[str]) -> dict[st
     kva = float(v["kva"])
     rating = float(v["kwrated"])
     prm = _common_inverter(full, v, was_set, kva)
+    kwh_rating = float(v["kwhrated"])
     prm.update(state=state, kwrating=rating, pct_charge=float(v["%charge"]), pct_discharge=float(v["%discharge"]),
-               pct_kwrated=float(v["%kwrated"]) / 100.0, kw_idling=float(v["%idlingkw"]) * rating / 100.0)
+               pct_kwrated=float(v["%kwrated"]) / 100.0, kw_idling=float(v["%idlingkw"]) * rating / 100.0,
+               kwh_stored=float(v["kwhstored"]), kwh_rating=kwh_rating,
+               kwh_reserve=kwh_rating * float(v["%reserve"]) / 100.0, charge_eff=float(v["%effcharge"]) / 100.0,
+               discharge_eff=float(v["%effdischarge"]) / 100.0)
     return prm
+
+
+# ---------------------------------------------------------------------- stored energy
+@dataclass(frozen=True)
+class StorageSet:
+    """What ``Storage.pas`` integrates after each time step, for the storage elements of a
+    :class:`DerSet` (S of them).
+
+    ``cols`` (S,): their columns in the DerSet; ``kwh0`` / ``state0`` (S,): the stored energy
+    (kWh) and state (-1 charging, 0 idling, 1 discharging) set in the circuit; ``rating`` /
+    ``reserve`` (S,) kWh; ``charge_eff`` / ``discharge_eff`` (S,) per unit; ``idling_kw``
+    (S,) kW; ``pn`` / ``qn`` (S, 3): W and var per phase in each state (columns: charging,
+    idling, discharging); ``kw`` (S, 3): the element's kW in each state (positive when
+    delivering).
+    """
+
+    cols: np.ndarray
+    kwh0: np.ndarray
+    state0: np.ndarray
+    rating: np.ndarray
+    reserve: np.ndarray
+    charge_eff: np.ndarray
+    discharge_eff: np.ndarray
+    idling_kw: np.ndarray
+    pn: np.ndarray
+    qn: np.ndarray
+    kw: np.ndarray
+
+    @property
+    def count(self) -> int:
+        """Number of storage elements."""
+        return int(self.cols.size)
+
+    def present_state(self, kwh: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """The state a solve uses (``ComputePresentkW``): charging at or above the rating
+        and discharging at or below the reserve turn to idling. (E, S) arrays in, (E, S) out."""
+        full = (state == _CHARGING) & ~(kwh < self.rating)
+        empty = (state == _DISCHARGING) & ~(kwh > self.reserve)
+        return np.where(full | empty, _IDLING, state)
+
+    def update(self, kwh: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``UpdateStorage`` after a one-hour step solved in ``state``: the stored energy
+        (kWh) and state after it, (E, S) arrays each. Discharging draws ``(kW + idling kW) /
+        discharge efficiency``, charging stores ``(kW - idling kW) * charge efficiency`` (a
+        net loss divided by the discharge efficiency), stopping at the reserve and at the
+        rating, where the state turns to idling."""
+        dckw = np.abs(np.take_along_axis(np.broadcast_to(self.kw, kwh.shape + (3,)), (state + 1)[..., None],
+                                         axis=-1)[..., 0])
+        idle = self.idling_kw
+        dis = kwh - (dckw + idle) / self.discharge_eff
+        net = dckw - idle
+        chg = np.where(net >= 0.0, kwh + net * self.charge_eff, kwh + net / self.discharge_eff)
+        new = np.where(state == _DISCHARGING, dis, np.where(state == _CHARGING, chg, kwh))
+        low = (state != _IDLING) & (new < self.reserve) & ((state == _DISCHARGING) | (net < 0.0))
+        high = (state == _CHARGING) & (net >= 0.0) & (new > self.rating)
+        new = np.where(low, self.reserve, np.where(high, self.rating, new))
+        return new, np.where(low | high, _IDLING, state)
+
+
+def storage_set(ders: DerSet) -> StorageSet:
+    """The :class:`StorageSet` of ``ders``'s storage elements (none: an empty one)."""
+    cols = np.nonzero(ders.kind == KIND_STORAGE)[0]
+    prms = [ders.params[d] for d in cols]
+
+    def arr(key: str) -> np.ndarray:
+        return np.asarray([p[key] for p in prms], dtype=np.float64)
+
+    pn = np.zeros((cols.size, 3))
+    qn = np.zeros((cols.size, 3))
+    kw = np.zeros((cols.size, 3))
+    one = np.zeros(1)
+    for i, (d, prm) in enumerate(zip(cols, prms)):
+        for s in (_CHARGING, _IDLING, _DISCHARGING):
+            k, q = _storage_power(dict(prm, state=s), one)
+            kw[i, s + 1] = k[0]
+            pn[i, s + 1] = 1000.0 * k[0] / ders.nphases[d]
+            qn[i, s + 1] = 1000.0 * q[0] / ders.nphases[d]
+    return StorageSet(cols=cols.astype(np.int64), kwh0=arr("kwh_stored"), state0=arr("state").astype(np.int64),
+                      rating=arr("kwh_rating"), reserve=arr("kwh_reserve"), charge_eff=arr("charge_eff"),
+                      discharge_eff=arr("discharge_eff"), idling_kw=arr("kw_idling"), pn=pn, qn=qn, kw=kw)
 
 
 def _read_generator(c, full: str, v: dict[str, str], gen_mult: float) -> dict[str, Any]:
@@ -660,6 +744,7 @@ __all__ = [
     "KIND_STORAGE",
     "CurveData",
     "DerSet",
+    "StorageSet",
     "LoadShapeData",
     "TShapeData",
     "empty_ders",
@@ -668,6 +753,7 @@ __all__ = [
     "read_ders",
     "read_loadshape",
     "read_tshape",
+    "storage_set",
     "tshape_at",
     "xycurve_at",
 ]

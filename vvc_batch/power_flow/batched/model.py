@@ -24,7 +24,7 @@ Admittances are in siemens, currents in amperes, voltages in volts, powers in kW
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -197,6 +197,9 @@ class NetworkModel:
         sources, loads, batteries, regulators, capacitors: element data (see their classes).
         ders: the generators other than the batteries, PV systems and storage
             (:class:`~vvc_batch.power_flow.batched.der.DerSet`), whose power follows the hour.
+        isolated: (n,) bool, the nodes with no path to a voltage source (behind an open
+            switch or conductor, or a disabled line; :func:`live_nodes`): OpenDSS solves them
+            to exactly 0 V; the loads and generators there have no phase branches.
         tap_min, tap_step, num_taps: regulator tap ratio = tap_min + n * tap_step, n = 0..num_taps.
     """
 
@@ -220,6 +223,7 @@ class NetworkModel:
     num_taps: int
     info: dict[str, Any] = field(default_factory=dict, compare=False)
     ders: DerSet = field(default_factory=empty_ders)
+    isolated: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), compare=False)
 
     @property
     def num_nodes(self) -> int:
@@ -288,12 +292,46 @@ def _phase_branches(refs: np.ndarray, nphases: int, delta: bool) -> list[tuple[i
 
 
 def _check_closed(el, what: str) -> None:
+    """Refuse a load or battery generator with an open conductor: OpenDSS then injects the
+    currents of its admittance with the open rows zeroed (``Load.pas``
+    ``CalcInjCurrentArray``) instead of its load model, which the solver does not do."""
     for t in range(1, el.NumTerminals + 1):
-        if el.IsOpen(t, 0):
-            raise UnsupportedElementError(
-                f"{what} has an open conductor; the batched solver models only closed terminals "
-                "of loads and generators", what
-            )
+        for k in range(1, el.NumConductors + 1):
+            if el.IsOpen(t, k):
+                raise UnsupportedElementError(
+                    f"{what}: conductor {k} of terminal {t} is open; the batched solver models loads and "
+                    "generators with every conductor closed (use backend='opendss')", what
+                )
+
+
+def live_nodes(y: sp.spmatrix, source_nodes: np.ndarray) -> np.ndarray:
+    """(n,) bool: the nodes joined to a voltage source through non-zero off-diagonal
+    entries of ``y`` (any admittance matrix holding every element, S).
+
+    The others form isolated sections (behind an open switch or conductor, or a disabled
+    line): OpenDSS keeps them in its Y with a tiny admittance to ground on each open
+    conductor (``CktElement.pas`` ``DoYprimCalcs``), so the system stays regular, nothing
+    drives them and their voltage is exactly 0.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    g = sp.csr_matrix(y, copy=True)
+    g.setdiag(0)
+    g.eliminate_zeros()
+    _, label = connected_components(abs(g), directed=False)
+    src = np.asarray(source_nodes, dtype=np.int64)
+    return np.isin(label, label[src[src >= 0]])
+
+
+def _drop_dead_branches(owned: Any, live: np.ndarray) -> Any:
+    """``owned`` (a :class:`LoadSet`, :class:`BatterySet` or :class:`DerSet`) without the
+    phase branches of isolated nodes: their voltage is 0 and so is their current, which the
+    load and generator models would divide by."""
+    a, b = owned.branch_a, owned.branch_b
+    keep = ((a < 0) | live[np.maximum(a, 0)]) & ((b < 0) | live[np.maximum(b, 0)])
+    if keep.all():
+        return owned
+    return replace(owned, branch_owner=owned.branch_owner[keep], branch_a=a[keep], branch_b=b[keep])
 
 
 # ---------------------------------------------------------------------- extraction
@@ -316,7 +354,9 @@ def extract_model(engine: "DssEngine", *, check: bool = True) -> NetworkModel:
             voltage sources (Isource, ...), load models other than 1..8, generator models
             other than 1, PV system / storage settings :mod:`~vvc_batch.power_flow.batched.der` does
             not model, controls other than RegControl/CapControl, load shapes on sources or
-            batteries, open load/generator/PV/storage conductors.
+            batteries, open load/generator/PV/storage conductors. Open conductors of lines
+            and other PD elements are in their YPrim; isolated sections (no path to a source)
+            are solved to 0 V as OpenDSS does (:attr:`NetworkModel.isolated`).
     """
     c = engine.circuit
     lay = engine.circuit_names
@@ -339,6 +379,10 @@ def extract_model(engine: "DssEngine", *, check: bool = True) -> NetworkModel:
         if check:  # at the reference state
             _check_assembly(engine, nodes.n, dev.pd_blocks, dev.src_blocks, loads, bat_elems, ders.names)
             _check_source(engine, nodes.n, src)
+        # the devices at every state join what they may join
+        dev_blocks = [(r, np.abs(y)) for r, ys in zip(dev.reg_refs + dev.cap_refs, dev.reg_y + dev.cap_y) for y in ys]
+        live = live_nodes(abs(engine.system_y()) + _assemble(nodes.n, dev_blocks),
+                          np.concatenate(src.nodes) if src.nodes else np.zeros(0, np.int64))
     finally:
         engine.write_devices(*held)
         engine.build_y()
@@ -360,15 +404,17 @@ def extract_model(engine: "DssEngine", *, check: bool = True) -> NetworkModel:
         y_source=_assemble(nodes.n, dev.src_blocks),
         i_source=_norton_current(nodes.n, src),
         sources=_source_set(elements.sources, src),
-        loads=loads,
-        batteries=batteries,
+        loads=_drop_dead_branches(loads, live),
+        batteries=_drop_dead_branches(batteries, live),
         regulators=regulators,
         capacitors=capacitors,
         tap_min=float(reg.min_tap),
         tap_step=float(reg.tap_step),
         num_taps=int(reg.num_taps),
-        info={"pd_elements": len(elements.pd), "load_mult": float(sol.LoadMult), "gen_mult": float(sol.GenMult)},
-        ders=ders,
+        info={"pd_elements": len(elements.pd), "load_mult": float(sol.LoadMult), "gen_mult": float(sol.GenMult),
+              "isolated_nodes": tuple(nm for nm, on in zip(nodes.y_names, live) if not on)},
+        ders=_drop_dead_branches(ders, live),
+        isolated=~live,
     )
 
 
@@ -833,6 +879,7 @@ __all__ = [
     "BatterySet",
     "DeviceSet",
     "extract_model",
+    "live_nodes",
     "LoadSet",
     "LossElements",
     "NetworkModel",

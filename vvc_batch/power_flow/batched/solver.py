@@ -277,6 +277,8 @@ class BatchedSolver:
 
         # the node order of every level's factorization (chosen once, on the first level)
         self._a0 = (m.y_network + m.y_source).tocsc()
+        if m.isolated.any():  # nothing drives the isolated nodes: 1 S to ground keeps them at 0 V
+            self._a0 = (self._a0 + sp.diags(m.isolated.astype(np.float64)).astype(np.complex128)).tocsc()
         _, self._rpos, self._cpos, self.ordering, _ = _factor(self._level_matrix(levels[0]), ordering)
         pos = _Positions(self._rpos, self._cpos, n)
         # load branches in the order of their first node's position: neighbouring rows

@@ -102,6 +102,8 @@ class OpenDSSBackend:
             if write:
                 eng.write_devices(caps_l[i], ratios_l[i], kw_l[i], kvar_l[i])
             converged[i] = eng.solve(row + 1, controls)
+            if cold:  # a reset's solve is no time step: the storage starts the episode as compiled
+                eng.restore_storage()
             eng.read_node_voltages(vc[i])
             drawn.append(eng.battery_power())
             if not cold:

@@ -169,6 +169,30 @@ class DssEngine:
         self._add_batteries(battery_defs)
         self._discover(battery_names, capacitors, regulators)
         self._set_control_mode(CONTROL_OFF)
+        self._storage0 = self._storage_commands()
+
+    def _storage_commands(self) -> list[str]:
+        """The commands that put every enabled Storage element back to its stored energy
+        (kWh) and state as compiled (OpenDSS integrates them after each Daily-mode solve)."""
+        ctx = self._ctx
+        out = []
+        for full in ctx.ActiveCircuit.AllElementNames:
+            if not full.lower().startswith("storage."):
+                continue
+            ctx.ActiveCircuit.SetActiveElement(full)
+            if not ctx.ActiveCircuit.ActiveCktElement.Enabled:
+                continue
+            obj = ctx.ActiveCircuit.ActiveDSSElement
+            kwh = float(obj.Properties("kWhstored").Val)
+            state = str(obj.Properties("State").Val).strip()
+            out.append(f"Edit {full} kWhstored={kwh!r} State={state}")
+        return out
+
+    def restore_storage(self) -> None:
+        """Put every Storage element back to its compiled stored energy and state, so that
+        an episode does not start where the last one left them."""
+        if self._storage0:
+            self._ctx.Text.Commands(self._storage0)
 
     # ------------------------------------------------------------------ discovery
     def _add_batteries(self, battery_defs: Sequence[Mapping[str, Any]]) -> None:
@@ -516,8 +540,10 @@ class DssEngine:
         rebuilds Y only when a device changed: without a forced rebuild, a reset whose
         devices already held their reset settings would keep the admittances (and so the
         initial guess, and at the default tolerance the solution) of some earlier day. The
-        rebuild costs one Y factorization per episode."""
+        rebuild costs one Y factorization per episode. Storage elements get back their
+        compiled stored energy and state (:meth:`restore_storage`)."""
         self._ctx.Text.Command = "Set mode=Daily number=1 hour=0 stepsize=3600 sec=0"
+        self.restore_storage()
         self._set_control_mode(CONTROL_OFF)
         self._lib.ctx_YMatrix_Set_SystemYChanged(self._cp, 1)
 
