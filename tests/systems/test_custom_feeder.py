@@ -126,3 +126,38 @@ def test_guide_examples_hold():
     assert json.loads(SPEC.read_text())["batteries"][0]["name"] in guide
     env = vvc_batch.make_from_spec(SPEC)
     assert str(env.obs_names[-4:]) in guide
+
+
+def test_taps_move_the_winding_the_regcontrol_regulates(tmp_path):
+    """A RegControl on winding 1: the agent's taps, the tap read back in dss mode and both
+    backends act on winding 1 (Transformers.Tap acts on the active winding, which the
+    transformer's definition leaves at winding 2)."""
+    dss = (TINY / "tiny.dss").read_text().replace("RegControl.creg1 transformer=reg1 winding=2",
+                                                  "RegControl.creg1 transformer=reg1 winding=1")
+    (tmp_path / "tiny.dss").write_text(dss)
+    spec = _spec(base_dir=str(tmp_path), batteries=[], profiles="synthetic")
+    obs = {}
+    for backend in ("opendss", "batched"):
+        env = vvc_batch.make_from_spec(spec, backend=backend, solver_tolerance=1e-12)
+        core = env.unwrapped.core
+        env.reset(seed=3)
+        action = np.array([1, 4])  # capacitor on, tap number 4 (ratio 0.925)
+        obs[backend] = np.asarray(env.step(action)[0], np.float64)
+        if backend == "opendss":
+            c = core.backend.engines[0].circuit
+            c.SetActiveElement("Transformer.reg1")
+            taps = [float(x) for x in c.ActiveCktElement.Properties("taps").Val.strip("[] ,").split(",")]
+            assert taps == pytest.approx([0.925, 1.0])
+        env.close()
+    np.testing.assert_allclose(obs["batched"], obs["opendss"], rtol=0, atol=1e-6)
+    env = vvc_batch.make_from_spec(spec, dss_mode=True)
+    try:
+        env.reset(seed=3)
+        o, _, _, _, info = env.step(None)
+        c = env.unwrapped.core.backend.engines[0].circuit
+        c.SetActiveElement("Transformer.reg1")
+        wdg1 = float(c.ActiveCktElement.Properties("taps").Val.strip("[] ,").split(",")[0])
+        tap = env.unwrapped.obs_names.index("reg.reg1.tap")
+        assert o[tap] == pytest.approx((wdg1 - 0.9) / 0.00625)
+    finally:
+        env.close()

@@ -291,17 +291,20 @@ class DssEngine:
         all_caps = [n.lower() for n in c.Capacitors.AllNames] if c.Capacitors.Count else []
         cap_pos, caps = self._select("capacitors", all_caps, capacitors)
         self._cap_idx = [i + 1 for i in cap_pos]
-        reg_tr = set()
+        reg_tr: dict[str, int] = {}  # regulator transformer -> the winding its (first) RegControl moves
         if c.RegControls.Count:
             c.RegControls.First
             while True:
-                reg_tr.add(c.RegControls.Transformer.lower())
+                reg_tr.setdefault(c.RegControls.Transformer.lower(), int(c.RegControls.Winding))
                 if not c.RegControls.Next:
                     break
         tr_names = [n.lower() for n in c.Transformers.AllNames] if c.Transformers.Count else []
         all_regs = [t for t in tr_names if t in reg_tr]
         reg_pos, regs = self._select("regulators", all_regs, regulators)
         self._reg_idx = [tr_names.index(all_regs[i]) + 1 for i in reg_pos]
+        # taps are written and read on the winding the RegControl moves (Transformers.Tap acts on
+        # the active winding, which is otherwise whichever the definition left active)
+        self._reg_wdg = [reg_tr[all_regs[i]] for i in reg_pos]
         gen_names = [n.lower() for n in c.Generators.AllNames] if c.Generators.Count else []
         bats = [b.lower() for b in battery_names]
         missing = [b for b in bats if b not in gen_names]
@@ -456,6 +459,7 @@ class DssEngine:
         for j, r in enumerate(ratios):
             if r != hr[j]:
                 lib.ctx_Transformers_Set_idx(cp, reg_idx[j])
+                lib.ctx_Transformers_Set_Wdg(cp, self._reg_wdg[j])
                 lib.ctx_Transformers_Set_Tap(cp, r)
                 hr[j] = r
         gen_idx = self._gen_idx
@@ -489,6 +493,7 @@ class DssEngine:
         lib, cp = self._lib, self._cp
         for i, idx in enumerate(self._reg_idx):
             lib.ctx_Transformers_Set_idx(cp, idx)
+            lib.ctx_Transformers_Set_Wdg(cp, self._reg_wdg[i])
             lib.ctx_Transformers_Set_MinTap(cp, reg.min_tap)
             lib.ctx_Transformers_Set_MaxTap(cp, reg.max_tap)
             lib.ctx_Transformers_Set_NumTaps(cp, reg.num_taps)
@@ -510,6 +515,7 @@ class DssEngine:
         out = np.empty(len(self._reg_idx))
         for i, idx in enumerate(self._reg_idx):
             lib.ctx_Transformers_Set_idx(cp, idx)
+            lib.ctx_Transformers_Set_Wdg(cp, self._reg_wdg[i])
             out[i] = lib.ctx_Transformers_Get_Tap(cp)
         return out
 
