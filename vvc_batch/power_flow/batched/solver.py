@@ -25,12 +25,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import math
+
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spl
 from numba import njit
 
 from vvc_batch.power_flow.batched import iteration as it
+from vvc_batch.power_flow.batched import path
+from vvc_batch.power_flow.batched.elements import load_current
 from vvc_batch.power_flow.batched.linalg import substitute
 from vvc_batch.power_flow.batched.der import DerSet
 from vvc_batch.power_flow.batched.model import BatterySet, DeviceSet, LoadSet, NetworkModel, SourceSet
@@ -46,6 +50,7 @@ from vvc_batch.power_flow.batched.tables import (
     LossTables,
     LUFactor,
     Network,
+    PathState,
     SlotState,
     SourceTables,
     empty_outputs,
@@ -178,6 +183,46 @@ def _source_tables(src: SourceSet, pos: _Positions) -> SourceTables:
                         nterm1=np.ascontiguousarray(src.nterm1, dtype=np.int64))
 
 
+#: relative jump of a load's power across a band edge above which the load counts as discontinuous
+_JUMP = 1e-9
+
+
+def discontinuous_loads(ld: LoadSet) -> np.ndarray:
+    """Whether each load of ``ld`` (enabled ones only) has a power that jumps at Vminpu or
+    Vmaxpu (bool (L,)): its power at ``(1 - 1e-12)`` and ``(1 + 1e-12)`` times the edge
+    voltage, at multiplier 1, differs by more than :data:`_JUMP` of its nominal power
+    (e.g. model 4, CVR, outside the band an admittance that ignores the CVR exponents).
+    Models 1, 2 and 5 are continuous by construction (OpenDSS's interpolated regions)."""
+    L = len(ld.names)
+    out = np.zeros(L, dtype=bool)
+    nph = np.maximum(ld.nphases, 1).astype(np.float64)
+    for j in range(L):
+        model = int(ld.model[j])
+        if model in (1, 2, 5) or not ld.enabled[j]:
+            continue
+        wn = 1000.0 * float(ld.kw[j]) / nph[j]
+        vn = 1000.0 * float(ld.kvar[j]) / nph[j]
+        vb = float(ld.vbase[j])
+        nominal = math.hypot(wn, vn)
+        if nominal == 0.0 or vb <= 0.0:
+            continue
+        edges = [float(ld.vmaxpu[j])]
+        if float(ld.vminpu[j]) > float(ld.vlowpu[j]):
+            edges.append(float(ld.vminpu[j]))
+        for edge in edges:
+            s = []
+            for f in (1.0 - 1e-12, 1.0 + 1e-12):
+                vm = edge * f * vb
+                cr, ci = load_current(model, vm, 0.0, vm, wn, vn, vb, float(ld.vlowpu[j]), float(ld.vminpu[j]),
+                                      float(ld.vmaxpu[j]), float(ld.cvr_watts[j]), float(ld.cvr_vars[j]),
+                                      np.ascontiguousarray(ld.zipv[j], dtype=np.float64),
+                                      1000.0 * float(ld.kvar[j]) / nph[j])
+                s.append(complex(vm * cr, -vm * ci))
+            if abs(s[1] - s[0]) > _JUMP * nominal:
+                out[j] = True
+    return out
+
+
 def _network(m: NetworkModel, pos: _Positions, load_order: np.ndarray) -> Network:
     """Every table of the circuit that the kernels read (column / row positions of ``pos``)."""
     n = m.num_nodes
@@ -222,6 +267,13 @@ class BatchedSolver:
         chunk: environments per compiled call (default 16 above 2000 nodes, else 64): a
             larger batch is solved chunk by chunk, which keeps the iterates in cache; the
             results do not depend on it.
+        follow_path: iterate along OpenDSS's own path (:mod:`vvc_batch.power_flow.batched.path`):
+            its matrix (loads and generators as of its last Y rebuild), its start and its
+            convergence test, each linear system solved to machine precision. Default (None):
+            exactly when some enabled load is discontinuous at a band edge
+            (:func:`discontinuous_loads`), where the power flow can have two solutions and
+            only OpenDSS's path tells which one OpenDSS reaches; other circuits keep the
+            faster shared iteration.
 
     Raises:
         ValueError: bad arguments.
@@ -239,6 +291,7 @@ class BatchedSolver:
         load_levels: Sequence[float] = (0.25,) + tuple(2.0**j for j in range(7)),
         ordering: str = "auto",
         chunk: int | None = None,
+        follow_path: bool | None = None,
     ) -> None:
         if int(capacity) < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
@@ -249,6 +302,7 @@ class BatchedSolver:
         if int(max_iterations) < 1 or int(anderson) < 0:
             raise ValueError("max_iterations must be at least 1 and anderson at least 0")
         self.model = m = model
+        self.follow_path = bool(discontinuous_loads(m.loads).any()) if follow_path is None else bool(follow_path)
         self.capacity = int(capacity)
         self.tolerance = float(tolerance)
         self.max_iterations = int(max_iterations)
@@ -299,8 +353,21 @@ class BatchedSolver:
         self._levels: dict[int, _Level] = {}
         lvl = self._level(0)
         self.factor_nnz = lvl.nnz
-        self._kernel = _bind(it.solve_batch, self._net, lvl.tables, self._settings, self._inputs_like(),
-                             self._state, empty_outputs(0, self._num_obs, self._num_gens, False))
+        L, C, R, G = len(m.loads.names), m.capacitors.count, m.regulators.count, self._net.gens.vbase.size
+        self._pstate = PathState(ymult=np.ones((self.capacity, L)), gen_pn=np.zeros((self.capacity, G)),
+                                 gen_qn=np.zeros((self.capacity, G)),
+                                 caps=np.zeros((self.capacity, C), dtype=np.int64),
+                                 taps=np.zeros((self.capacity, R), dtype=np.int64),
+                                 ready=np.zeros(self.capacity, dtype=np.bool_))
+        like = (self._net, lvl.tables, self._settings, self._inputs_like(), self._state)
+        empty = empty_outputs(0, self._num_obs, self._num_gens, False)
+        if self.follow_path:
+            path_kernel = _bind(path.solve_path, *like, self._pstate, empty)
+            pstate = self._pstate
+            self._kernel = lambda net, tables, settings, inp, state, out: path_kernel(net, tables, settings, inp,
+                                                                                     state, pstate, out)
+        else:
+            self._kernel = _bind(it.solve_batch, *like, empty)
 
     def _inputs_like(self) -> BatchInputs:
         """Empty :class:`BatchInputs` of this circuit (the types a call's inputs have)."""
@@ -356,7 +423,7 @@ class BatchedSolver:
         tables = LevelTables(
             lu=factor, ybase=np.ascontiguousarray(self.load_levels[j] * self._yb1[self._branch_order]),
             xsrc=np.ascontiguousarray(_solve_with(factor, self._net.isrc_row.reshape(n, 1))[:, 0]), h=h,
-            z=np.ascontiguousarray(zp) if self.mode == "exact" else np.zeros((0, r), np.complex128))
+            z=np.ascontiguousarray(zp) if self.mode == "exact" or self.follow_path else np.zeros((0, r), np.complex128))
         lvl = _Level(beta=self.load_levels[j], tables=tables, nnz=int(L.nnz + U.nnz + n), matrix=A)
         self._levels[j] = lvl
         return lvl
@@ -400,21 +467,28 @@ class BatchedSolver:
         """Drop the warm start of these slots (default: all): their next solve starts cold."""
         if env_ids is None:
             self._warm[:] = False
+            self._pstate.ready[:] = False
         else:
             self._warm[np.asarray(env_ids, dtype=np.int64)] = False
+            self._pstate.ready[np.asarray(env_ids, dtype=np.int64)] = False
 
-    def slot_state(self, slot: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    def slot_state(self, slot: int) -> tuple[np.ndarray, np.ndarray, bool, tuple]:
         """A copy of what slot ``slot`` keeps between calls: (last voltages in the solver's
-        column order, device current, whether it is warm)."""
-        return self._v[slot].copy(), self._c[slot].copy(), bool(self._warm[slot])
+        column order, device current, whether it is warm, what OpenDSS's Y holds for it:
+        the :class:`~vvc_batch.power_flow.batched.tables.PathState` fields' rows)."""
+        return (self._v[slot].copy(), self._c[slot].copy(), bool(self._warm[slot]),
+                tuple(np.copy(a[slot]) for a in self._pstate))
 
     def set_slot_state(self, slot: int, state: tuple[np.ndarray, np.ndarray, bool]) -> None:
         """Give slot ``slot`` a state from :meth:`slot_state` (of any slot of a solver of
         the same model): its next solve continues exactly as that slot's would have."""
-        v, c, warm = state
-        if v.shape != self._v[slot].shape or c.shape != self._c[slot].shape:
+        v, c, warm, held = state
+        if v.shape != self._v[slot].shape or c.shape != self._c[slot].shape or len(held) != len(self._pstate) or \
+                any(np.shape(h) != a[slot].shape for h, a in zip(held, self._pstate)):
             raise ValueError("slot state of another circuit: shapes differ")
         self._v[slot], self._c[slot], self._warm[slot] = v, c, bool(warm)
+        for h, a in zip(held, self._pstate):
+            a[slot] = h
 
     # ------------------------------------------------------------------ solving
     def solve(
@@ -730,4 +804,4 @@ def _states(x, shape, top: int, name: str) -> np.ndarray:
         raise ValueError(f"{name} must lie in 0..{top}")
     return out
 
-__all__ = ["DEFAULT_TOLERANCE", "BatchedSolver"]
+__all__ = ["DEFAULT_TOLERANCE", "BatchedSolver", "discontinuous_loads"]

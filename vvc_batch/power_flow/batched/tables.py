@@ -257,6 +257,29 @@ class SlotState(NamedTuple):
     warm: np.ndarray
 
 
+class PathState(NamedTuple):
+    """What each slot keeps to follow OpenDSS's iteration path (circuits with loads that
+    are discontinuous at a band edge, see :mod:`vvc_batch.power_flow.batched.path`):
+    the element admittances OpenDSS's Y holds, as of its last rebuild.
+
+    Attributes:
+        ymult: (capacity, L) float64, each load's multiplier at the last rebuild (1 for
+            ``status=fixed`` loads).
+        gen_pn, gen_qn: (capacity, G) float64, each generator's W / var per phase at the
+            last rebuild (batteries first, then the other generators, PV systems, storage).
+        caps, taps: (capacity, C) / (capacity, R) int64, the capacitor states and tap
+            numbers of the last solve (a change makes OpenDSS rebuild Y).
+        ready: (capacity,) bool, whether the slot has been solved since its last cold start.
+    """
+
+    ymult: np.ndarray
+    gen_pn: np.ndarray
+    gen_qn: np.ndarray
+    caps: np.ndarray
+    taps: np.ndarray
+    ready: np.ndarray
+
+
 class BatchInputs(NamedTuple):
     """One call's batch of B environments (row ``k`` = environment ``k``).
 
@@ -337,6 +360,7 @@ __all__ = [
     "LUFactor",
     "LoadTables",
     "Network",
+    "PathState",
     "SlotState",
     "SourceTables",
     "empty_outputs",
