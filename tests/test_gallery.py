@@ -3,8 +3,12 @@
 (tests/feeders/gallery) on both power-flow backends.
 
 For each: it loads on both backends, and two seeded random days agree within 1e-6 pu
-(node voltages; every other observation entry exactly; rewards to 1e-6 relative) with both
-solvers converged tightly."""
+(node voltages; every other observation entry exactly) with both solvers converged tightly
+(tolerance 1e-10 pu: below that OpenDSS's own solution stops improving on the EPRI circuits,
+whose micro-ohm connector and busbar lines make Y ill-conditioned, and it runs to its iteration
+limit). Rewards agree to 1e-4 relative: their loss term is the small difference of the
+source's and the loads' power, so a voltage agreement of 1e-7 pu (the conditioning's limit on
+EPRI circuit 24) gives a loss agreement of about 1e-5."""
 
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ def test_gallery_feeder_agrees_on_both_backends(feeder):
     spec = FEEDERS / "gallery" / f"{feeder}.json"
     days = {}
     for backend in ("opendss", "batched"):
-        env = vvc_batch.make_from_spec(spec, backend=backend, solver_tolerance=1e-12)
+        env = vvc_batch.make_from_spec(spec, backend=backend, solver_tolerance=1e-10)
         try:
             days[backend] = [_play_day(env, s) for s in SEEDS]
             nodes = sum(1 for n in env.unwrapped.obs_names if not n.startswith(("cap.", "reg.", "bat.")))
@@ -52,4 +56,4 @@ def test_gallery_feeder_agrees_on_both_backends(feeder):
         assert obs_o.shape == obs_b.shape and len(rew_o) == len(rew_b) > 0
         np.testing.assert_allclose(obs_b[:, :nodes], obs_o[:, :nodes], rtol=0, atol=1e-6)
         np.testing.assert_array_equal(obs_b[:, nodes:], obs_o[:, nodes:])
-        np.testing.assert_allclose(rew_b, rew_o, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(rew_b, rew_o, rtol=1e-4, atol=1e-9)
