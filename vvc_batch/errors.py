@@ -87,16 +87,22 @@ class UnsupportedElementError(VVCError, ValueError):
     backend does not model; raised when the environment is made, never mid-episode. The
     message names the element and what is not supported.
 
+    Unless the message already says which backend to use, it ends by pointing to the
+    ``opendss`` backend, which models every element OpenDSS does (``opendss_models=False``
+    where OpenDSS itself cannot solve the setting).
+
     Attributes:
         element: the OpenDSS element name (``Class.name``), or ``""`` for a circuit setting.
     """
 
-    def __init__(self, message: str, element: str = "") -> None:
+    def __init__(self, message: str, element: str = "", opendss_models: bool = True) -> None:
+        if opendss_models and "backend=" not in message:
+            message = f"{message}; make the environment with backend=\"opendss\", which models it"
         super().__init__(message)
         self.element = element
 
     def __reduce__(self):
-        return type(self), (self.args[0], self.element)
+        return type(self), (self.args[0], self.element, False)
 
 __all__ = [
     "ClosedError",

@@ -216,6 +216,7 @@ def test_unsupported_elements_are_named(element, data_dir):
     with pytest.raises(UnsupportedElementError) as info:
         extract_model(eng)
     assert name in str(info.value).lower() and info.value.element.lower() == name
+    assert "backend='opendss'" in str(info.value) or 'backend="opendss"' in str(info.value)
     eng.close()
 
 
@@ -236,7 +237,7 @@ def test_source_shapes_only_daily_matters(data_dir):
 def test_battery_model_other_than_1_is_rejected(data_dir):
     eng, _ = open_engine(TINY, data_dir=data_dir)
     eng._ctx.Text.Command = "Generator.bat4.model=3"
-    with pytest.raises(UnsupportedElementError, match="model 3"):
+    with pytest.raises(UnsupportedElementError, match='model 3.*make the environment with backend="opendss"'):
         extract_model(eng)
     eng.close()
 

@@ -731,7 +731,7 @@ def _read_loads(c) -> LoadSet:
             if enabled and not kv > 0.0:
                 raise UnsupportedElementError(
                     f"{full}: kV={kv:g}; a load needs a positive base voltage (OpenDSS divides by it, "
-                    "and its own solution is then not a number)", full
+                    "and its own solution is then not a number)", full, opendss_models=False
                 )
             if delta:
                 vbase = kv * 1000.0
