@@ -57,3 +57,38 @@ def test_gallery_feeder_agrees_on_both_backends(feeder):
         np.testing.assert_allclose(obs_b[:, :nodes], obs_o[:, :nodes], rtol=0, atol=1e-6)
         np.testing.assert_array_equal(obs_b[:, nodes:], obs_o[:, nodes:])
         np.testing.assert_allclose(rew_b, rew_o, rtol=1e-4, atol=1e-9)
+
+
+def _yearly_of_loads(path, pattern=r"(?im)^new\s+load\.(\S+).*?\byearly=(\S+)"):
+    """{load name: yearly shape name} as the feeder's file writes them (lower case)."""
+    import re
+
+    text = path.read_bytes().replace(b"\x00", b"").decode("utf-8", "replace")
+    return {n.lower(): s.lower() for n, s in re.findall(pattern, text)}
+
+
+@pytest.mark.parametrize("feeder, loads_file, shape_files", [
+    ("epri_ckt24", "EPRITestCircuits/ckt24/Allocated_Loads_ckt24.dss",
+     {"ls_phasea": "LS_PhaseA.txt", "ls_phasec": "LS_PhaseC.txt", "ls_threephase": "LS_ThreePhase.txt"}),
+])
+def test_gallery_feeder_plays_its_own_yearly_shapes(feeder, loads_file, shape_files):
+    """profiles="feeder" on EPRI circuit 24: 365 days, and day d of a load is points 24d ..
+    24d+23 of its yearly shape, read here from the text files the master names
+    (``mult=(file=...)``, ``action=normalize``: divided by the largest value)."""
+    root = FEEDERS / "electricdss-tst"
+    env = vvc_batch.make_from_spec(FEEDERS / "gallery" / f"{feeder}.json")
+    try:
+        core = env.unwrapped.core
+        assert env.unwrapped.profile_source == "feeder" and core.num_profiles == 365
+        names = list(core.circuit_names.load_names)
+        shape_of = _yearly_of_loads(root / loads_file)
+        for shape, fname in shape_files.items():
+            values = np.loadtxt(root / "EPRITestCircuits/ckt24" / fname)
+            values = values / np.abs(values).max()
+            users = [names.index(n) for n, s in shape_of.items() if s == shape][:5]
+            assert users, shape
+            for d in (0, 1, 180, 364):
+                np.testing.assert_allclose(core.profiles[d][:, users], np.repeat(
+                    values[24 * d:24 * d + 24, None], len(users), axis=1), rtol=1e-12, err_msg=f"{shape} day {d}")
+    finally:
+        env.close()
