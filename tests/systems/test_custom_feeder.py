@@ -161,3 +161,32 @@ def test_taps_move_the_winding_the_regcontrol_regulates(tmp_path):
         assert o[tap] == pytest.approx((wdg1 - 0.9) / 0.00625)
     finally:
         env.close()
+
+
+def test_faults_and_protection_devices_on_both_backends(tmp_path):
+    """A Fault is a PD element (its admittance is in OpenDSS's Y in Daily mode); fuses,
+    reclosers and relays only act in control iterations (none with the agent in control):
+    both backends make the feeder and agree step by step. Loads are activated by name
+    when read (the active element need not follow the Loads iterator)."""
+    dss = (TINY / "tiny.dss").read_text().replace("Set VoltageBases", "\n".join([
+        "New Fault.f1 bus1=b4.1 phases=1 r=40",
+        "New Fuse.fu1 monitoredobj=Line.l24 monitoredterm=1",
+        "New Recloser.rc1 monitoredobj=Line.l12 monitoredterm=1 switchedobj=Line.l12 switchedterm=1",
+        "New Relay.rl1 monitoredobj=Line.l23 monitoredterm=1 switchedobj=Line.l23 switchedterm=1",
+        "Set VoltageBases"]))
+    (tmp_path / "tiny.dss").write_text(dss)
+    spec = _spec(base_dir=str(tmp_path), profiles="synthetic")
+    days = {}
+    for backend in ("opendss", "batched"):
+        env = vvc_batch.make_from_spec(spec, backend=backend, solver_tolerance=1e-10)
+        env.action_space.seed(5)
+        obs = [env.reset(seed=5)[0]]
+        for _ in range(24):
+            obs.append(env.step(env.action_space.sample())[0])
+        days[backend] = np.asarray(obs, np.float64)
+        nodes = sum(1 for n in env.unwrapped.obs_names if not n.startswith(("cap.", "reg.", "bat.")))
+        env.close()
+    np.testing.assert_allclose(days["batched"][:, :nodes], days["opendss"][:, :nodes], rtol=0, atol=1e-6)
+    # the fault draws current: phase 1 at b4 sits below the other two
+    b4 = [i for i, n in enumerate(vvc_batch.make_from_spec(spec).unwrapped.obs_names) if n.startswith("b4.")]
+    assert days["opendss"][1, b4[0]] < min(days["opendss"][1, b4[1]], days["opendss"][1, b4[2]]) - 1e-3

@@ -37,9 +37,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from vvc_batch.power_flow.opendss.engine import DssEngine
 
 #: PD element classes whose primitive admittance is all there is to them
-_PD_CLASSES = ("line", "transformer", "capacitor", "reactor")
+_PD_CLASSES = ("line", "transformer", "capacitor", "reactor", "fault", "autotrans")
 #: elements that do not enter the power flow with ControlMode OFF
-_IGNORED_CLASSES = ("regcontrol", "capcontrol", "energymeter", "monitor", "sensor")
+_IGNORED_CLASSES = ("regcontrol", "capcontrol", "energymeter", "monitor", "sensor", "fuse", "recloser", "relay",
+                    "swtcontrol")
 #: OpenDSS load models the solver implements (Load.pas): 1 constant PQ, 2 constant Z,
 #: 3 motor (constant P, quadratic Q), 4 CVR, 5 constant I, 6 constant P fixed Q,
 #: 7 constant P fixed X, 8 ZIPV
@@ -465,7 +466,7 @@ def _classify_elements(c, bat_elems: tuple[str, ...]) -> _Elements:
             continue
         if not el.Enabled:
             continue
-        if cls in _PD_CLASSES:
+        if cls in _PD_CLASSES or name in shunt:  # any PD element (a Fault, an AutoTrans): its YPrim
             pd_names.append(name)
         elif cls == "vsource":
             source_names.append(name)
@@ -716,9 +717,10 @@ def _read_loads(c) -> LoadSet:
     if c.Loads.Count:
         c.Loads.First
         while True:
-            el = c.ActiveCktElement
             name = c.Loads.Name.lower()
             full = f"Load.{name}"
+            # the active circuit element need not follow the Loads iterator: activate it by name
+            el = _activate(c, full)
             names.append(name)
             enabled = bool(el.Enabled)
             model = int(c.Loads.Model)
