@@ -96,3 +96,35 @@ def test_discontinuous_loads_by_model(tmp_path, model, expected):
     finally:
         eng.close()
     assert flags.shape == (3,) and bool(flags.all()) == expected and bool(flags.any()) == expected
+
+
+def test_path_result_does_not_depend_on_the_batch(tmp_path):
+    """An environment solved alone and inside a batch of others (other loading, other
+    capacitor states, other warm starts, a cold neighbour) gets the same voltages bit for
+    bit, hour after hour, and the others converge too."""
+    master = _feeder(tmp_path, 0.965)
+    eng, _ = open_engine({"name": "CvrPath", "master": str(master), "profiles": "synthetic"})
+    try:
+        m = extract_model(eng)
+    finally:
+        eng.close()
+    L = len(m.loads.names)
+    alone = BatchedSolver(m, 1, tolerance=1e-12, max_iterations=1000)
+    batch = BatchedSolver(m, 4, tolerance=1e-12, max_iterations=1000)
+    assert alone.follow_path and batch.follow_path
+    z1, z4 = np.zeros((1, 0)), np.zeros((4, 0))
+    rng = np.random.default_rng(5)
+    converged = []
+    for h in range(MULTS.size):
+        mult = np.full((1, L), MULTS[h])
+        caps = np.array([[CAPS[h]]])
+        ra = alone.solve([0], mult, caps, z1, z1, z1, cold=h == 0, complex_voltages=True)
+        others = rng.uniform(0.1, 2.0, (3, L))
+        mults = np.concatenate([others[:1], mult, others[1:]])
+        capsb = np.array([[1 - CAPS[h]], [CAPS[h]], [CAPS[h]], [1]])
+        cold = np.array([h == 0, h == 0, h % 3 == 0, False])
+        rb = batch.solve([3, 1, 0, 2], mults, capsb, z4, z4, z4, cold=cold, complex_voltages=True)
+        assert rb.converged[1] == ra.converged[0] and rb.iterations[1] == ra.iterations[0], h
+        np.testing.assert_array_equal(rb.v_complex[1], ra.v_complex[0])
+        converged.append(bool(ra.converged[0]))
+    assert sum(converged) >= 8, converged

@@ -1,4 +1,4 @@
-"""OpenDSS's own iteration path, environment by environment (numba).
+"""OpenDSS's own iteration path, per environment, the whole batch at once (numba).
 
 Why: some load models are discontinuous at a band edge (a CVR load, model 4, is
 ``Yeq / Vmaxpu^2`` above Vmaxpu whatever its exponents), so near an edge the power flow
@@ -17,32 +17,111 @@ the rebuild takes each load's multiplier and each generator's power of the hour 
 Convergence is OpenDSS's test: the largest change of a node-voltage *magnitude* in pu of
 its base, at least two iterations (``MinIterations``).
 
-Each outer step's linear system is solved to machine precision with the shared
-factorization ``A`` (loads at the level's multiplier) and the environment's exact
-Woodbury device correction as the preconditioner ``M``:
-``W <- M^-1 (b - E W)`` with ``E = Y_dss - M`` block diagonal over the load and generator
-branches (the difference of the load admittances, the generators' admittances).
+The whole batch iterates at once on width-B arrays (environments innermost, as the
+shared iteration), each column with its own Y_dss, start and convergence test; a column
+that converged leaves the batch. An environment's arithmetic is per column only (no
+reduction across columns, each column's inner and outer stopping decided by its own
+numbers, a finished column no longer updated), so its result does not depend on the batch
+bit for bit.
 
-Environments are solved one after another on width-1 arrays: an environment's result
-does not depend on the batch. Layout and units as :mod:`vvc_batch.power_flow.batched.linalg`.
+Each outer step's linear system ``Y_dss w = b`` is solved by inner steps from ``w = V[k]``,
+preconditioned by the level's shared factorization ``A`` with the environment's device
+correction lagged one step (as the shared iteration's lagged mode):
+
+    w <- A^-1 (b - E w - P c),   c <- D S^-1 (H P' w + c)
+
+with ``E = Y_dss - A`` on the load and generator branches (each load's admittance at its
+rebuild multiplier minus the shared matrix's, the generators' admittances); at the fixed
+point ``c = D P' w`` and ``(A + P D P' + E) w = b``. The level is the one nearest to the
+environment's loading (it only preconditions). An inner solve stops when its step is at
+most ``_INNER_REL`` (1e-6) of its first step, i.e. the error it leaves in ``V[k+1]`` is
+about 1e-6 of that outer step's change: these errors are contracted by the outer
+iteration like its own steps, so the final iterate differs from the exact path's by about
+1e-6 of the last steps (below the tolerance), while a solve to rounding level costs some
+40% more inner steps. (1e-4 moved one hour of the two-solution test feeder by 1e-9 pu.)
+
+Layout and units as :mod:`vvc_batch.power_flow.batched.linalg`.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
 from vvc_batch.power_flow.batched.elements import add_injections
 from vvc_batch.power_flow.batched.iteration import STATUS_CONVERGED, STATUS_DIVERGED, STATUS_MAX_ITER
-from vvc_batch.power_flow.batched.linalg import apply_d, device_batch, h_times, s_solve, substitute
+from vvc_batch.power_flow.batched.linalg import apply_d, device_batch, h_times, s_solve, substitute_check
 from vvc_batch.power_flow.batched.results import evaluate, losses
 
-#: inner refinement stops when no node voltage moves more than this (pu) ...
+#: an inner solve stops when its step (pu) is at most this fraction of its first step ...
+_INNER_REL = 1e-6
+#: ... or at most this (pu) ...
 _INNER_TOL = 1e-15
 #: ... or after this many preconditioned steps
 _INNER_MAX = 300
+
+
+class PathWork(NamedTuple):
+    """Work arrays of one call of :func:`solve_path` (B = batch width, environments
+    innermost, planar re / im; column ``k`` holds batch entry ``cols[k]``).
+
+    Attributes:
+        v: (n + 1, 2, B) the present outer iterate (V, column order; row n ground).
+        w: (n + 1, 2, B) the inner iterate: the next outer iterate once solved.
+        b: (n + 1, 2, B) the right-hand side of the outer step's linear system (A).
+        y: (n + 1, 2, B) scratch of the inner steps.
+        c, cn: (r, 2, B) the device current ``D P' w`` (A), lagged one inner step, and its update.
+        t: (r, 2, B) device-node scratch.
+        dvals: (E, 2, B) each environment's entries of ``D`` (S).
+        s_lu: (r, r, 2, B) each environment's factor of ``S = H + D``.
+        dload: (P, 2, B) each load branch's admittance in OpenDSS's Y minus the shared matrix's (S).
+        ygen: (Q, 2, B) each generator branch's admittance in OpenDSS's Y (S).
+        mult: (L, B) load multipliers (fixed loads at 1).
+        pn, qn: (G, B) each generator's W / var per phase.
+        cr, ci: (B,) scratch of the load currents.
+        cols: (B,) int64, the batch entry each column holds.
+        err: (B,) squared step of the last inner step (pu^2).
+        first: (B,) the first inner step of the present solve (pu).
+        prev: (B,) the previous inner step (pu).
+        frozen: (B,) bool, columns whose inner solve has finished.
+        done: (B,) bool, columns whose outer iteration finished in this step.
+    """
+
+    v: np.ndarray
+    w: np.ndarray
+    b: np.ndarray
+    y: np.ndarray
+    c: np.ndarray
+    cn: np.ndarray
+    t: np.ndarray
+    dvals: np.ndarray
+    s_lu: np.ndarray
+    dload: np.ndarray
+    ygen: np.ndarray
+    mult: np.ndarray
+    pn: np.ndarray
+    qn: np.ndarray
+    cr: np.ndarray
+    ci: np.ndarray
+    cols: np.ndarray
+    err: np.ndarray
+    first: np.ndarray
+    prev: np.ndarray
+    frozen: np.ndarray
+    done: np.ndarray
+
+
+@njit(cache=True, nogil=True)
+def _new_work(n, r, B, E, P, Q, L, G):
+    """:class:`PathWork` for a batch of ``B``."""
+    z3 = lambda rows: np.zeros((rows, 2, B))  # noqa: E731
+    return PathWork(z3(n + 1), z3(n + 1), z3(n + 1), z3(n + 1), z3(r), z3(r), z3(r), z3(E),
+                    np.zeros((r, r, 2, B)), z3(P), z3(Q), np.empty((L, B)), np.empty((G, B)), np.empty((G, B)),
+                    np.empty(B), np.empty(B), np.arange(B), np.zeros(B), np.zeros(B), np.zeros(B),
+                    np.zeros(B, dtype=np.bool_), np.zeros(B, dtype=np.bool_))
 
 
 @njit(cache=True, nogil=True)
@@ -50,24 +129,31 @@ def solve_path(net, lvl, settings, inp, state, pstate, out):
     """Solve the batch ``inp`` along OpenDSS's path and write its results into ``out``.
 
     Arguments as :func:`~vvc_batch.power_flow.batched.iteration.solve_batch`, plus
-    ``pstate`` (:class:`~vvc_batch.power_flow.batched.tables.PathState`, updated in place)
-    and ``lvl.z`` = ``A^-1 P`` (n, r) which this kernel needs whatever the solver's mode.
-    ``state.v`` receives each slot's last iterate, ``state.c`` zeros, ``state.warm`` whether
-    it converged."""
+    ``pstate`` (:class:`~vvc_batch.power_flow.batched.tables.PathState`, updated in place).
+    ``state.v`` receives each slot's last iterate, ``state.c`` its device current
+    ``D P' V`` (A, the start of the next solve's), ``state.warm`` whether it converged."""
     n = net.isrc_row.size
     B = inp.ids.size
     G = net.gens.vbase.size
     r = net.devices.col.size
-    L = net.loads.model.size
-    E = net.devices.kind.size
+    wk = _new_work(n, r, B, net.devices.kind.size, net.loads.branches.owner.size, net.gens.branches.owner.size,
+                   net.loads.model.size, G)
     vfin = np.zeros((n + 1, 2, B))
     pn = np.empty((G, B))
     qn = np.empty((G, B))
-    dvals = np.zeros((E, 2, B))
-    s_lu = np.zeros((r, r, 2, B))
-    device_batch(inp.reg_states, inp.cap_states, net.devices, lvl.h, dvals, s_lu, B)
+    device_batch(inp.reg_states, inp.cap_states, net.devices, lvl.h, wk.dvals, wk.s_lu, B)
+    cold = np.empty(B, dtype=np.bool_)
     for k in range(B):
-        _solve_one(net, lvl, settings, inp, state, pstate, out, k, dvals, s_lu, vfin, pn, qn, n, r, L, G, E)
+        e = inp.ids[k]
+        cold[k] = inp.cold[k] or not pstate.ready[e]
+        _powers(net, inp, k, wk.mult, wk.pn, wk.qn)
+        for j in range(G):
+            pn[j, k] = wk.pn[j, k]
+            qn[j, k] = wk.qn[j, k]
+        _rebuild(pstate, inp, k, e, cold[k], wk.mult, wk.pn, wk.qn)
+        _admittances(net, lvl, pstate, e, k, wk.dload, wk.ygen)
+    _start(net, lvl, state, inp.ids, cold, wk, B)
+    _iterate(net, lvl, settings, inp, state, wk, vfin, out)
     loss_w = np.empty(B)
     losses(vfin, B, net.losses, inp.reg_states, inp.cap_states, loss_w)
     evaluate(vfin, B, net, pn, qn, loss_w, out)
@@ -75,26 +161,28 @@ def solve_path(net, lvl, settings, inp, state, pstate, out):
 
 @njit(cache=True, nogil=True)
 def _powers(net, inp, k, mult, pn, qn):
-    """Entry ``k``'s load multipliers (``mult`` (L, 1), fixed loads at 1) and generator
-    W / var per phase (``pn``, ``qn`` (G, 1)), as the batched iteration takes them."""
+    """Entry ``k``'s load multipliers (column ``k`` of ``mult`` (L, B), fixed loads at 1)
+    and generator W / var per phase (``pn``, ``qn`` (G, B)), as the batched iteration
+    takes them."""
     fixed = net.loads.fixed
     for j in range(fixed.size):
-        mult[j, 0] = 1.0 if fixed[j] else inp.load_mult[k, j]
+        mult[j, k] = 1.0 if fixed[j] else inp.load_mult[k, j]
     factor, nph = net.gens.factor, net.gens.nphases
     nb = inp.bat_kw.shape[1]
     for j in range(nb):
-        pn[j, 0] = ((1000.0 * inp.bat_kw[k, j]) * factor[j]) * 1.0 / nph[j]
-        qn[j, 0] = ((1000.0 * inp.bat_kvar[k, j]) * factor[j]) * 1.0 / nph[j]
+        pn[j, k] = ((1000.0 * inp.bat_kw[k, j]) * factor[j]) * 1.0 / nph[j]
+        qn[j, k] = ((1000.0 * inp.bat_kvar[k, j]) * factor[j]) * 1.0 / nph[j]
     for j in range(nb, factor.size):
-        pn[j, 0] = inp.der_pn[k, j - nb]
-        qn[j, 0] = inp.der_qn[k, j - nb]
+        pn[j, k] = inp.der_pn[k, j - nb]
+        qn[j, k] = inp.der_qn[k, j - nb]
 
 
 @njit(cache=True, nogil=True)
 def _rebuild(pstate, inp, k, e, cold, mult, pn, qn):
     """Whether OpenDSS rebuilds Y for entry ``k`` (slot ``e``): a cold start, a first
     solve, or a tap or capacitor changed since the slot's last solve; if so the slot's
-    Y now holds the present multipliers and generator powers. Records the device states."""
+    Y now holds the present multipliers and generator powers (column ``k`` of ``mult``,
+    ``pn``, ``qn``). Records the device states."""
     rebuild = cold or not pstate.ready[e]
     for j in range(inp.cap_states.shape[1]):
         if inp.cap_states[k, j] != pstate.caps[e, j]:
@@ -106,20 +194,20 @@ def _rebuild(pstate, inp, k, e, cold, mult, pn, qn):
         pstate.taps[e, j] = inp.reg_states[k, j]
     if rebuild:
         for j in range(mult.shape[0]):
-            pstate.ymult[e, j] = mult[j, 0]
+            pstate.ymult[e, j] = mult[j, k]
         for j in range(pn.shape[0]):
-            pstate.gen_pn[e, j] = pn[j, 0]
-            pstate.gen_qn[e, j] = qn[j, 0]
+            pstate.gen_pn[e, j] = pn[j, k]
+            pstate.gen_qn[e, j] = qn[j, k]
     pstate.ready[e] = True
     return rebuild
 
 
 @njit(cache=True, nogil=True)
-def _admittances(net, lvl, pstate, e, yload, dload, ygen):
-    """Slot ``e``'s element admittances in OpenDSS's Y (S, per branch): ``yload`` (P,)
-    complex each load branch's YPrim at its rebuild multiplier, ``dload`` (P, 2) its
-    difference to the shared matrix's, ``ygen`` (Q, 2) each generator branch's YPrim
-    (``-(P - jQ) / Vbase^2`` per phase, a third of it on delta branches)."""
+def _admittances(net, lvl, pstate, e, k, dload, ygen):
+    """Slot ``e``'s element admittances in OpenDSS's Y (S, per branch) into column ``k``:
+    ``dload`` (P, 2, B) each load branch's YPrim at its rebuild multiplier minus the shared
+    matrix's, ``ygen`` (Q, 2, B) each generator branch's YPrim (``-(P - jQ) / Vbase^2`` per
+    phase, a third of it on delta branches)."""
     ld = net.loads
     owner = ld.branches.owner
     for p in range(owner.size):
@@ -127,10 +215,9 @@ def _admittances(net, lvl, pstate, e, yload, dload, ygen):
         vb2 = ld.vbase[j] * ld.vbase[j]
         m = pstate.ymult[e, j]
         y = complex(m * ld.wn1[j] / vb2, -(m * ld.vn1[j]) / vb2)
-        yload[p] = y
         d = y - lvl.ybase[p]
-        dload[p, 0] = d.real
-        dload[p, 1] = d.imag
+        dload[p, 0, k] = d.real
+        dload[p, 1, k] = d.imag
     gn = net.gens
     gown = gn.branches.owner
     for p in range(gown.size):
@@ -141,183 +228,281 @@ def _admittances(net, lvl, pstate, e, yload, dload, ygen):
         if gn.delta[g]:
             yr /= 3.0
             yi /= 3.0
-        ygen[p, 0] = yr
-        ygen[p, 1] = yi
+        ygen[p, 0, k] = yr
+        ygen[p, 1, k] = yi
 
 
 @njit(cache=True, nogil=True)
-def _stamp(x, v, sign, owner_cols_a, owner_cols_b, rows_a, rows_b, y):
-    """x[rows] += sign * y_p (v[a] - v[b]) over branches p (width-1 arrays; ``y`` (P, 2))."""
-    for p in range(y.shape[0]):
-        a = owner_cols_a[p]
-        b = owner_cols_b[p]
-        vr = v[a, 0, 0] - v[b, 0, 0]
-        vi = v[a, 1, 0] - v[b, 1, 0]
-        ir = sign * (y[p, 0] * vr - y[p, 1] * vi)
-        ii = sign * (y[p, 0] * vi + y[p, 1] * vr)
-        x[rows_a[p], 0, 0] += ir
-        x[rows_a[p], 1, 0] += ii
-        x[rows_b[p], 0, 0] -= ir
-        x[rows_b[p], 1, 0] -= ii
+def _stamp(x, v, sign, br, y, w):
+    """x[rows] += sign * y_p (v[a] - v[b]) over the branches ``br`` (``y`` (P, 2, B)),
+    first ``w`` columns."""
+    a_col, b_col, a_row, b_row = br.a_col, br.b_col, br.a_row, br.b_row
+    for p in range(a_col.size):
+        a = a_col[p]
+        b = b_col[p]
+        ra = a_row[p]
+        rb = b_row[p]
+        for k in range(w):
+            vr = v[a, 0, k] - v[b, 0, k]
+            vi = v[a, 1, k] - v[b, 1, k]
+            yr = y[p, 0, k]
+            yi = y[p, 1, k]
+            ir = sign * (yr * vr - yi * vi)
+            ii = sign * (yr * vi + yi * vr)
+            x[ra, 0, k] += ir
+            x[ra, 1, k] += ii
+            x[rb, 0, k] -= ir
+            x[rb, 1, k] -= ii
 
 
 @njit(cache=True, nogil=True)
-def _precondition(lvl, net, s1, d1, t, cn, x):
-    """x <- M^-1 x, M = A + P D P' (the shared factor and this entry's exact Woodbury
-    device correction; ``s1``, ``d1`` its factor of ``S`` and entries of ``D``)."""
-    substitute(lvl.lu, x, 1)
-    r = net.devices.col.size
-    if r == 0:
-        return
+def _device_current(net, wk, w):
+    """wk.c <- D P' wk.w (A): the exact device current at the inner iterate."""
     dev = net.devices
-    no_add = np.zeros((0, 2, 1))
-    h_times(lvl.h, x, dev.col, no_add, t, 1)
-    s_solve(s1, t, 1)
-    apply_d(d1, dev.ia, dev.ib, t, cn, 1)
-    z = lvl.z
-    for i in range(z.shape[0]):
-        for j in range(z.shape[1]):
-            zr = z[i, j].real
-            zi = z[i, j].imag
-            a0 = cn[j, 0, 0]
-            a1 = cn[j, 1, 0]
-            x[i, 0, 0] -= zr * a0 - zi * a1
-            x[i, 1, 0] -= zr * a1 + zi * a0
-
-
-@njit(cache=True, nogil=True)
-def _linear_solve(net, lvl, rhs, w, dload, ygen, s1, d1, t, cn, y, n):
-    """Solve ``Y_dss w = rhs`` in place of ``w`` (its start: the present iterate) by
-    ``w <- M^-1 (rhs - E w)`` until no entry moves more than :data:`_INNER_TOL` pu."""
-    lb = net.loads.branches
-    gb = net.gens.branches
-    wbase = net.wbase_col
-    prev = math.inf
-    for _ in range(_INNER_MAX):
-        for i in range(n + 1):
-            y[i, 0, 0] = rhs[i, 0, 0]
-            y[i, 1, 0] = rhs[i, 1, 0]
-        _stamp(y, w, -1.0, lb.a_col, lb.b_col, lb.a_row, lb.b_row, dload)
-        _stamp(y, w, -1.0, gb.a_col, gb.b_col, gb.a_row, gb.b_row, ygen)
-        _precondition(lvl, net, s1, d1, t, cn, y)
-        y[n, 0, 0] = 0.0
-        y[n, 1, 0] = 0.0
-        change = 0.0
-        for i in range(n):
-            dr = y[i, 0, 0] - w[i, 0, 0]
-            di = y[i, 1, 0] - w[i, 1, 0]
-            wb = wbase[i]
-            if wb > 0.0:
-                d = math.sqrt(dr * dr + di * di) * wb
-            else:
-                m = math.hypot(y[i, 0, 0], y[i, 1, 0])
-                d = math.sqrt(dr * dr + di * di) / m if m > 0.0 else 0.0
-            if not d <= change:
-                change = d
-            w[i, 0, 0] = y[i, 0, 0]
-            w[i, 1, 0] = y[i, 1, 0]
-        if not change > _INNER_TOL or not change < 0.5 * prev and change < 1e-12:
-            return  # converged, or stalled at rounding level
-        if not math.isfinite(change):
-            return
-        prev = change
-
-
-@njit(cache=True, nogil=True)
-def _solve_one(net, lvl, settings, inp, state, pstate, out, k, dvals, s_lu, vfin, pn_out, qn_out, n, r, L, G, E):
-    """Entry ``k`` of the batch along OpenDSS's path (see the module docstring)."""
-    e = inp.ids[k]
-    mult = np.empty((L, 1))
-    pn = np.empty((G, 1))
-    qn = np.empty((G, 1))
-    _powers(net, inp, k, mult, pn, qn)
-    for j in range(G):
-        pn_out[j, k] = pn[j, 0]
-        qn_out[j, k] = qn[j, 0]
-    cold = inp.cold[k] or not pstate.ready[e]
-    _rebuild(pstate, inp, k, e, cold, mult, pn, qn)
-    P = net.loads.branches.owner.size
-    Q = net.gens.branches.owner.size
-    yload = np.empty(P, dtype=np.complex128)
-    dload = np.empty((P, 2))
-    ygen = np.empty((Q, 2))
-    _admittances(net, lvl, pstate, e, yload, dload, ygen)
-    s1 = s_lu[:, :, :, k:k + 1].copy()
-    d1 = dvals[:, :, k:k + 1].copy()
-    t = np.zeros((r, 2, 1))
-    cn = np.zeros((r, 2, 1))
-    v = np.zeros((n + 1, 2, 1))
-    x = np.zeros((n + 1, 2, 1))
-    y = np.zeros((n + 1, 2, 1))
-    vm = np.empty(n)
-    isrc = net.isrc_row
-    if cold:  # OpenDSS's SolveYDirect: Y_dss^-1 I_source
-        for i in range(n):
-            x[i, 0, 0] = isrc[i].real
-            x[i, 1, 0] = isrc[i].imag
-        for i in range(n):
-            v[i, 0, 0] = x[i, 0, 0]
-            v[i, 1, 0] = x[i, 1, 0]
-        _precondition(lvl, net, s1, d1, t, cn, v)
-        v[n, 0, 0] = 0.0
-        v[n, 1, 0] = 0.0
-        _linear_solve(net, lvl, x, v, dload, ygen, s1, d1, t, cn, y, n)
-    else:
-        for i in range(n):
-            v[i, 0, 0] = state.v[e, i].real
-            v[i, 1, 0] = state.v[e, i].imag
-    for i in range(n):
-        vm[i] = math.hypot(v[i, 0, 0], v[i, 1, 0])
-    wbase = net.wbase_col
-    cr = np.empty(1)
-    ci = np.empty(1)
-    tol = settings.tolerance
-    it = 0
-    fin = -1
-    err = 0.0
-    while fin < 0:
-        it += 1
-        add_injections(x, v, 1, isrc, net.loads, yload, mult, net.gens, pn, qn, cr, ci)
-        gb = net.gens.branches
-        _stamp(x, v, 1.0, gb.a_col, gb.b_col, gb.a_row, gb.b_row, ygen)
-        x[n, 0, 0] = 0.0
-        x[n, 1, 0] = 0.0
-        w = v.copy()
-        _linear_solve(net, lvl, x, w, dload, ygen, s1, d1, t, cn, y, n)
-        err = 0.0  # OpenDSS's measure: the change of each magnitude, pu of the node base
-        finite = True
-        for i in range(n):
-            mag = math.hypot(w[i, 0, 0], w[i, 1, 0])
-            if not math.isfinite(mag):
-                finite = False
-            if wbase[i] > 0.0:
-                d = abs(mag - vm[i]) * wbase[i]
-            else:
-                d = abs(1.0 - vm[i] / mag) if mag != 0.0 else 0.0
-            if not d <= err:
-                err = d
-        if not finite:
-            fin = STATUS_DIVERGED
-            break
-        for i in range(n):
-            vm[i] = math.hypot(w[i, 0, 0], w[i, 1, 0])
-        v = w
-        if err <= tol and it >= 2:
-            fin = STATUS_CONVERGED
-        elif it >= settings.max_iterations:
-            fin = STATUS_MAX_ITER
-    out.status[k] = fin
-    out.converged[k] = fin == STATUS_CONVERGED
-    out.iterations[k] = it
-    out.max_change[k] = err
-    for i in range(n + 1):
-        vfin[i, 0, k] = v[i, 0, 0]
-        vfin[i, 1, k] = v[i, 1, 0]
-    for i in range(n):
-        state.v[e, i] = complex(v[i, 0, 0], v[i, 1, 0])
+    r = dev.col.size
     for i in range(r):
-        state.c[e, i] = 0.0
-    state.warm[e] = fin == STATUS_CONVERGED
+        c = dev.col[i]
+        for k in range(w):
+            wk.t[i, 0, k] = wk.w[c, 0, k]
+            wk.t[i, 1, k] = wk.w[c, 1, k]
+    apply_d(wk.dvals, dev.ia, dev.ib, wk.t, wk.c, w)
 
 
-__all__ = ["solve_path"]
+@njit(cache=True, nogil=True)
+def _start(net, lvl, state, ids, cold, wk, B):
+    """Each column's start: a cold start solves ``Y_dss v = I_source`` (OpenDSS's
+    SolveYDirect) from ``A^-1 I_source``; a warm one takes the slot's last solution."""
+    n = net.isrc_row.size
+    isrc = net.isrc_row
+    for k in range(B):
+        if cold[k]:
+            for i in range(n):
+                wk.w[i, 0, k] = lvl.xsrc[i].real
+                wk.w[i, 1, k] = lvl.xsrc[i].imag
+        else:
+            e = ids[k]
+            for i in range(n):
+                wk.w[i, 0, k] = state.v[e, i].real
+                wk.w[i, 1, k] = state.v[e, i].imag
+        for i in range(n):
+            wk.b[i, 0, k] = isrc[i].real
+            wk.b[i, 1, k] = isrc[i].imag
+        wk.w[n, 0, k] = 0.0
+        wk.w[n, 1, k] = 0.0
+        wk.b[n, 0, k] = 0.0
+        wk.b[n, 1, k] = 0.0
+        wk.frozen[k] = not cold[k]
+    _device_current(net, wk, B)
+    _inner(net, lvl, wk, B)
+    for k in range(B):
+        for i in range(n + 1):
+            wk.v[i, 0, k] = wk.w[i, 0, k]
+            wk.v[i, 1, k] = wk.w[i, 1, k]
+
+
+@njit(cache=True, nogil=True)
+def _inner(net, lvl, wk, w):
+    """Solve ``Y_dss wk.w = wk.b`` for the columns not frozen on entry (the others keep
+    ``wk.w`` and ``wk.c``), from the present ``wk.w``, by the preconditioned steps
+    ``w <- A^-1 (b - E w - P c)``, ``c <- D S^-1 (H P' w + c)`` (the device correction
+    lagged one step, as the batched iteration's lagged mode: at the fixed point
+    ``c = D P' w``, so ``(A + P D P' + E) w = b``). A column stops when its step is at
+    most :data:`_INNER_REL` times its first step or :data:`_INNER_TOL` pu, stalls at
+    rounding level, or is not finite: a per-column decision, so that the batch does not
+    change an environment's arithmetic."""
+    n = net.isrc_row.size
+    dev = net.devices
+    r = dev.col.size
+    lu = lvl.lu
+    wbase = net.wbase_col
+    W, y, b, c, cn, t, err = wk.w, wk.y, wk.b, wk.c, wk.cn, wk.t, wk.err
+    frozen, first, prev = wk.frozen, wk.first, wk.prev
+    for k in range(w):
+        prev[k] = math.inf
+    for q in range(_INNER_MAX):
+        active = False
+        for k in range(w):
+            active = active or not frozen[k]
+        if not active:
+            return
+        for i in range(n + 1):
+            for k in range(w):
+                y[i, 0, k] = b[i, 0, k]
+                y[i, 1, k] = b[i, 1, k]
+        _stamp(y, W, -1.0, net.loads.branches, wk.dload, w)
+        _stamp(y, W, -1.0, net.gens.branches, wk.ygen, w)
+        if r > 0:
+            h_times(lvl.h, W, dev.col, c, t, w)
+            s_solve(wk.s_lu, t, w)
+            apply_d(wk.dvals, dev.ia, dev.ib, t, cn, w)
+            for i in range(r):
+                row = dev.row[i]
+                for k in range(w):
+                    y[row, 0, k] -= cn[i, 0, k]
+                    y[row, 1, k] -= cn[i, 1, k]
+        substitute_check(lu, y, w, W, wbase, err)
+        for i in range(n):
+            for k in range(w):
+                if not frozen[k]:
+                    W[i, 0, k] = y[i, 0, k]
+                    W[i, 1, k] = y[i, 1, k]
+        for i in range(r):
+            for k in range(w):
+                if not frozen[k]:
+                    c[i, 0, k] = cn[i, 0, k]
+                    c[i, 1, k] = cn[i, 1, k]
+        for k in range(w):
+            if frozen[k]:
+                continue
+            step = math.sqrt(err[k])
+            if q == 0:
+                first[k] = step
+            if not step > _INNER_TOL or not step > _INNER_REL * first[k] or not math.isfinite(step) or \
+                    (not step < 0.5 * prev[k] and step < 1e-12):
+                frozen[k] = True
+            prev[k] = step
+
+
+@njit(cache=True, nogil=True)
+def _iterate(net, lvl, settings, inp, state, wk, vfin, out):
+    """OpenDSS's outer iteration from ``wk.v`` for the whole batch: each step solves
+    ``Y_dss V[k+1] = I_source + sum (YPrim_e V[k] - I_e(V[k]))`` (:func:`_inner`, from
+    ``V[k]``); a column leaves the batch when it converged (OpenDSS's magnitude test, at
+    least two steps), reached the iteration limit or diverged. Writes ``vfin``, the
+    outputs' status fields and the slots' states."""
+    n = net.isrc_row.size
+    r = net.devices.col.size
+    wbase = net.wbase_col
+    tol = settings.tolerance
+    ids = inp.ids
+    w = ids.size
+    vm = np.empty((n, w))
+    _magnitudes(wk.v, vm, n, w)
+    it = 0
+    while w > 0:
+        it += 1
+        v, W, b = wk.v, wk.w, wk.b
+        # b = I_source + sum (Ybase V - I(V)) + I_gen(V) + E V, E = Y_dss - A on the elements
+        add_injections(b, v, w, net.isrc_row, net.loads, lvl.ybase, wk.mult, net.gens, wk.pn, wk.qn, wk.cr, wk.ci)
+        _stamp(b, v, 1.0, net.loads.branches, wk.dload, w)
+        _stamp(b, v, 1.0, net.gens.branches, wk.ygen, w)
+        for k in range(w):
+            b[n, 0, k] = 0.0
+            b[n, 1, k] = 0.0
+            wk.frozen[k] = False
+        for i in range(n + 1):
+            for k in range(w):
+                W[i, 0, k] = v[i, 0, k]
+                W[i, 1, k] = v[i, 1, k]
+        _inner(net, lvl, wk, w)
+        _magnitude_changes(W, vm, wbase, wk.err, n, w)
+        any_done = False
+        for k in range(w):
+            err = wk.err[k]
+            fin = -1
+            if not math.isfinite(err):
+                fin = STATUS_DIVERGED
+            elif err <= tol and it >= 2:
+                fin = STATUS_CONVERGED
+            elif it >= settings.max_iterations:
+                fin = STATUS_MAX_ITER
+            if fin < 0:
+                continue
+            any_done = True
+            wk.done[k] = True
+            col = wk.cols[k]
+            e = ids[col]
+            out.status[col] = fin
+            out.converged[col] = fin == STATUS_CONVERGED
+            out.iterations[col] = it
+            out.max_change[col] = err
+            src = v if fin == STATUS_DIVERGED else W
+            for i in range(n + 1):
+                vfin[i, 0, col] = src[i, 0, k]
+                vfin[i, 1, col] = src[i, 1, k]
+            for i in range(n):
+                state.v[e, i] = complex(src[i, 0, k], src[i, 1, k])
+            for i in range(r):
+                state.c[e, i] = complex(wk.c[i, 0, k], wk.c[i, 1, k])
+            state.warm[e] = fin == STATUS_CONVERGED
+        # the new iterate becomes the present one
+        for i in range(n + 1):
+            for k in range(w):
+                v[i, 0, k] = W[i, 0, k]
+                v[i, 1, k] = W[i, 1, k]
+        if any_done:
+            w = _compact(wk, vm, w)
+
+
+@njit(cache=True, nogil=True)
+def _magnitudes(v, vm, n, w):
+    """vm[i, k] = |v[i, k]| (V) for rows ``0..n-1`` and the first ``w`` columns."""
+    for i in range(n):
+        for k in range(w):
+            vm[i, k] = math.sqrt(v[i, 0, k] * v[i, 0, k] + v[i, 1, k] * v[i, 1, k])
+
+
+@njit(cache=True, nogil=True)
+def _magnitude_changes(x, vm, wbase, err, n, w):
+    """OpenDSS's convergence measure per column: ``err[k]`` the largest change of a
+    node-voltage magnitude between ``vm`` and ``x`` (pu of the node base; relative to the
+    new magnitude where a node has no base; NaN if an entry is not finite), and ``vm``
+    becomes ``|x|``."""
+    for k in range(w):
+        err[k] = 0.0
+    for i in range(n):
+        wb = wbase[i]
+        for k in range(w):
+            mag = math.sqrt(x[i, 0, k] * x[i, 0, k] + x[i, 1, k] * x[i, 1, k])
+            old = vm[i, k]
+            if wb > 0.0:
+                d = abs(mag - old) * wb
+            else:
+                d = abs(1.0 - old / mag) if mag != 0.0 else 0.0
+            if not math.isfinite(mag):
+                d = math.nan
+            if d > err[k] or d != d:  # a NaN stays
+                err[k] = d
+            vm[i, k] = mag
+
+
+@njit(cache=True, nogil=True)
+def _compact(wk, vm, w):
+    """Fill the finished columns (``wk.done``) of the first ``w`` with the last active
+    ones (also in ``vm``); returns the number of active columns."""
+    done, cols = wk.done, wk.cols
+    k = 0
+    while k < w:
+        if done[k]:
+            w -= 1
+            while w > k and done[w]:
+                done[w] = False
+                w -= 1
+            done[k] = False
+            if w > k:
+                _move_column(wk, w, k)
+                for i in range(vm.shape[0]):
+                    vm[i, k] = vm[i, w]
+                cols[k] = cols[w]
+        k += 1
+    return w
+
+
+@njit(cache=True, nogil=True)
+def _move_column(wk, src, dst):
+    """Copy column ``src`` of the work arrays that persist between outer steps to ``dst``."""
+    for a in (wk.v, wk.c, wk.dvals, wk.dload, wk.ygen):
+        for i in range(a.shape[0]):
+            a[i, 0, dst] = a[i, 0, src]
+            a[i, 1, dst] = a[i, 1, src]
+    s_lu = wk.s_lu
+    for i in range(s_lu.shape[0]):
+        for j in range(s_lu.shape[1]):
+            s_lu[i, j, 0, dst] = s_lu[i, j, 0, src]
+            s_lu[i, j, 1, dst] = s_lu[i, j, 1, src]
+    for a in (wk.mult, wk.pn, wk.qn):
+        for i in range(a.shape[0]):
+            a[i, dst] = a[i, src]
+
+
+__all__ = ["PathWork", "solve_path"]

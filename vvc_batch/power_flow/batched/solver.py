@@ -303,6 +303,9 @@ class BatchedSolver:
             raise ValueError("max_iterations must be at least 1 and anderson at least 0")
         self.model = m = model
         self.follow_path = bool(discontinuous_loads(m.loads).any()) if follow_path is None else bool(follow_path)
+        # the path solve uses its level only as the preconditioner of its inner steps: the
+        # nearest level serves it best (measured on EPRI ckt24: 30% faster than the light level)
+        self._light = 0.0 if self.follow_path else _LIGHT
         self.capacity = int(capacity)
         self.tolerance = float(tolerance)
         self.max_iterations = int(max_iterations)
@@ -423,7 +426,7 @@ class BatchedSolver:
         tables = LevelTables(
             lu=factor, ybase=np.ascontiguousarray(self.load_levels[j] * self._yb1[self._branch_order]),
             xsrc=np.ascontiguousarray(_solve_with(factor, self._net.isrc_row.reshape(n, 1))[:, 0]), h=h,
-            z=np.ascontiguousarray(zp) if self.mode == "exact" or self.follow_path else np.zeros((0, r), np.complex128))
+            z=np.ascontiguousarray(zp) if self.mode == "exact" else np.zeros((0, r), np.complex128))
         lvl = _Level(beta=self.load_levels[j], tables=tables, nnz=int(L.nnz + U.nnz + n), matrix=A)
         self._levels[j] = lvl
         return lvl
@@ -437,9 +440,10 @@ class BatchedSolver:
         light loading (m up to about 0.8) converges fastest with about a quarter to half of
         the load admittance in the matrix; heavy loading needs all of it (below about m/2
         the iteration diverges). Usual profiles (hourly means 0.2-0.8) stay on one level,
-        so a batch is not split."""
+        so a batch is not split. When following OpenDSS's path (:attr:`follow_path`) the
+        level only preconditions the inner linear solves: the nearest level, whatever ``m``."""
         lm = np.ascontiguousarray(np.atleast_2d(load_mult), dtype=np.float64)
-        return _level_indices(lm, self._mult_weight, self._fixed, self._level_edges, _LIGHT)[0]
+        return _level_indices(lm, self._mult_weight, self._fixed, self._level_edges, self._light)[0]
 
     @property
     def base_matrix(self) -> sp.csc_matrix:
@@ -604,7 +608,7 @@ class BatchedSolver:
         if B:
             inp = BatchInputs(ids=ids, cold=cold_b, reg_states=taps, cap_states=caps, load_mult=load_mult,
                               bat_kw=bat_kw, bat_kvar=bat_kvar, der_pn=der_pn, der_qn=der_qn)
-            levels, uniform = _level_indices(load_mult, self._mult_weight, self._fixed, self._level_edges, _LIGHT)
+            levels, uniform = _level_indices(load_mult, self._mult_weight, self._fixed, self._level_edges, self._light)
             if uniform and B <= self.chunk:
                 self._kernel(self._net, self._level(int(levels[0])).tables, self._settings, inp, self._state, out)
             else:
