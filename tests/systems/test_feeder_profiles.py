@@ -258,3 +258,10 @@ def test_value_rules_of_opendss():
     np.testing.assert_allclose(values_at(h, np.array([1.0, 3, 6, 7, 12])), [2, 3.25, 4, 2, 1])
     q = ShapeData(name="q", interval=0.25, pmult=np.arange(1.0, 9.0))  # 2 hours of 15-minute points
     np.testing.assert_allclose(hourly_values(q, 3), [2.5, 6.5, 2.5])
+
+
+def test_feeder_profiles_refused_where_the_shapes_are_written_at_run_time():
+    """The PowerGym systems name load shapes that the reference writes at run time
+    (loadshape.dss): the loader's one-point placeholders are no shapes of the feeder's own."""
+    with pytest.raises(ValueError, match="profiles='feeder' needs load shapes.*'powergym'"):
+        vvc_batch.make("13Bus", profiles="feeder")

@@ -139,6 +139,7 @@ class DssEngine:
         self.controls = bool(controls)
         self._closed = False
         script = read_master(self.master)
+        self._placeholder_shapes = frozenset(script.placeholder_shapes)
         self._ctx = ctx = _new_context()
         self._finalizer = weakref.finalize(self, _dispose_context, ctx)
         compile_script(ctx, script)
@@ -378,8 +379,10 @@ class DssEngine:
     def feeder_shapes(self) -> FeederShapes:
         """The load shapes each load of the compiled circuit carries (circuit load order) and
         the data of every shape they name, read without changing anything. Loads' base kW
-        and kvar are in kW / kvar. Must be called before :meth:`attach_profiles` (which
-        replaces every load's daily shape).
+        and kvar are in kW / kvar. A shape the circuit names but never defines (the PowerGym
+        systems' run-time ``loadshape.dss``; the loader made it a placeholder) counts as no
+        shape. Must be called before :meth:`attach_profiles` (which replaces every load's
+        daily shape).
 
         Raises:
             EngineError: called after :meth:`attach_profiles`, or OpenDSS reported an error.
@@ -391,9 +394,10 @@ class DssEngine:
         lds = c.Loads
         for j in range(len(self.circuit_names.load_names)):
             lds.idx = j + 1
-            use = LoadShapeUse(load=lds.Name.lower(), yearly=lds.Yearly.lower(), daily=lds.daily.lower(),
-                               duty=lds.duty.lower(), fixed=int(lds.Status) == 1, kw=float(lds.kW),
-                               kvar=float(lds.kvar))
+            own = [n if n not in self._placeholder_shapes else "" for n in
+                   (lds.Yearly.lower(), lds.daily.lower(), lds.duty.lower())]
+            use = LoadShapeUse(load=lds.Name.lower(), yearly=own[0], daily=own[1], duty=own[2],
+                               fixed=int(lds.Status) == 1, kw=float(lds.kW), kvar=float(lds.kvar))
             loads.append(use)
             named.update(n for n in (use.yearly, use.daily, use.duty) if n)
         shapes = {}

@@ -234,10 +234,13 @@ class Chunk:
 
 @dataclass
 class MasterScript:
-    """A master file and everything it redirects to, as OpenDSS would read it."""
+    """A master file and everything it redirects to, as OpenDSS would read it;
+    ``placeholder_shapes``: the load shapes the circuit names but never defines, which the
+    loader defined as one point of value 1 (lower case)."""
 
     master: Path
     chunks: list[Chunk]
+    placeholder_shapes: tuple[str, ...] = ()
 
     @property
     def num_lines(self) -> int:
@@ -426,7 +429,8 @@ def read_master(
         new = shapes if k == 0 else []
         chunk.lines[i:i + 1] = new
         chunk.sources[i:i + 1] = [chunk.sources[i]] * len(new)
-    return MasterScript(master, [c for c in chunks if c.lines] or [Chunk(master.parent)])
+    return MasterScript(master, [c for c in chunks if c.lines] or [Chunk(master.parent)],
+                        tuple(sorted(referenced - defined)))
 
 
 def _first_load(chunks: list[Chunk]) -> list[tuple[Chunk, int]]:
