@@ -376,9 +376,17 @@ def _pv_power(prm: dict[str, Any], h: np.ndarray) -> tuple[np.ndarray, np.ndarra
     limit = prm["pmpp"] * prm["pu_pmpp"]
     kw = np.where(on, np.where(pac > limit, limit, pac), 0.0)
     kw, kvar, temp_pf = _inverter_kvar(prm, kw, on)
+    return _inverter_output(prm, kw, kvar, temp_pf, on, None)
+
+
+def _inverter_output(prm: dict[str, Any], kw: np.ndarray, kvar: np.ndarray, temp_pf: np.ndarray,
+                     on: np.ndarray, idle: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The inverter's kW and kvar after its kVA limit, with no kvar while it is off when
+    ``varfollowinverter`` is set (before and after the limit, as PVSystem.pas and Storage.pas
+    do)."""
     if prm["var_follow"]:
         kvar = np.where(on, kvar, 0.0)
-    kw, kvar = _kva_limit(prm, kw, kvar, temp_pf, None)
+    kw, kvar = _kva_limit(prm, kw, kvar, temp_pf, idle)
     if prm["var_follow"]:
         kvar = np.where(on, kvar, 0.0)
     return kw, kvar
@@ -408,12 +416,7 @@ def _storage_power(prm: dict[str, Any], h: np.ndarray) -> tuple[np.ndarray, np.n
     kw_a, kvar_a, temp_pf = _inverter_kvar(prm, kw, on)
     kw = np.where(idle, kw_i, kw_a)
     kvar = np.where(idle, kvar_i, kvar_a)
-    if prm["var_follow"]:
-        kvar = np.where(on, kvar, 0.0)
-    kw, kvar = _kva_limit(prm, kw, kvar, temp_pf, idle)
-    if prm["var_follow"]:
-        kvar = np.where(on, kvar, 0.0)
-    return kw, kvar
+    return _inverter_output(prm, kw, kvar, temp_pf, on, idle)
 
 
 def _storage_idle_kvar(prm: dict[str, Any], kw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
