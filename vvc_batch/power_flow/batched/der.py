@@ -530,9 +530,6 @@ def _common_inverter(full: str, v: dict[str, str], was_set: set[str], kva: float
             raise _refuse(full, f"{key}")
     if float(v["%cutin"]) != float(v["%cutout"]):
         raise _refuse(full, "a %cutin different from %cutout (the inverter's on/off state then depends on history)")
-    if "kvar" in was_set:
-        # OpenDSS reads back the present kvar, not the requested one: it cannot be recovered
-        raise _refuse(full, "a kvar setting (kvar mode; a pf setting is modelled)")
     lim = float(v.get("kvarmax", kva) or kva)
     limneg = float(v.get("kvarmaxabs", lim) or lim)
     return dict(kva=kva, pf=float(v["pf"]), pf_mode="kvar" not in was_set, kvar_req=float(v["kvar"]),
