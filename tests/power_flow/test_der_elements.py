@@ -156,6 +156,19 @@ def test_storage_matches_opendss(data_dir):
     eng.close()
 
 
+def test_storage_in_kvar_mode_matches_opendss(data_dir):
+    """Storage with a kvar setting, discharging and idling, as OpenDSS computes them."""
+    eng, bank = _engine(["New Storage.skd phases=3 bus1=b2 kV=4.16 kWrated=200 kWhrated=4000 kWhstored=3000 "
+                         "state=discharging %discharge=50 kvar=30 dispmode=external",
+                         "New Storage.ski phases=1 bus1=b3.3 kV=2.4 kWrated=50 kWhrated=1000 kWhstored=500 "
+                         "state=idling %IdlingkW=2 kvar=-10"], data_dir)
+    m, res, refs = _solve_both(eng, bank, HOURS[:4], data_dir)
+    _, qn = m.ders.powers(np.asarray([5.0]))
+    assert qn[0, 0] > 0 and qn[0, 1] < 0  # injects, absorbs
+    _assert_same(eng, res, refs, "storage kvar mode")
+    eng.close()
+
+
 def test_generators_match_opendss(data_dir):
     eng, bank = _engine(SHAPES + GENERATORS, data_dir)
     m, res, refs = _solve_both(eng, bank, HOURS, data_dir)
