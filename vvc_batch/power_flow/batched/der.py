@@ -538,18 +538,23 @@ def _common_inverter(full: str, v: dict[str, str], was_set: set[str], kva: float
                 cutin_kw=float(v["%cutin"]) * kva / 100.0)
 
 
-def _read_pv(c, full: str, v: dict[str, str], was_set: set[str]) -> dict[str, Any]:
+def _check_inverter_model(full: str, v: dict[str, str], cls: str, user_keys: tuple[str, ...]) -> None:
+    """Refuse what the constant-P-and-Q inverter model does not cover: another model, a user
+    or dynamic model (``user_keys``), balanced, current-limited or grid-forming operation."""
     if int(float(v.get("model", "1"))) != 1:
-        raise _refuse(full, f"PVSystem model {v.get('model')} (only model 1, constant P and Q)")
-    for key in ("yearly", "duty"):
-        pass  # Daily mode reads neither
-    for key in ("usermodel", "dynamiceq"):
+        raise _refuse(full, f"{cls} model {v.get('model')} (only model 1, constant P and Q)")
+    for key in user_keys:
         if v.get(key, ""):
             raise _refuse(full, f"a {key}")
     for key in ("balanced", "limitcurrent", "controlmode"):
         val = v.get(key, "").lower()
         if val and not (val.startswith(("n", "f", "gfl"))):
             raise _refuse(full, f"{key}={val}")
+
+
+def _read_pv(c, full: str, v: dict[str, str], was_set: set[str]) -> dict[str, Any]:
+    # Daily mode reads neither the yearly nor the duty shape: only the daily ones matter
+    _check_inverter_model(full, v, "PVSystem", ("usermodel", "dynamiceq"))
     kva = float(v["kva"])
     prm = _common_inverter(full, v, was_set, kva)
     prm.update(
@@ -567,8 +572,7 @@ _STATES = {"charging": _CHARGING, "idling": _IDLING, "discharging": _DISCHARGING
 
 
 def _read_storage(c, full: str, v: dict[str, str], was_set: set[str]) -> dict[str, Any]:
-    if int(float(v.get("model", "1"))) != 1:
-        raise _refuse(full, f"Storage model {v.get('model')} (only model 1, constant P and Q)")
+    _check_inverter_model(full, v, "Storage", ("usermodel", "dynamodel", "dynamiceq", "effcurve"))
     disp = v.get("dispmode", "").lower()
     if disp and not disp.startswith(("def", "ext")):
         raise _refuse(full, f"dispatch mode {disp!r} (only default and external, at a fixed state)")
@@ -577,14 +581,7 @@ def _read_storage(c, full: str, v: dict[str, str], was_set: set[str]) -> dict[st
             val = v.get(key, "")
             if val and val not in ("0", "0.0"):
                 raise _refuse(full, f"{key}={val} (a state that changes with the hour)")
-    for key in ("usermodel", "dynamodel", "dynamiceq", "effcurve"):
-        if v.get(key, ""):
-            raise _refuse(full, f"a {key}")
-    for key in ("balanced", "limitcurrent", "controlmode"):
-        val = v.get(key, "").lower()
-        if val and not (val.startswith(("n", "f", "gfl"))):
-            raise _refuse(full, f"{key}={val}")
-    state = _STATES.get(v["state"].lower()[:4] + v["state"].lower()[4:], None)
+    state = _STATES.get(v["state"].lower())
     if state is None:
         raise _refuse(full, f"state {v['state']!r}")
     kva = float(v["kva"])
