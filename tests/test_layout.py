@@ -151,3 +151,15 @@ def test_functions_are_short_and_take_few_positional_arguments():
                 if lines > 150 or positional > 20:
                     bad.append(f"{name}.{node.name}: {lines} lines, {positional} positional parameters")
     assert not bad, "\n".join(bad)
+
+
+def test_the_distribution_ships_every_subpackage():
+    """``pip install .`` (not editable) installs the packages pyproject.toml lists: every
+    package of the source tree must be there, or the installed copy fails to import it
+    wherever the source tree is not on the path."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    in_tree = {".".join(p.parent.relative_to(PACKAGE.parent).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert in_tree - listed == set(), f"packages missing from pyproject.toml: {sorted(in_tree - listed)}"
+    assert listed - in_tree == {"vvc_batch.circuits"}  # the circuits folder, mapped in
