@@ -209,6 +209,51 @@ def _zipv_current(vr, vi, vmag, wn, vn, vbase, vlow, vmin, vmax, zipv):
     return cr, ci
 
 
+@njit(inline="always", error_model="numpy")
+def _cvr_currents(vk, a, b, w, mult, ld, wn1, vn1, vbase, vlow, vmin, vmax, cvrw, cvrv, zipv, cr, ci):
+    """``cr[k] + j ci[k]``: the current (A) of one phase branch (nodes ``a``, ``b``) of the
+    CVR load ``ld`` (model 4) for the first ``w`` columns; as :func:`load_current`, bit for
+    bit, with what does not depend on the column computed once and the band itself (where
+    the voltage nearly always is) taken without the call: ``conj(S(V) / V)`` with
+    ``S = wn (|V|/Vbase)^cvrw + j vn (|V|/Vbase)^cvrv``."""
+    vbase_low = vlow * vbase
+    vbase95 = vmin * vbase
+    vbase105 = vmax * vbase
+    vb2 = vbase * vbase
+    for k in range(w):
+        vr = vk[a, 0, k] - vk[b, 0, k]
+        vi = vk[a, 1, k] - vk[b, 1, k]
+        m = mult[ld, k]
+        wn = wn1 * m
+        vn = vn1 * m
+        v2 = vr * vr + vi * vi
+        vmag = math.sqrt(v2)
+        if vmag > vbase_low and vmag > vbase95 and vmag <= vbase105:
+            vratio = vmag / vbase
+            wf = vratio ** cvrw if cvrw != 1.0 else vratio
+            if wf > 0.0:
+                p = wn * wf
+                c0 = (p * vr) / v2
+                c1 = (p * vi) / v2
+            else:
+                c0 = 0.0
+                c1 = 0.0
+            if cvrv == 2.0:
+                yi = -vn / vb2
+                q0 = -(yi * vi)
+                q1 = yi * vr
+            else:
+                q = vn * (vratio * vratio * vratio) if cvrv == 3.0 else vn * vratio ** cvrv
+                q0 = (q * vi) / v2
+                q1 = -((q * vr) / v2)
+            cr[k] = c0 + q0
+            ci[k] = c1 + q1
+        else:
+            c0, c1 = load_current(4, vr, vi, vmag, wn, vn, vbase, vlow, vmin, vmax, cvrw, cvrv, zipv, 0.0)
+            cr[k] = c0
+            ci[k] = c1
+
+
 @njit(cache=True, nogil=True)
 def generator_current(vr, vi, vmag, pn, qn, vbase, vmin, vmax, delta, nphases):
     """Current (A, re and im) delivered by one phase branch of an OpenDSS model-1 generator
@@ -324,6 +369,9 @@ def add_injections(x, vk, w, isrc_row, loads, ybase, mult, gens, gen_pn, gen_qn,
                 s = ivb2 if (v2 <= low2) | zonly else s
                 cr[k] = (wn * vr + vn * vi) * s
                 ci[k] = (wn * vi - vn * vr) * s
+        elif model == 4:
+            _cvr_currents(vk, a, b, w, mult, ld, wn1, vn1, vbase, vlow, vmin, vmax, ld_cvrw[ld], ld_cvrv[ld], ld_zipv[ld],
+                          cr, ci)
         else:
             for k in range(w):
                 vr = vk[a, 0, k] - vk[b, 0, k]
