@@ -60,12 +60,17 @@ def test_night_is_dark_and_day_is_not(clear):
     assert np.all(clear >= 0.0)
 
 
-def test_peak_near_solar_noon(clear):
+DELHI = SolarSite(latitude=28.61, longitude=77.21, altitude=216.0, utc_offset=5.5)
+
+
+@pytest.mark.parametrize("site", [DEFAULT_SITE, DELHI], ids=["golden", "delhi"])
+def test_peak_near_solar_noon(site):
+    days = clear_sky_days(site)
     for day in range(0, DAYS, 7):
-        noon = _solar_noon(DEFAULT_SITE, day)
-        assert abs(np.argmax(clear[day]) + 0.5 - noon) <= 1.0, day
+        noon = _solar_noon(site, day)
+        assert abs(np.argmax(days[day]) + 0.5 - noon) <= 1.0, day
         # the day is nearly symmetric about solar noon: its centroid is within 15 minutes
-        centroid = np.sum((np.arange(24) + 0.5) * clear[day]) / clear[day].sum()
+        centroid = np.sum((np.arange(24) + 0.5) * days[day]) / days[day].sum()
         assert abs(centroid - noon) < 0.25, (day, centroid, noon)
 
 
@@ -103,7 +108,8 @@ def test_southern_hemisphere():
 @pytest.mark.filterwarnings("ignore:.*dayofyear is deprecated:DeprecationWarning")
 def test_matches_pvlib_minute_by_minute():
     """Hour t of a day is the mean over local standard time [t, t+1): pvlib's own Location
-    and a one-minute resample give the same day (to the 5-minute sampling's accuracy)."""
+    (in its time zone, with NREL SPA) averaged minute by minute gives the same day, to the
+    5-minute sampling's and the solar position algorithms' accuracy."""
     import pandas as pd
     import pvlib
 
@@ -122,7 +128,7 @@ def test_matches_pvlib_minute_by_minute():
             airmass=pvlib.atmosphere.get_relative_airmass(sun["apparent_zenith"]),
             albedo=site.albedo, model="perez")["poa_global"].fillna(0.0).clip(lower=0.0)
         hourly = poa.to_numpy().reshape(24, 60).mean(axis=1) / 1000.0
-        np.testing.assert_allclose(ours[day], hourly, atol=3e-3)
+        np.testing.assert_allclose(ours[day], hourly, atol=1e-3)  # measured: 1.7e-4
         # an hour's shift would be seen
         assert np.max(np.abs(ours[day][1:] - hourly[:-1])) > 0.1
 

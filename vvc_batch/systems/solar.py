@@ -7,7 +7,8 @@ site's ``year``), the same day as episode ``d`` of the synthetic load profiles
 Hour index ``t`` (0..23) is the mean over local standard time ``[t, t+1)`` (no daylight
 saving time).
 
-* **Clear sky** (:func:`clear_sky_days`): pvlib's solar position (NREL SPA) and the Ineichen
+* **Clear sky** (:func:`clear_sky_days`): pvlib's solar position (its ``ephemeris``
+  algorithm, within 3.2e-4 pu of NREL SPA in every hour, 5 times faster) and the Ineichen
   clear-sky model with the Linke turbidity climatology that pvlib ships (monthly values for
   the site, interpolated to the day), transposed to the tilted panel with the Perez model
   plus ground reflection; sampled every 5 minutes at the midpoints ``t:02:30, t:07:30, ...,
@@ -133,7 +134,10 @@ def _poa_hourly(site: SolarSite, times: pd.DatetimeIndex) -> np.ndarray:
     :data:`SAMPLES_PER_HOUR` a local hour), pu of 1 kW/m^2, read-only (365, 24)."""
     import pvlib
 
-    sun = pvlib.solarposition.get_solarposition(times, site.latitude, site.longitude, altitude=site.altitude)
+    # the 'ephemeris' algorithm: within 3.2e-4 pu of NREL SPA in every hour of the default
+    # site's year, and about 5 times faster (0.1 s against 0.55 s for the year)
+    sun = pvlib.solarposition.get_solarposition(
+        times, site.latitude, site.longitude, altitude=site.altitude, method="ephemeris")
     zenith = sun["apparent_zenith"]
     am_rel = pvlib.atmosphere.get_relative_airmass(zenith)
     am_abs = pvlib.atmosphere.get_absolute_airmass(am_rel, pvlib.atmosphere.alt2pres(site.altitude))
