@@ -35,7 +35,7 @@ def _feeder(folder: Path, vmaxpu: float, model: int = 4) -> Path:
     return path
 
 
-def _day(tmp_path: Path, follow_path: bool | None, vmaxpu: float = 0.965):
+def _day(tmp_path: Path, follow_path: bool | None, vmaxpu: float = 0.965, env_factors: bool = True):
     """Largest difference (pu) per hour between OpenDSS and the batched solver over a day
     with swinging loads and a switching capacitor, and the solver."""
     master = _feeder(tmp_path, vmaxpu)
@@ -46,7 +46,8 @@ def _day(tmp_path: Path, follow_path: bool | None, vmaxpu: float = 0.965):
         L = len(eng.circuit_names.load_names)
         prof = np.ascontiguousarray(np.repeat(MULTS[:, None], L, 1)[np.arange(eng.horizon) % MULTS.size])
         eng.attach_profiles(prof)
-        solver = BatchedSolver(m, 3, tolerance=1e-12, max_iterations=1000, follow_path=follow_path)
+        solver = BatchedSolver(m, 3, tolerance=1e-12, max_iterations=1000, follow_path=follow_path,
+                               env_factors=env_factors)
         names = list(eng.circuit_names.node_names)
         idx = [names.index(x) for x in m.node_names]
         vc = np.zeros(len(names), complex)
@@ -128,3 +129,14 @@ def test_path_result_does_not_depend_on_the_batch(tmp_path):
         np.testing.assert_array_equal(rb.v_complex[1], ra.v_complex[0])
         converged.append(bool(ra.converged[0]))
     assert sum(converged) >= 8, converged
+
+
+
+@pytest.mark.parametrize("env_factors", [True, False])
+def test_each_environment_factors_its_own_matrix(tmp_path, env_factors):
+    """By default the path solve factors each environment's own matrix (one triangular
+    solve per iteration, as OpenDSS); the inner steps on the shared factorization
+    (``env_factors=False``) follow the same path."""
+    diffs, solver = _day(tmp_path, None, env_factors=env_factors)
+    assert solver.follow_path and solver.uses_env_factors == env_factors
+    assert diffs.max() < 1e-9, diffs

@@ -24,7 +24,10 @@ reduction across columns, each column's inner and outer stopping decided by its 
 numbers, a finished column no longer updated), so its result does not depend on the batch
 bit for bit.
 
-Each outer step's linear system ``Y_dss w = b`` is solved by inner steps from ``w = V[k]``,
+Each outer step's linear system ``Y_dss w = b`` is solved with the environment's own
+factor of ``Y_dss`` (:mod:`vvc_batch.power_flow.batched.env_factor`), assembled and factored
+once per call, as OpenDSS solves it with its own. Where that is off (``env_factors=False``)
+or the matrix does not fit the plan's pattern, it is solved by inner steps from ``w = V[k]``,
 preconditioned by the level's shared factorization ``A`` with the environment's device
 correction lagged one step (as the shared iteration's lagged mode):
 
@@ -65,6 +68,7 @@ import numpy as np
 from numba import njit
 
 from vvc_batch.power_flow.batched.elements import add_injections
+from vvc_batch.power_flow.batched.env_factor import assemble_factor, substitute_env
 from vvc_batch.power_flow.batched.iteration import STATUS_CONVERGED, STATUS_DIVERGED, STATUS_MAX_ITER
 from vvc_batch.power_flow.batched.linalg import apply_d, device_batch, h_times, s_solve, substitute_check
 from vvc_batch.power_flow.batched.results import evaluate, losses
@@ -111,6 +115,8 @@ class PathWork(NamedTuple):
         rel: (B,) each column's inner stopping fraction: :data:`_INNER_REL`, or
             :data:`_SETTLED_REL` once its loads' regions are settled.
         last: (B,) the previous outer step's magnitude change (pu).
+        yv: (M, 2, B) each column's own factor of ``Y_dss``
+            (:mod:`vvc_batch.power_flow.batched.env_factor`; M = 0 without a plan).
     """
 
     v: np.ndarray
@@ -137,17 +143,18 @@ class PathWork(NamedTuple):
     done: np.ndarray
     rel: np.ndarray
     last: np.ndarray
+    yv: np.ndarray
 
 
 @njit(cache=True, nogil=True)
-def _new_work(n, r, B, E, P, Q, L, G):
+def _new_work(n, r, B, E, P, Q, L, G, M):
     """:class:`PathWork` for a batch of ``B``."""
     z3 = lambda rows: np.zeros((rows, 2, B))  # noqa: E731
     return PathWork(z3(n + 1), z3(n + 1), z3(n + 1), z3(n + 1), z3(r), z3(r), z3(r), z3(E),
                     np.zeros((r, r, 2, B)), z3(P), z3(Q), np.empty((L, B)), np.empty((G, B)), np.empty((G, B)),
                     np.empty(B), np.empty(B), np.arange(B), np.zeros(B), np.zeros(B), np.zeros(B),
                     np.zeros(B, dtype=np.bool_), np.zeros(B, dtype=np.bool_), np.full(B, _INNER_REL),
-                    np.full(B, math.inf))
+                    np.full(B, math.inf), z3(M))
 
 
 @njit(cache=True, nogil=True)
@@ -163,7 +170,7 @@ def solve_path(net, lvl, settings, inp, state, pstate, out):
     G = net.gens.vbase.size
     r = net.devices.col.size
     wk = _new_work(n, r, B, net.devices.kind.size, net.loads.branches.owner.size, net.gens.branches.owner.size,
-                   net.loads.model.size, G)
+                   net.loads.model.size, G, lvl.plan.base.size)
     vfin = np.zeros((n + 1, 2, B))
     pn = np.empty((G, B))
     qn = np.empty((G, B))
@@ -178,6 +185,8 @@ def solve_path(net, lvl, settings, inp, state, pstate, out):
             qn[j, k] = wk.qn[j, k]
         _rebuild(pstate, inp, k, e, cold[k], wk.mult, wk.pn, wk.qn)
         _admittances(net, lvl, pstate, e, k, wk.dload, wk.ygen)
+    if lvl.plan.base.size > 0:  # each environment's own factor of Y_dss
+        assemble_factor(lvl.plan, wk.dvals, wk.dload, wk.ygen, wk.yv, B)
     _start(net, lvl, state, inp.ids, cold, wk, B)
     _iterate(net, lvl, settings, inp, state, wk, vfin, out)
     loss_w = np.empty(B)
@@ -319,7 +328,21 @@ def _start(net, lvl, state, ids, cold, wk, B):
         wk.b[n, 1, k] = 0.0
         wk.frozen[k] = not cold[k]
     _device_current(net, wk, B)
-    _inner(net, lvl, wk, B)
+    if lvl.plan.base.size > 0:
+        y = wk.y
+        for i in range(n + 1):
+            for k in range(B):
+                y[i, 0, k] = wk.b[i, 0, k]
+                y[i, 1, k] = wk.b[i, 1, k]
+        substitute_env(lvl.plan, wk.yv, y, B)
+        for k in range(B):
+            if cold[k]:
+                for i in range(n):
+                    wk.w[i, 0, k] = y[i, 0, k]
+                    wk.w[i, 1, k] = y[i, 1, k]
+        _device_current(net, wk, B)
+    else:
+        _inner(net, lvl, wk, B)
     for k in range(B):
         for i in range(n + 1):
             wk.v[i, 0, k] = wk.w[i, 0, k]
@@ -404,6 +427,7 @@ def _iterate(net, lvl, settings, inp, state, wk, vfin, out):
     w = ids.size
     vm = np.empty((n, w))
     _magnitudes(wk.v, vm, n, w)
+    exact = lvl.plan.base.size > 0
     it = 0
     while w > 0:
         it += 1
@@ -416,13 +440,19 @@ def _iterate(net, lvl, settings, inp, state, wk, vfin, out):
             b[n, 0, k] = 0.0
             b[n, 1, k] = 0.0
             wk.frozen[k] = False
+        src = b if exact else v  # the right-hand side to solve, or the inner start
         for i in range(n + 1):
             for k in range(w):
-                W[i, 0, k] = v[i, 0, k]
-                W[i, 1, k] = v[i, 1, k]
-        _inner(net, lvl, wk, w)
+                W[i, 0, k] = src[i, 0, k]
+                W[i, 1, k] = src[i, 1, k]
+        if exact:  # W = Y_dss^-1 b with the column's own factor
+            substitute_env(lvl.plan, wk.yv, W, w)
+            _device_current(net, wk, w)
+        else:
+            _inner(net, lvl, wk, w)
         _magnitude_changes(W, vm, wbase, wk.err, n, w)
-        _settle(net, W, wk, it, w)
+        if not exact:
+            _settle(net, W, wk, it, w)
         any_done = False
         for k in range(w):
             err = wk.err[k]
@@ -550,7 +580,7 @@ def _compact(wk, vm, w):
 @njit(cache=True, nogil=True)
 def _move_column(wk, src, dst):
     """Copy column ``src`` of the work arrays that persist between outer steps to ``dst``."""
-    for a in (wk.v, wk.c, wk.dvals, wk.dload, wk.ygen):
+    for a in (wk.v, wk.c, wk.dvals, wk.dload, wk.ygen, wk.yv):
         for i in range(a.shape[0]):
             a[i, 0, dst] = a[i, 0, src]
             a[i, 1, dst] = a[i, 1, src]

@@ -35,6 +35,7 @@ from numba import njit
 from vvc_batch.power_flow.batched import iteration as it
 from vvc_batch.power_flow.batched import path
 from vvc_batch.power_flow.batched.elements import load_current
+from vvc_batch.power_flow.batched.env_factor import FactorPlan, make_plan, no_plan
 from vvc_batch.power_flow.batched.linalg import substitute
 from vvc_batch.power_flow.batched.der import DerSet
 from vvc_batch.power_flow.batched.model import BatterySet, DeviceSet, LoadSet, NetworkModel, SourceSet
@@ -274,6 +275,11 @@ class BatchedSolver:
             (:func:`discontinuous_loads`), where the power flow can have two solutions and
             only OpenDSS's path tells which one OpenDSS reaches; other circuits keep the
             faster shared iteration.
+        env_factors: when following the path, factor each environment's own matrix
+            (:mod:`vvc_batch.power_flow.batched.env_factor`: one triangular solve per
+            iteration, as OpenDSS); False, or a circuit whose matrix does not fit the
+            pattern: solve each iteration's system by inner steps preconditioned by the
+            shared factorization (slower, the same solution within the inner tolerance).
 
     Raises:
         ValueError: bad arguments.
@@ -292,6 +298,7 @@ class BatchedSolver:
         ordering: str = "auto",
         chunk: int | None = None,
         follow_path: bool | None = None,
+        env_factors: bool = True,
     ) -> None:
         if int(capacity) < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
@@ -303,6 +310,7 @@ class BatchedSolver:
             raise ValueError("max_iterations must be at least 1 and anderson at least 0")
         self.model = m = model
         self.follow_path = bool(discontinuous_loads(m.loads).any()) if follow_path is None else bool(follow_path)
+        self._env_factors = bool(env_factors)
         # the path solve uses its level only as the preconditioner of its inner steps: the
         # nearest level serves it best (measured on EPRI ckt24: 30% faster than the light level)
         self._light = 0.0 if self.follow_path else _LIGHT
@@ -426,10 +434,29 @@ class BatchedSolver:
         tables = LevelTables(
             lu=factor, ybase=np.ascontiguousarray(self.load_levels[j] * self._yb1[self._branch_order]),
             xsrc=np.ascontiguousarray(_solve_with(factor, self._net.isrc_row.reshape(n, 1))[:, 0]), h=h,
-            z=np.ascontiguousarray(zp) if self.mode == "exact" else np.zeros((0, r), np.complex128))
+            z=np.ascontiguousarray(zp) if self.mode == "exact" else np.zeros((0, r), np.complex128),
+            plan=self._factor_plan(Ap))
         lvl = _Level(beta=self.load_levels[j], tables=tables, nnz=int(L.nnz + U.nnz + n), matrix=A)
         self._levels[j] = lvl
         return lvl
+
+    def _factor_plan(self, Ap: sp.csc_matrix) -> FactorPlan:
+        """The plan of each environment's own factor on the level's pattern, when following
+        OpenDSS's path with ``env_factors`` (and its matrix fits the pattern); else an empty
+        plan."""
+        if not (self.follow_path and self._env_factors):
+            return no_plan()
+        net = self._net
+        dev = net.devices
+        ld, gn = net.loads.branches, net.gens.branches
+        plan = make_plan(Ap, (dev.row[dev.ia], dev.col[dev.ib]), (ld.a_row, ld.a_col, ld.b_row, ld.b_col),
+                         (gn.a_row, gn.a_col, gn.b_row, gn.b_col))
+        return no_plan() if plan is None else plan
+
+    @property
+    def uses_env_factors(self) -> bool:
+        """Whether the path solve factors each environment's own matrix (see ``env_factors``)."""
+        return bool(self._level(0).tables.plan.base.size)
 
     def level_of(self, load_mult: np.ndarray) -> np.ndarray:
         """The load level (index into :attr:`load_levels`) of each row of ``load_mult`` (B, L).

@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from vvc_batch.power_flow.batched.env_factor import FactorPlan
+
 
 class LUFactor(NamedTuple):
     """``L U`` of a shared matrix in the solver's order, factored without pivoting.
@@ -53,6 +55,9 @@ class LevelTables(NamedTuple):
         xsrc: (n,) complex128, ``A^-1 I_source`` in column order (V): the cold start.
         h: (r, r) complex128, ``H = (P' A^-1 P)^-1`` on the device nodes (S).
         z: (n, r) complex128 ``Z = A^-1 P`` (1/S) in mode ``"exact"``, else (0, r).
+        plan: how an environment's own matrix is factored on this pattern
+            (:class:`~vvc_batch.power_flow.batched.env_factor.FactorPlan`; empty unless the
+            solver follows OpenDSS's path and the matrix fits the pattern).
     """
 
     lu: LUFactor
@@ -60,6 +65,7 @@ class LevelTables(NamedTuple):
     xsrc: np.ndarray
     h: np.ndarray
     z: np.ndarray
+    plan: FactorPlan
 
 
 class Branches(NamedTuple):
