@@ -184,7 +184,8 @@ class VVCBatch:
             )
         self.batteries = bank
         circuit = dict(master=src.master, battery_names=bank.names, regulator=spec.regulator, horizon=H,
-                       battery_defs=src.batteries, capacitors=spec.capacitors, regulators=spec.regulators)
+                       battery_defs=src.batteries, capacitors=spec.capacitors, regulators=spec.regulators,
+                       pv_defs=cfg.pv_defs)
         if self.backend_name == "opendss":
             from vvc_batch.power_flow.opendss.backend import OpenDSSBackend
 
@@ -210,6 +211,7 @@ class VVCBatch:
             batteries=bank.n,
             reg_levels=spec.regulator.num_taps + 1,
             bat_levels=spec.battery_levels,
+            pv=len(lay.pv_names),
         )
         self.profiles, self.profile_source = select_profiles(
             profiles, load_names=lay.load_names, horizon=H, scale=cfg.scale, loadshape_dir=src.loadshape_dir,
@@ -230,6 +232,7 @@ class VVCBatch:
         self.obs_layout = obs = ObservationLayout(
             node_names=lay.node_names, capacitor_names=lay.capacitor_names, regulator_names=lay.regulator_names,
             battery_names=bank.names, reg_levels=self.counts.reg_levels, bat_levels=self.counts.bat_levels,
+            pv_names=lay.pv_names,
         )
         self._obs_slices = (obs.voltages, obs.capacitors, obs.regulators, obs.soc, obs.battery_power)
         self.node_names = lay.node_names
@@ -270,6 +273,7 @@ class VVCBatch:
         self._inv_max_kw = 1.0 / np.asarray(bank.max_kw, dtype=np.float64)
         self._all = slice(None)
         self._setup_kernel(K, C, R, B)
+        self._setup_pv(K, H, profile_seed)
         # load (or compile) the step's kernels now, with the very argument types of a step: a
         # first step costing half a second would skew the caller's timings
         self._step_compiled(self._ids_all[:0], np.zeros((0, self.counts.action_size)))
@@ -295,6 +299,42 @@ class VVCBatch:
         )
         self._state = (self.caps, self.taps, self.tap_ratio, self.kwh, self.bat_kw, self.v)
         self._int_devices = self.backend_name == "batched"  # the batched solver takes tap numbers as int64
+
+    def _setup_pv(self, K: int, H: int, profile_seed: int) -> None:
+        """The controllable PV inverters' ratings and solar days (episode k is day k mod 365
+        of :func:`vvc_batch.systems.solar.solar_days` with the profile seed; an environment
+        playing its own profile array gets day 0), and their present powers."""
+        P = self.counts.pv
+        eng = self.backend.engines[0]
+        self.pv_kva = np.asarray(eng.pv_kva, dtype=np.float64) if P else np.zeros(0)
+        self.pv_pmpp = np.asarray(eng.pv_pmpp, dtype=np.float64) if P else np.zeros(0)
+        self.pv_p = np.zeros((K, P))  # available active power at the last solve, kW
+        self.pv_q = np.zeros((K, P))  # reactive power set at the last solve, kvar (positive injecting)
+        self._solar = np.zeros((365, H))
+        if P:
+            from vvc_batch.systems.solar import solar_days
+
+            if H != 24:
+                raise ValueError(f"PV inverters need hourly days of 24 steps (solar days); {self.config.name} has "
+                                 f"a horizon of {H}")
+            self._solar = solar_days(365, seed=profile_seed)
+        self._pv_box = self.counts.action_size - P  # first PV entry of an action row
+
+    def _pv_settings(self, ids: np.ndarray, hours: np.ndarray, fractions: np.ndarray | None) -> tuple:
+        """(irradiance pu, available kW, kvar) of the PV inverters of ``ids`` at ``hours``:
+        p = min(irradiance * Pmpp, kVA), q = fraction * sqrt(kVA^2 - p^2) (fractions None: 0)."""
+        day = np.where(self.profile_id[ids] >= 0, self.profile_id[ids], 0) % 365
+        irr = self._solar[day, np.clip(hours, 0, self.horizon - 1)][:, None] * np.ones(self.counts.pv)
+        p = np.minimum(irr * self.pv_pmpp, self.pv_kva)
+        if fractions is None:
+            return irr, p, np.zeros_like(p)
+        return irr, p, fractions * np.sqrt(np.maximum(self.pv_kva**2 - p * p, 0.0))
+
+    def _write_pv_obs(self, ids: Any, p: np.ndarray, q: np.ndarray) -> None:
+        """PV observation columns: available kW and kvar in pu of each inverter's kVA."""
+        lay, obs = self.obs_layout, self.buffers.obs
+        obs[ids, lay.pv_p] = p / self.pv_kva
+        obs[ids, lay.pv_q] = q / self.pv_kva
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -401,9 +441,14 @@ class VVCBatch:
         caps = self.caps[sel]
         zero = np.zeros((n, self.batteries.n))
         # the reset solution is at the hour that maps to the profile's last row
-        res = self.backend.solve(ids, self.slot[sel] * H + H - 1, caps, self.taps[sel], zero, zero, cold=True)
+        irr, p, q = self._pv_settings(ids, np.full(n, H - 1), None)
+        res = self.backend.solve(ids, self.slot[sel] * H + H - 1, caps, self.taps[sel], zero, zero, cold=True,
+                                 pv_irradiance=irr, pv_kvar=q)
         self.bat_kw[sel], self.v[sel] = res.battery_kw, res.v_pu
         self._write_obs(sel, res.v_pu, caps, self.taps[sel], self.kwh[sel] / self._max_kwh, res.battery_kw)
+        if self.counts.pv:
+            self.pv_p[sel], self.pv_q[sel] = p, q
+            self._write_pv_obs(sel, p, q)
         buf = self.buffers
         info = buf.info
         for key in INFO_KEYS:
@@ -453,6 +498,7 @@ class VVCBatch:
         acts[:, :C] = self.caps[ids]
         acts[:, C:C + R] = self.taps[ids]
         acts[:, C + R:] = 0.0 if self.config.continuous_battery else float(self.batteries.levels // 2)
+        acts[:, self._pv_box:] = 0.0  # PV inverters at zero reactive power
         return acts
 
     def _refuse(self, ids: np.ndarray, t: np.ndarray, i: int) -> None:
@@ -479,12 +525,16 @@ class VVCBatch:
         dev_f = (self._dev_f[0][:n], self._dev_f[1][:n])
         dev_i = (self._dev_i[0][:n], self._dev_i[1][:n])
         kw, kvar, rows = self._kw[:n], self._kvar[:n], self._rows[:n]
+        pv = None
+        if self.counts.pv:
+            pv = self._pv_settings(ids, self.t[ids], acts[:, self._pv_box:])
         bad = prepare_step(acts, ids, self.t, self.slot, self.horizon, self.kwh, self._bat_table, self._consts,
                            self.config.continuous_battery, dev_f, dev_i, kw, kvar, rows)
         if bad >= 0:
             self._refuse(ids, self.t[ids], bad)
         caps, taps = dev_i if self._int_devices else dev_f
-        res = self.backend.solve(ids, rows, caps, taps, kw, kvar, controls=self.dss_mode)
+        res = self.backend.solve(ids, rows, caps, taps, kw, kvar, controls=self.dss_mode,
+                                 pv_irradiance=None if pv is None else pv[0], pv_kvar=None if pv is None else pv[2])
         if self.dss_mode:  # the devices as OpenDSS's controllers left them
             states, ratios = self.backend.device_states(ids)
             dev_f[0][:] = states
@@ -495,6 +545,9 @@ class VVCBatch:
         new = (dev_f[0], dev_f[1], kw, res.battery_kw, res.v_pu)
         finish_step(ids, self.t, self.profile_id, self.horizon, self._state, new, res.loss_kw, res.source_kw,
                     res.converged, self._bus_start, self._bat_table, self._consts, self.buffers.obs, *self._out)
+        if pv is not None:
+            self.pv_p[ids], self.pv_q[ids] = pv[1], pv[2]
+            self._write_pv_obs(ids, pv[1], pv[2])
         if before is not None:
             self._apply_reward_fn(ids, before, new, res)
         return self.buffers
@@ -622,6 +675,7 @@ class VVCBatch:
             "capacitors": list(self.circuit_names.capacitor_names),
             "regulators": list(self.circuit_names.regulator_names),
             "batteries": list(self.batteries.names),
+            "pv": list(self.circuit_names.pv_names),
             "loads": len(self.circuit_names.load_names),
             "profiles": self.num_profiles,
         }

@@ -2,10 +2,15 @@
 
 Action layout (one row per environment): capacitor states (0/1), regulator tap numbers
 (0..32), then per battery a discrete level (0..32, ``level - 16`` sixteenths of max kW) or,
-in ``_cbat`` variants, a normalized power in [-1, 1] (positive = discharging).
+in ``_cbat`` variants, a normalized power in [-1, 1] (positive = discharging), then per
+controllable PV inverter (``_pv`` variants) its reactive power as a fraction in [-1, 1] of
+what its kVA rating leaves at the present active power (positive injects). With any
+continuous entry the action space is ``Tuple(MultiDiscrete, Box)``: the Box holds the
+``_cbat`` battery entries, then the PV entries.
 
 Observation layout: node voltages (pu), capacitor states, regulator tap numbers, then per
-battery [state of charge (0..1), normalized power = -(kW drawn)/max_kw].
+battery [state of charge (0..1), normalized power = -(kW drawn)/max_kw], then per PV
+inverter [available active power, reactive power], both in pu of its kVA rating.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ class DeviceCounts:
     batteries: int
     reg_levels: int = 33
     bat_levels: int = 33
+    pv: int = 0
 
     @property
     def num_discrete(self) -> int:
@@ -38,7 +44,7 @@ class DeviceCounts:
     @property
     def action_size(self) -> int:
         """Length of the flat action vector."""
-        return self.capacitors + self.regulators + self.batteries
+        return self.capacitors + self.regulators + self.batteries + self.pv
 
 
 @dataclass(frozen=True)
@@ -56,12 +62,13 @@ class ObservationLayout:
     battery_names: tuple[str, ...]
     reg_levels: int = 33
     bat_levels: int = 33
+    pv_names: tuple[str, ...] = ()
 
     @property
     def counts(self) -> DeviceCounts:
         """Device counts and discrete choices."""
         return DeviceCounts(len(self.capacitor_names), len(self.regulator_names), len(self.battery_names),
-                            self.reg_levels, self.bat_levels)
+                            self.reg_levels, self.bat_levels, len(self.pv_names))
 
     @property
     def num_nodes(self) -> int:
@@ -71,6 +78,10 @@ class ObservationLayout:
     @property
     def dim(self) -> int:
         """Length of the observation vector."""
+        return self._bat_stop + 2 * len(self.pv_names)
+
+    @property
+    def _bat_stop(self) -> int:
         return self.num_nodes + len(self.capacitor_names) + len(self.regulator_names) + 2 * len(self.battery_names)
 
     @property
@@ -93,17 +104,27 @@ class ObservationLayout:
     @property
     def batteries(self) -> slice:
         """Per battery [soc, normalized power] pairs."""
-        return slice(self.regulators.stop, self.dim)
+        return slice(self.regulators.stop, self._bat_stop)
 
     @property
     def soc(self) -> slice:
         """Battery states of charge (0..1)."""
-        return slice(self.regulators.stop, self.dim, 2)
+        return slice(self.regulators.stop, self._bat_stop, 2)
 
     @property
     def battery_power(self) -> slice:
         """Battery power, -(kW drawn)/max_kw (positive discharging)."""
-        return slice(self.regulators.stop + 1, self.dim, 2)
+        return slice(self.regulators.stop + 1, self._bat_stop, 2)
+
+    @property
+    def pv_p(self) -> slice:
+        """Available active power of each PV inverter, pu of its kVA (0..1)."""
+        return slice(self._bat_stop, self.dim, 2)
+
+    @property
+    def pv_q(self) -> slice:
+        """Reactive power of each PV inverter, pu of its kVA (-1..1, positive injecting)."""
+        return slice(self._bat_stop + 1, self.dim, 2)
 
     @property
     def names(self) -> list[str]:
@@ -113,13 +134,14 @@ class ObservationLayout:
             + [f"cap.{n}" for n in self.capacitor_names]
             + [f"reg.{n}.tap" for n in self.regulator_names]
             + [f"bat.{n}.{q}" for n in self.battery_names for q in ("soc", "power")]
+            + [f"pv.{n}.{q}" for n in self.pv_names for q in ("p", "q")]
         )
 
     @property
     def device_names(self) -> list[str]:
         """One label per action entry: ``capacitor <name>``, ``regulator <name>``, ``battery <name>``."""
         return ([f"capacitor {n}" for n in self.capacitor_names] + [f"regulator {n}" for n in self.regulator_names]
-                + [f"battery {n}" for n in self.battery_names])
+                + [f"battery {n}" for n in self.battery_names] + [f"pv {n}" for n in self.pv_names])
 
     def space(self) -> spaces.Box:
         """The observation space (see :func:`observation_bounds`)."""
@@ -128,14 +150,19 @@ class ObservationLayout:
 
 def action_space(counts: DeviceCounts, continuous_battery: bool) -> spaces.Space:
     """``MultiDiscrete([2]*C + [33]*R + [33]*B)``, or with ``_cbat``
-    ``Tuple((MultiDiscrete([2]*C + [33]*R), Box(-1, 1, (B,))))``."""
+    ``Tuple((MultiDiscrete([2]*C + [33]*R), Box(-1, 1, (B,))))``; with P controllable PV
+    inverters the Box gets P more entries (and a space without ``_cbat`` becomes
+    ``Tuple((MultiDiscrete([2]*C + [33]*R + [33]*B), Box(-1, 1, (P,))))``)."""
     nvec = [2] * counts.capacitors + [counts.reg_levels] * counts.regulators
     if not continuous_battery:
-        return spaces.MultiDiscrete(nvec + [counts.bat_levels] * counts.batteries, dtype=np.int64)
+        nvec = nvec + [counts.bat_levels] * counts.batteries
+        if not counts.pv:
+            return spaces.MultiDiscrete(nvec, dtype=np.int64)
+    box = (counts.batteries if continuous_battery else 0) + counts.pv
     return spaces.Tuple(
         (
             spaces.MultiDiscrete(nvec, dtype=np.int64),
-            spaces.Box(-1.0, 1.0, shape=(counts.batteries,), dtype=np.float32),
+            spaces.Box(-1.0, 1.0, shape=(box,), dtype=np.float32),
         )
     )
 
@@ -183,6 +210,7 @@ def observation_bounds(num_nodes: int, counts: DeviceCounts) -> tuple[np.ndarray
             np.zeros(counts.capacitors),
             np.zeros(counts.regulators),
             np.tile([0.0, -np.inf], counts.batteries),
+            np.tile([0.0, -1.0], counts.pv),
         ]
     ).astype(np.float32)
     high = np.concatenate(
@@ -191,6 +219,7 @@ def observation_bounds(num_nodes: int, counts: DeviceCounts) -> tuple[np.ndarray
             np.ones(counts.capacitors),
             np.full(counts.regulators, counts.reg_levels - 1),
             np.tile([1.0, np.inf], counts.batteries),
+            np.tile([1.0, 1.0], counts.pv),
         ]
     ).astype(np.float32)
     return low, high
@@ -221,7 +250,8 @@ class ActionChecker:
 
     def __init__(self, counts: DeviceCounts, continuous_battery: bool) -> None:
         self.counts = counts
-        self.continuous = continuous_battery
+        # a Box part: continuous battery entries (``_cbat``) and/or PV inverter entries
+        self.continuous = continuous_battery or counts.pv > 0
         c = counts
         hi = [1] * c.capacitors + [c.reg_levels - 1] * c.regulators
         lo = [0] * len(hi)
@@ -231,11 +261,13 @@ class ActionChecker:
         else:
             lo += [0] * c.batteries
             hi += [c.bat_levels - 1] * c.batteries
+        lo += [-1] * c.pv
+        hi += [1] * c.pv
         self._low = np.asarray(lo, dtype=np.float64)
         self._high = np.asarray(hi, dtype=np.float64)
         self._low_list, self._high_list = self._low.tolist(), self._high.tolist()
         self._low_int, self._high_int = self._low.astype(np.int64), self._high.astype(np.int64)
-        if not continuous_battery:  # load the compiled check now, not at the first step
+        if not self.continuous:  # load the compiled check now, not at the first step
             _copy_if_in_range(np.zeros((0, c.action_size), np.int64), self._low_int, self._high_int,
                               np.zeros((0, c.action_size)))
         self._n_disc = c.capacitors + c.regulators + (0 if continuous_battery else c.batteries)
@@ -244,7 +276,9 @@ class ActionChecker:
             [f"capacitor {i}" for i in range(c.capacitors)]
             + [f"regulator {i}" for i in range(c.regulators)]
             + [f"battery {i}" for i in range(c.batteries)]
+            + [f"pv inverter {i}" for i in range(c.pv)]
         )
+        self._n_box = self._size - self._n_disc
 
     def _describe(self, k: int, i: int, batch: int | None) -> str:
         where = f" for environment {k}" if batch is not None else ""
@@ -252,7 +286,7 @@ class ActionChecker:
 
     def _layout(self) -> str:
         c = self.counts
-        return f"{c.capacitors} capacitors, {c.regulators} regulators, {c.batteries} batteries"
+        return f"{c.capacitors} capacitors, {c.regulators} regulators, {c.batteries} batteries, {c.pv} PV inverters"
 
     def _from_tuple(self, action: tuple, batch: int | None) -> np.ndarray:
         if len(action) != 2:
@@ -267,7 +301,7 @@ class ActionChecker:
             )
         if cont.dtype.kind not in "iuf":
             raise InvalidActionError(f"the continuous part of a _cbat action must be numeric, got {cont.dtype}")
-        nd, nb = self._n_disc, self.counts.batteries
+        nd, nb = self._n_disc, self._n_box
         want_d, want_c = ((nd,), (nb,)) if batch is None else ((batch, nd), (batch, nb))
         if disc.shape != want_d or cont.shape != want_c:
             raise InvalidActionError(

@@ -127,6 +127,10 @@ class FlowResult:
             iteration, pu, where reported.
         v_complex: (n, N) complex128 or None: complex node voltages, V, in observation
             order; None unless the caller asked for them.
+        pv_kw, pv_kvar: (n, P) power each controllable PV system delivers (kW, kvar,
+            positive injecting), or None without them. OpenDSS: read back from its
+            terminals; batched: the PVSystem model's power at the irradiance and kvar given
+            (the same while the PV system's voltage lies within its Vminpu..Vmaxpu).
     """
 
     converged: np.ndarray
@@ -138,6 +142,8 @@ class FlowResult:
     iterations: np.ndarray | None = None
     max_change: np.ndarray | None = None
     v_complex: np.ndarray | None = None
+    pv_kw: np.ndarray | None = None
+    pv_kvar: np.ndarray | None = None
 
 
 class PowerFlowBackend(Protocol):
@@ -159,10 +165,12 @@ class PowerFlowBackend(Protocol):
         """The circuit's own capacitor states (0/1): the reset states."""
 
     def solve(self, ids: np.ndarray, rows: np.ndarray, caps: np.ndarray, taps: np.ndarray, kw: np.ndarray,
-              kvar: np.ndarray, cold: bool = False, controls: bool = False) -> FlowResult:
+              kvar: np.ndarray, cold: bool = False, controls: bool = False, pv_irradiance: np.ndarray | None = None,
+              pv_kvar: np.ndarray | None = None) -> FlowResult:
         """Solve environments ``ids`` at load rows ``rows`` with these settings (n x C
         capacitor states 0/1, n x R tap numbers, n x B battery kW and kvar, positive
-        delivering). ``cold``: a reset; start from the backend's canonical initial guess so
+        delivering; n x P irradiance (pu of 1 kW/m^2) and requested kvar (positive
+        injecting) of the controllable PV systems, None: irradiance 0 and no kvar). ``cold``: a reset; start from the backend's canonical initial guess so
         that the result never depends on what that environment solved before.
         ``controls``: OpenDSS's controllers act (dss mode; OpenDSS backend only)."""
 

@@ -12,7 +12,8 @@ Minimal spec::
       ]
     }
 
-Optional entries: ``capacitors`` / ``regulators`` (``null``: every Capacitor / every
+Optional entries: ``pv`` (controllable PV inverters: a list of ``{name, bus, phases, kv,
+kva, pmpp, conn}``; a PVSystem the circuit defines needs only its name), ``capacitors`` / ``regulators`` (``null``: every Capacitor / every
 transformer with a RegControl; a list of names to keep; or ``{name: label}`` to keep and
 rename), ``reward`` (``power_w``, ``cap_w``, ``reg_w``, ``dis_w``, ``soc_w``; numbers or
 ``"a/b"``), ``soc_reward`` (``soc_w``, ``dis_w`` of the ``_soc`` variant), ``horizon``
@@ -44,7 +45,7 @@ _NAME_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9]+$")
 _KNOWN = {
     "name", "master", "description", "source_bus", "horizon", "step_hours", "battery_file", "loadshape_dir",
     "battery_levels", "regulator", "counts", "reward", "soc_reward", "batteries", "capacitors", "regulators",
-    "profiles", "base_dir", "folder", "embedded",
+    "profiles", "base_dir", "folder", "embedded", "pv", "pv_placement",
 }
 _RATINGS = ("max_kw", "pf", "max_kwh", "initial_kwh")
 
@@ -60,6 +61,33 @@ def _check_number(where: str, value: Any, low: float | None = None, high: float 
     if high is not None and x > high:
         raise SpecError(f"{where} must be <= {high}, got {x}")
     return x
+
+
+def _validate_pv(pv: Any) -> None:
+    """Check a spec's ``pv`` entries: a list of mappings, each with a unique ``name``; kVA
+    and Pmpp positive (kVA, kW) where given; the bus and connection are checked against the
+    circuit when the engine adds them."""
+    if not isinstance(pv, list):
+        raise SpecError("spec 'pv' must be a list of PV inverters {name, bus, phases, kv, kva, pmpp, conn}")
+    seen = set()
+    for i, p in enumerate(pv):
+        where = f"spec pv[{i}]"
+        if not isinstance(p, Mapping) or not p.get("name"):
+            raise SpecError(f"{where} must be a mapping with a 'name'")
+        unknown = sorted(set(p) - {"name", "bus", "phases", "kv", "kva", "pmpp", "conn"})
+        if unknown:
+            raise SpecError(f"{where} ({p['name']!r}): unknown keys {unknown}; allowed: name, bus, phases, kv, kva, "
+                            f"pmpp, conn")
+        if str(p["name"]).lower() in seen:
+            raise SpecError(f"{where}: duplicate PV inverter name {p['name']!r}")
+        seen.add(str(p["name"]).lower())
+        for key in ("kv", "kva", "pmpp"):
+            if key in p:
+                _check_number(f"{where}.{key}", p[key], 0, low_open=True)
+        if "phases" in p and p["phases"] not in (1, 2, 3):
+            raise SpecError(f"{where}.phases must be 1, 2 or 3, got {p['phases']!r}")
+        if "conn" in p and str(p["conn"]).lower() not in ("wye", "delta"):
+            raise SpecError(f"{where}.conn must be 'wye' or 'delta', got {p['conn']!r}")
 
 
 def validate_spec(d: Mapping[str, Any]) -> None:
@@ -101,6 +129,7 @@ def validate_spec(d: Mapping[str, Any]) -> None:
         cap = _check_number(f"{where}.max_kwh", b["max_kwh"], 0, low_open=True)
         _check_number(f"{where}.initial_kwh", b["initial_kwh"], 0, cap)
         del mx
+    _validate_pv(d.get("pv", []))
     for key in ("capacitors", "regulators"):
         sel = d.get(key)
         if sel is not None and not isinstance(sel, (list, Mapping)):
@@ -139,10 +168,12 @@ def load_spec(spec: str | os.PathLike[str] | Mapping[str, Any]) -> SystemSpec:
 
 def spec_config(spec: str | os.PathLike[str] | Mapping[str, Any] | SystemSpec, *, continuous_battery: bool = False,
                 soc_penalty: bool = False, scale: float = 1.0) -> EnvConfig:
-    """The :class:`EnvConfig` of a user's feeder with the chosen variant."""
+    """The :class:`EnvConfig` of a user's feeder with the chosen variant; the spec's ``pv``
+    inverters, if any, are controllable devices."""
     system = spec if isinstance(spec, SystemSpec) else load_spec(spec)
     if not scale > 0:
         raise SpecError(f"scale must be positive, got {scale}")
-    return EnvConfig(system=system, continuous_battery=continuous_battery, soc_penalty=soc_penalty, scale=float(scale))
+    return EnvConfig(system=system, continuous_battery=continuous_battery, soc_penalty=soc_penalty, scale=float(scale),
+                     pv=bool(system.pv))
 
 __all__ = ["load_spec", "spec_config", "validate_spec"]

@@ -1,8 +1,10 @@
 """The system registry: system specs from ``circuits/*.json`` and environment names.
 
-An environment name is ``<system>[_cbat][_soc][_s<scale>]``:
+An environment name is ``<system>[_pv][_cbat][_soc][_s<scale>]``:
 
 * ``<system>``: one of :func:`system_names` (``13Bus``, ``34Bus``, ``123Bus``, ``8500Node``);
+* ``_pv``: the system's PV inverters (its spec's ``pv`` block) as controllable devices, for
+  the systems that have one (:func:`pv_system_names`);
 * ``_cbat``: continuous battery actions (a Box in [-1, 1]) instead of 33 discrete levels;
 * ``_soc``: a terminal state-of-charge penalty (and the system's ``soc_reward`` weights);
 * ``_s<scale>``: every load multiplier of the system's load profiles times ``scale``;
@@ -32,7 +34,7 @@ _ID_RE = re.compile(rf"^(?:{NAMESPACE}/)?(?P<name>.+?)(?:-v0)?$")
 
 _VARIANTS = ("", "_cbat", "_soc", "_cbat_soc")
 _NAME_RE = re.compile(
-    r"^(?P<system>[A-Za-z0-9]+?)(?P<cbat>_cbat)?(?P<soc>_soc)?(?:_s(?P<scale>[0-9]*\.?[0-9]+))?$"
+    r"^(?P<system>[A-Za-z0-9]+?)(?P<pv>_pv)?(?P<cbat>_cbat)?(?P<soc>_soc)?(?:_s(?P<scale>[0-9]*\.?[0-9]+))?$"
 )
 
 
@@ -97,6 +99,7 @@ class SystemSpec:
     soc_reward: Mapping[str, float]
     embedded: Mapping[str, Any] | None = None
     batteries: tuple[Mapping[str, Any], ...] = ()  # definitions: name, bus, phases, kv, conn, ratings
+    pv: tuple[Mapping[str, Any], ...] = ()  # PV inverters: name, bus, phases, kv, kva, pmpp, conn
     capacitors: Any = None  # None: all; a list of names; or {name: label}
     regulators: Any = None  # None: all; a list of transformer names; or {name: label}
     base_dir: str | None = None  # a user feeder: its files are relative to this folder
@@ -130,6 +133,7 @@ class SystemSpec:
             soc_reward={k: _weight(v) for k, v in d.get("soc_reward", {}).items()},
             embedded=d.get("embedded"),
             batteries=tuple(d.get("batteries", ())),
+            pv=tuple(d.get("pv", ())),
             capacitors=d.get("capacitors"),
             regulators=d.get("regulators"),
             base_dir=d.get("base_dir"),
@@ -146,11 +150,20 @@ class EnvConfig:
     continuous_battery: bool = False
     soc_penalty: bool = False
     scale: float = 1.0
+    pv: bool = False
+
+    @property
+    def pv_defs(self) -> tuple[Mapping[str, Any], ...]:
+        """The controllable PV inverters of this variant (the spec's ``pv`` block with
+        ``_pv``, else none)."""
+        return self.system.pv if self.pv else ()
 
     @property
     def name(self) -> str:
         """Canonical environment name, e.g. ``123Bus_soc_s1.5``."""
         s = self.system.name
+        if self.pv:
+            s += "_pv"
         if self.continuous_battery:
             s += "_cbat"
         if self.soc_penalty:
@@ -207,9 +220,15 @@ def load_system(name: str) -> SystemSpec:
         return SystemSpec.from_dict(json.load(fh))
 
 
+def pv_system_names() -> list[str]:
+    """The built-in systems whose spec places PV inverters (they have ``_pv`` variants)."""
+    return [s for s in system_names() if load_system(s).pv]
+
+
 def valid_env_names() -> list[str]:
     """Every system with every variant suffix (a ``_s<scale>`` suffix may follow each)."""
-    return [s + v for s in system_names() for v in _VARIANTS]
+    pv = set(pv_system_names())
+    return [s + p + v for s in system_names() for p in (("", "_pv") if s in pv else ("",)) for v in _VARIANTS]
 
 
 def strip_env_id(name: str) -> str:
@@ -220,7 +239,7 @@ def strip_env_id(name: str) -> str:
 
 
 def parse_env_name(name: str) -> EnvConfig:
-    """Parse ``<system>[_cbat][_soc][_s<scale>]`` (or its gymnasium id
+    """Parse ``<system>[_pv][_cbat][_soc][_s<scale>]`` (or its gymnasium id
     ``vvc_batch/<name>-v0``) into an :class:`EnvConfig`.
 
     Raises:
@@ -239,8 +258,15 @@ def parse_env_name(name: str) -> EnvConfig:
     scale = float(m.group("scale")) if m.group("scale") is not None else 1.0
     if not (scale > 0.0):
         raise UnknownSystemError(f"load scale in {name!r} must be positive, got {scale}")
+    system = load_system(m.group("system"))
+    if m.group("pv") and not system.pv:
+        raise UnknownSystemError(
+            f"{name!r}: system {system.name} places no PV inverters, so it has no _pv variant; systems with "
+            f"_pv variants: {', '.join(pv_system_names()) or 'none'}"
+        )
     return EnvConfig(
-        system=load_system(m.group("system")),
+        pv=m.group("pv") is not None,
+        system=system,
         continuous_battery=m.group("cbat") is not None,
         soc_penalty=m.group("soc") is not None,
         scale=scale,
@@ -415,6 +441,7 @@ __all__ = [
     "EnvConfig",
     "load_system",
     "parse_env_name",
+    "pv_system_names",
     "RegulatorSpec",
     "resolve_data_dir",
     "RewardWeights",

@@ -170,6 +170,7 @@ class VVCVectorEnv(VectorEnv):
         counts = DeviceCounts(
             capacitors=c["capacitors"], regulators=c["regulators"], batteries=c["batteries"],
             reg_levels=cfg.system.regulator.num_taps + 1, bat_levels=cfg.system.battery_levels,
+            pv=len(cfg.pv_defs),  # one controllable inverter per spec entry
         )
         self.single_observation_space = observation_space(c["nodes"], counts)
         self.single_action_space = action_space(counts, cfg.continuous_battery)

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from vvc_batch.power_flow.batched.der import storage_set
+from vvc_batch.power_flow.batched.der import controlled_pv, storage_set
 from vvc_batch.power_flow.opendss.engine import DssEngine
 from vvc_batch.power_flow.interface import BATCHED_DEFAULT_TOLERANCE, FlowResult, SolverSettings
 from vvc_batch.systems.specs import RegulatorSpec
@@ -32,7 +32,7 @@ class BatchedBackend:
         num_envs: K.
         settings: tolerance (default :data:`~vvc_batch.power_flow.interface.BATCHED_DEFAULT_TOLERANCE`)
             and iteration limit; ``solver_options`` (an OpenDSS setting) must stay 0.
-        battery_names, regulator, horizon, battery_defs, capacitors, regulators: as for
+        battery_names, regulator, horizon, battery_defs, capacitors, regulators, pv_defs: as for
             :class:`~vvc_batch.power_flow.opendss.engine.DssEngine`.
 
     Raises:
@@ -55,6 +55,7 @@ class BatchedBackend:
         battery_defs: Sequence[Mapping[str, Any]] = (),
         capacitors: Any = None,
         regulators: Any = None,
+        pv_defs: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         from vvc_batch.power_flow.batched.model import extract_model
         from vvc_batch.power_flow.batched.solver import BatchedSolver
@@ -69,7 +70,7 @@ class BatchedBackend:
         iterations = BATCHED_DEFAULT_MAX_ITERATIONS if settings.max_iterations is None else int(settings.max_iterations)
         self.settings = SolverSettings(tolerance=tolerance, max_iterations=iterations)
         eng = DssEngine(master, battery_names=battery_names, regulator=regulator, horizon=horizon,
-                        battery_defs=battery_defs, capacitors=capacitors, regulators=regulators)
+                        battery_defs=battery_defs, capacitors=capacitors, regulators=regulators, pv_defs=pv_defs)
         self.engines = [eng]
         try:
             eng.reset_regulators()
@@ -79,6 +80,8 @@ class BatchedBackend:
             eng.close()
             raise
         self.circuit_names = eng.circuit_names
+        # the PV systems the environments drive: their power comes with each solve
+        self.pv = controlled_pv(model.ders, tuple(eng.circuit_names.pv_names))
         names = list(self.circuit_names.load_names)
         order = [names.index(n) for n in model.loads.names] if tuple(model.loads.names) != tuple(names) else None
         self._load_columns = None if order is None else np.asarray(order, dtype=np.int64)
@@ -103,7 +106,8 @@ class BatchedBackend:
         return self._cap0.copy()
 
     def solve(self, ids: np.ndarray, rows: np.ndarray, caps: np.ndarray, taps: np.ndarray, kw: np.ndarray,
-              kvar: np.ndarray, cold: bool = False, controls: bool = False) -> FlowResult:
+              kvar: np.ndarray, cold: bool = False, controls: bool = False, pv_irradiance: np.ndarray | None = None,
+              pv_kvar: np.ndarray | None = None) -> FlowResult:
         if controls:
             raise ValueError("the batched backend has no OpenDSS controllers (dss mode needs backend='opendss')")
         mult = self.load_mult[rows]
@@ -113,6 +117,14 @@ class BatchedBackend:
         if self._der_pn is None:
             return self.solver.solve_unchecked(ids, mult, caps, taps, kw, kvar, cold=cold)
         pn, qn = self._der_pn[rows], self._der_qn[rows]
+        pv = self.pv
+        pv_kw = pv_q = None
+        if pv.count:
+            if pv_irradiance is None:
+                pv_irradiance = pv_kvar = np.zeros((len(ids), pv.count))
+            pv_kw, pv_q = pv.kw_kvar(pv_irradiance, pv_kvar)
+            pn[:, pv.cols] = 1000.0 * pv_kw / pv.nphases
+            qn[:, pv.cols] = 1000.0 * pv_q / pv.nphases
         sto = self.storage
         if sto.count:
             if cold:  # a reset: the storage as compiled, and the reset's solve is no time step
@@ -124,7 +136,9 @@ class BatchedBackend:
             qn[:, sto.cols] = np.take_along_axis(np.broadcast_to(sto.qn, col.shape + (3,)), col[..., None], -1)[..., 0]
             if not cold:
                 self.storage_kwh[ids], self.storage_state[ids] = sto.update(kwh, state)
-        return self.solver.solve_unchecked(ids, mult, caps, taps, kw, kvar, cold=cold, der_pn=pn, der_qn=qn)
+        res = self.solver.solve_unchecked(ids, mult, caps, taps, kw, kvar, cold=cold, der_pn=pn, der_qn=qn)
+        res.pv_kw, res.pv_kvar = pv_kw, pv_q
+        return res
 
     def device_states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("the batched backend has no OpenDSS controllers (dss mode needs backend='opendss')")

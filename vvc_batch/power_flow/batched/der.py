@@ -439,6 +439,82 @@ def _storage_idle_kvar(prm: dict[str, Any], kw: np.ndarray) -> tuple[np.ndarray,
     return kw, kvar
 
 
+
+# ---------------------------------------------------------------------- controllable PV systems
+@dataclass(frozen=True)
+class ControlledPV:
+    """The PV systems an environment drives (P of them): their columns ``cols`` in the
+    :class:`DerSet`, and per system ``pmpp`` (kW), ``limit`` (kW: ``%Pmpp`` of Pmpp), ``kva``,
+    ``kvarlimit`` / ``kvarlimitneg`` (kvar), ``cutin_kw`` and ``nphases``. Each step gives
+    every environment's irradiance and requested kvar; :meth:`powers` computes what OpenDSS's
+    PVSystem (model 1, kvar mode, no shapes or curves) then delivers."""
+
+    cols: np.ndarray
+    pmpp: np.ndarray
+    limit: np.ndarray
+    kva: np.ndarray
+    kvarlimit: np.ndarray
+    kvarlimitneg: np.ndarray
+    cutin_kw: np.ndarray
+    nphases: np.ndarray
+
+    @property
+    def count(self) -> int:
+        """Number of controllable PV systems."""
+        return int(self.cols.size)
+
+    def kw_kvar(self, irradiance: np.ndarray, kvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(kW, kvar) delivered by each system, (n, P) arrays each, at ``irradiance`` (pu of
+        1 kW/m^2) and requested ``kvar`` (n, P): PVSystem.pas ``ComputePanelPower`` (panel kW =
+        irradiance * Pmpp, off below ``%cutin``, at most ``%Pmpp`` of Pmpp) and
+        ``ComputeInverterPower`` in kvar mode (the request within ``kvarMax`` /
+        ``kvarMaxAbs``; outside the kVA circle reactive power has priority)."""
+        panel = irradiance * self.pmpp
+        on = panel >= self.cutin_kw
+        kw = np.where(on, np.where(panel > self.limit, self.limit, panel), 0.0)
+        req = np.asarray(kvar, dtype=np.float64)
+        over = ((req > 0.0) & (np.abs(req) >= self.kvarlimit)) | ((req < 0.0) & (np.abs(req) >= self.kvarlimitneg))
+        q = np.where(over, np.where(req > 0.0, self.kvarlimit, self.kvarlimitneg) * np.sign(req), req)
+        kva = self.kva
+        with np.errstate(invalid="ignore"):
+            outside = np.sqrt(kw * kw + q * q) > kva
+            kw = np.where(outside, np.sqrt(kva * kva - q * q) * np.sign(kw), kw)
+        return kw, q
+
+
+def controlled_pv(ders: DerSet, names: tuple[str, ...]) -> ControlledPV:
+    """The :class:`ControlledPV` of the PV systems ``names`` (lower case, the engine's
+    ``CircuitNames.pv_names`` order) among ``ders``.
+
+    Raises:
+        UnsupportedElementError: one of them is not an enabled PV system of the model, or has
+            a shape or curve, PF priority or watt priority (vvc_batch sets none of them).
+    """
+    index = {n.lower(): d for d, n in enumerate(ders.names)}
+    cols = []
+    for name in names:
+        full = f"pvsystem.{name}"
+        d = index.get(full)
+        if d is None or ders.kind[d] != KIND_PVSYSTEM:
+            raise UnsupportedElementError(f"PVSystem.{name} is not an enabled PV system of the circuit", full)
+        prm = ders.params[d]
+        for key in ("daily", "tdaily", "p_tcurve", "effcurve"):
+            if prm[key] is not None:
+                raise _refuse(full, f"a controllable PV system with a {key}")
+        if prm["pf_priority"] or prm["p_priority"] or prm["pf_mode"]:
+            raise _refuse(full, "a controllable PV system in PF mode or with PF or watt priority")
+        cols.append(d)
+    prms = [ders.params[d] for d in cols]
+
+    def arr(key: str) -> np.ndarray:
+        return np.asarray([p[key] for p in prms], dtype=np.float64)
+
+    c = np.asarray(cols, dtype=np.int64)
+    return ControlledPV(cols=c, pmpp=arr("pmpp"), limit=arr("pmpp") * arr("pu_pmpp"), kva=arr("kva"),
+                        kvarlimit=arr("kvarlimit"), kvarlimitneg=arr("kvarlimitneg"), cutin_kw=arr("cutin_kw"),
+                        nphases=ders.nphases[c].astype(np.float64))
+
+
 # ---------------------------------------------------------------------- reading
 def _props(c, full: str) -> tuple[Any, dict[str, str], set[str]]:
     """Activate ``full``: (the element, its property values by lower-case name, the names
@@ -739,6 +815,8 @@ __all__ = [
     "KIND_GENERATOR",
     "KIND_PVSYSTEM",
     "KIND_STORAGE",
+    "ControlledPV",
+    "controlled_pv",
     "CurveData",
     "DerSet",
     "StorageSet",

@@ -26,7 +26,7 @@ class OpenDSSBackend:
         num_envs: K.
         settings: tolerance, iterations and ``YMatrix.SolverOptions`` of every engine.
         controls: dss mode (OpenDSS's RegControls and CapControls may act).
-        battery_names, regulator, horizon, battery_defs, capacitors, regulators: as for
+        battery_names, regulator, horizon, battery_defs, capacitors, regulators, pv_defs: as for
             :class:`~vvc_batch.power_flow.opendss.engine.DssEngine`.
     """
 
@@ -45,6 +45,7 @@ class OpenDSSBackend:
         battery_defs: Sequence[Mapping[str, Any]] = (),
         capacitors: Any = None,
         regulators: Any = None,
+        pv_defs: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.settings = settings
         self.controls = bool(controls)
@@ -56,7 +57,7 @@ class OpenDSSBackend:
                     master, battery_names=battery_names, regulator=regulator, horizon=horizon,
                     solver_tolerance=settings.tolerance, max_iterations=settings.max_iterations,
                     controls=self.controls, solver_options=settings.solver_options, battery_defs=battery_defs,
-                    capacitors=capacitors, regulators=regulators,
+                    capacitors=capacitors, regulators=regulators, pv_defs=pv_defs,
                 ))
         except BaseException:
             self.close()
@@ -77,7 +78,8 @@ class OpenDSSBackend:
         return self.engines[0].read_capacitor_states().astype(np.float64)
 
     def solve(self, ids: np.ndarray, rows: np.ndarray, caps: np.ndarray, taps: np.ndarray, kw: np.ndarray,
-              kvar: np.ndarray, cold: bool = False, controls: bool = False) -> FlowResult:
+              kvar: np.ndarray, cold: bool = False, controls: bool = False, pv_irradiance: np.ndarray | None = None,
+              pv_kvar: np.ndarray | None = None) -> FlowResult:
         """See :meth:`vvc_batch.power_flow.interface.PowerFlowBackend.solve`. With ``controls`` the
         settings are not written (the controllers own them) and the devices' states are
         read back (:meth:`device_states`). Losses and source power are not read on cold
@@ -89,6 +91,10 @@ class OpenDSSBackend:
         source = np.full(n, np.nan)
         drawn = []
         vc = self._vc[:n]
+        P = len(self.circuit_names.pv_names)
+        if pv_irradiance is None:
+            pv_irradiance = pv_kvar = np.zeros((n, P))
+        pv_kw_out, pv_kvar_out = np.zeros((n, P)), np.zeros((n, P))
         write = not controls
         if write:
             ratios = self.regulator.min_tap + taps * self.regulator.tap_step
@@ -101,11 +107,14 @@ class OpenDSSBackend:
                     eng.reset_controls()
             if write:
                 eng.write_devices(caps_l[i], ratios_l[i], kw_l[i], kvar_l[i])
+            eng.write_pv(pv_irradiance[i], pv_kvar[i])
             converged[i] = eng.solve(row + 1, controls)
             if cold:  # a reset's solve is no time step: the storage starts the episode as compiled
                 eng.restore_storage()
             eng.read_node_voltages(vc[i])
             drawn.append(eng.battery_power())
+            if P:
+                pv_kw_out[i], pv_kvar_out[i] = eng.pv_power()
             if not cold:
                 loss[i], source[i] = eng.read_power()
             if controls:
@@ -117,7 +126,8 @@ class OpenDSSBackend:
         # every engine of a system has the same node bases: one call converts all rows
         engines[0].pu_magnitudes(vc, v)
         bat = np.array(drawn, dtype=np.float64).reshape(n, len(self.circuit_names.battery_names))
-        return FlowResult(converged=converged, v_pu=v, loss_kw=loss, source_kw=source, battery_kw=bat)
+        return FlowResult(converged=converged, v_pu=v, loss_kw=loss, source_kw=source, battery_kw=bat,
+                          pv_kw=pv_kw_out if P else None, pv_kvar=pv_kvar_out if P else None)
 
     def device_states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._dev_caps[ids], self._dev_ratios[ids]

@@ -51,6 +51,7 @@ class CircuitNames:
     regulator_names: tuple[str, ...]  # transformer names, in OpenDSS Transformers order
     battery_names: tuple[str, ...]  # generator names, in the caller's order
     load_names: tuple[str, ...]
+    pv_names: tuple[str, ...] = ()  # controllable PVSystem names, in the spec's order
 
 
 def _new_context():
@@ -108,6 +109,8 @@ class DssEngine:
         battery_defs: battery definitions (name, bus, phases, kv, conn, pf) of a spec; those
             the circuit lacks are added as Generators.
         capacitors, regulators: a spec's selection (None: all; names; or {name: label}).
+        pv_defs: the spec's controllable PV systems (name, and for those the circuit lacks
+            bus, phases, kv, kva, pmpp, conn); see :meth:`_add_pv`.
 
     Raises:
         SpecError: a spec entry that does not fit the circuit.
@@ -130,6 +133,7 @@ class DssEngine:
         battery_defs: Sequence[Mapping[str, Any]] = (),
         capacitors: Any = None,
         regulators: Any = None,
+        pv_defs: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.master = Path(master)
         self.regulator = regulator
@@ -168,7 +172,8 @@ class DssEngine:
         self._v_view = np.zeros(0, dtype=np.complex128)
         self._int1 = self._ffi.new("int32_t[1]")
         self._add_batteries(battery_defs)
-        self._discover(battery_names, capacitors, regulators)
+        pv_names = self._add_pv(pv_defs)
+        self._discover(battery_names, capacitors, regulators, pv_names)
         self._set_control_mode(CONTROL_OFF)
         self._storage0 = self._storage_commands()
 
@@ -211,32 +216,7 @@ class DssEngine:
             for key in ("bus", "kv"):
                 if key not in d:
                     raise SpecError(f"{where}: the circuit has no Generator.{name}, so the spec must give its {key!r}")
-            bus = str(d["bus"]).strip().lower()
-            base, *node_txt = bus.split(".")
-            if base not in buses:
-                raise SpecError(f"{where}: bus {base!r} is not in the circuit")
-            c.SetActiveBus(base)
-            bus_nodes = [int(n) for n in c.ActiveBus.Nodes]
-            conn = str(d.get("conn", "wye")).lower()
-            if conn not in ("wye", "delta"):
-                raise SpecError(f"{where}: conn must be 'wye' or 'delta', got {conn!r}")
-            try:
-                nodes = [int(x) for x in node_txt]
-            except ValueError:
-                raise SpecError(f"{where}: bad node numbers in bus {bus!r}") from None
-            phases = int(d.get("phases", len(nodes) if nodes else min(3, len(bus_nodes))))
-            if phases not in (1, 2, 3):
-                raise SpecError(f"{where}: phases must be 1, 2 or 3, got {phases}")
-            missing = [n for n in nodes if n not in bus_nodes]
-            if missing:
-                raise SpecError(f"{where}: bus {base!r} has nodes {bus_nodes}, not {missing}")
-            needed = phases + (1 if conn == "delta" and phases == 1 else 0)
-            have = len(nodes) if nodes else len([n for n in bus_nodes if n > 0])
-            if have < needed or (nodes and len(nodes) != needed):
-                raise SpecError(
-                    f"{where}: a {phases}-phase {conn} battery needs {needed} phase conductors; bus "
-                    f"{base!r} has nodes {bus_nodes}" + (f" and the spec names {nodes}" if nodes else "")
-                )
+            bus, phases, conn = self._connection(where, d, buses, "battery")
             kv = float(d["kv"])
             if not kv > 0:
                 raise SpecError(f"{where}: kv must be positive, got {kv}")
@@ -246,6 +226,162 @@ class DssEngine:
             )
             self._check_error(f"adding battery {name}")
             existing.add(name)
+
+    def _connection(self, where: str, d: Mapping[str, Any], buses: set[str], what: str) -> tuple[str, int, str]:
+        """(bus with nodes, phases, conn) of a spec device the circuit lacks, checked against
+        the circuit's bus and its nodes.
+
+        Raises:
+            SpecError: an unknown bus or node, a bad phase count or connection.
+        """
+        c = self._ctx.ActiveCircuit
+        bus = str(d["bus"]).strip().lower()
+        base, *node_txt = bus.split(".")
+        if base not in buses:
+            raise SpecError(f"{where}: bus {base!r} is not in the circuit")
+        c.SetActiveBus(base)
+        bus_nodes = [int(n) for n in c.ActiveBus.Nodes]
+        conn = str(d.get("conn", "wye")).lower()
+        if conn not in ("wye", "delta"):
+            raise SpecError(f"{where}: conn must be 'wye' or 'delta', got {conn!r}")
+        try:
+            nodes = [int(x) for x in node_txt]
+        except ValueError:
+            raise SpecError(f"{where}: bad node numbers in bus {bus!r}") from None
+        phases = int(d.get("phases", len(nodes) if nodes else min(3, len(bus_nodes))))
+        if phases not in (1, 2, 3):
+            raise SpecError(f"{where}: phases must be 1, 2 or 3, got {phases}")
+        missing = [n for n in nodes if n not in bus_nodes]
+        if missing:
+            raise SpecError(f"{where}: bus {base!r} has nodes {bus_nodes}, not {missing}")
+        needed = phases + (1 if conn == "delta" and phases == 1 else 0)
+        have = len(nodes) if nodes else len([n for n in bus_nodes if n > 0])
+        if have < needed or (nodes and len(nodes) != needed):
+            raise SpecError(
+                f"{where}: a {phases}-phase {conn} {what} needs {needed} phase conductors; bus "
+                f"{base!r} has nodes {bus_nodes}" + (f" and the spec names {nodes}" if nodes else "")
+            )
+        return bus, phases, conn
+
+    def _add_pv(self, pv_defs: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Create the PVSystems of spec PV entries that the circuit does not define, and put
+        every controllable PV system (created or the feeder's own) in the mode vvc_batch
+        drives: kvar mode (``kvar=0`` until the first step), ``%cutin=0 %cutout=0`` (on at
+        any irradiance, so that it can give reactive power at night), no priority of P or PF
+        (the action keeps P and Q inside the kVA circle) and ``%Pmpp`` such that the output
+        limit is max(Pmpp, kVA): the active power is then min(irradiance * Pmpp, kVA).
+        Created ones have irradiance 1 and no daily, temperature or efficiency curves. A
+        feeder's own PV system with a daily shape, a temperature shape or curve, or an
+        efficiency curve is refused (its active power would not be irradiance * Pmpp).
+        Returns the names (lower case) in the spec's order.
+
+        Raises:
+            SpecError: a malformed entry, an unknown bus or node, or a feeder PV system with
+                shapes or curves.
+        """
+        c = self._ctx.ActiveCircuit
+        existing = {n.lower() for n in c.PVSystems.AllNames} if c.PVSystems.Count else set()
+        buses = {b.lower() for b in c.AllBusNames}
+        names = []
+        for i, d in enumerate(pv_defs):
+            name = str(d.get("name", "")).strip().lower()
+            where = f"spec pv[{i}] ({name!r})"
+            if not name:
+                raise SpecError(f"spec pv[{i}]: a PV system needs a name")
+            if name in names:
+                raise SpecError(f"{where}: duplicate PV system name")
+            if name not in existing:
+                for key in ("bus", "kv", "kva", "pmpp"):
+                    if key not in d:
+                        raise SpecError(f"{where}: the circuit has no PVSystem.{name}, so the spec must give its {key!r}")
+                bus, phases, conn = self._connection(where, d, buses, "PV system")
+                kv, kva, pmpp = float(d["kv"]), float(d["kva"]), float(d["pmpp"])
+                for key, x in (("kv", kv), ("kva", kva), ("pmpp", pmpp)):
+                    if not (x > 0 and np.isfinite(x)):
+                        raise SpecError(f"{where}: {key} must be a positive number, got {x}")
+                self._ctx.Text.Command = (
+                    f"New PVSystem.{name} bus1={bus} phases={phases} kV={kv!r} kVA={kva!r} Pmpp={pmpp!r} "
+                    f"conn={conn} irradiance=1"
+                )
+                self._check_error(f"adding PV system {name}")
+                existing.add(name)
+            else:
+                self._check_feeder_pv(where, name)
+            c.PVSystems.Name = name
+            kva, pmpp = float(c.PVSystems.kVArated), float(c.PVSystems.Pmpp)
+            self._ctx.Text.Command = (
+                f"Edit PVSystem.{name} %cutin=0 %cutout=0 wattpriority=no pfpriority=no "
+                f"%Pmpp={100.0 * max(1.0, kva / pmpp)!r} kvar=0"
+            )
+            self._check_error(f"setting up PV system {name}")
+            names.append(name)
+        return names
+
+    def _check_feeder_pv(self, where: str, name: str) -> None:
+        """Refuse a feeder's own PV system whose active power is not irradiance * Pmpp."""
+        c = self._ctx.ActiveCircuit
+        c.SetActiveElement(f"PVSystem.{name}")
+        obj = c.ActiveDSSElement
+        for prop in ("daily", "Tdaily", "P-TCurve", "EffCurve", "UserModel"):
+            val = str(obj.Properties(prop).Val).strip()
+            if val and val.lower() not in ("none", "[]"):
+                raise SpecError(
+                    f"{where}: the feeder's PVSystem.{name} has {prop}={val}; a controllable PV system's active "
+                    f"power is irradiance * Pmpp from the solar day, so it may have no daily or temperature "
+                    f"shape, P-T or efficiency curve or user model (remove them from the feeder)"
+                )
+
+    def _discover_pv(self, pv_names: Sequence[str]) -> None:
+        """Indices, ratings, element pointers and property indices of the controllable PV
+        systems, for the bulk writes of :meth:`write_pv` and reads of :meth:`pv_power`."""
+        c = self._ctx.ActiveCircuit
+        lib, cp = self._lib, self._cp
+        ptrs, kva, pmpp = [], [], []
+        for name in pv_names:
+            c.PVSystems.Name = name
+            ptrs.append(lib.ctx_PVSystems_Get_Pointer(cp))
+            kva.append(float(c.PVSystems.kVArated))
+            pmpp.append(float(c.PVSystems.Pmpp))
+        self.pv_kva = np.asarray(kva, dtype=np.float64)
+        self.pv_pmpp = np.asarray(pmpp, dtype=np.float64)
+        self._pv_n = len(ptrs)
+        self._pv_ptrs = self._ffi.new("void*[]", ptrs) if ptrs else None
+        self._pv_vals = self._ffi.new("double[]", max(1, len(ptrs)))
+        self._pv_held = np.full((2, len(ptrs)), np.nan)
+        if ptrs:
+            c.SetActiveElement(f"PVSystem.{pv_names[0]}")
+            props = [p.lower() for p in c.ActiveDSSElement.AllPropertyNames]
+            self._pv_prop = (props.index("irradiance") + 1, props.index("kvar") + 1)
+        self._pvpw_ptr = self._ffi.new("double**")
+        self._pvpw_dims = self._ffi.new("int32_t[4]")
+        self._check_error("reading the PV systems")
+
+    def write_pv(self, irradiance: np.ndarray, kvar: np.ndarray) -> None:
+        """Set every controllable PV system's irradiance (pu of 1 kW/m^2) and requested
+        reactive power (kvar, positive injecting), one bulk write per property; a property
+        whose values the engine already holds is not written."""
+        if not self._pv_n:
+            return
+        lib, vals = self._lib, self._pv_vals
+        for row, values in enumerate((irradiance, kvar)):
+            arr = np.asarray(values, dtype=np.float64)
+            if np.array_equal(arr, self._pv_held[row]):
+                continue
+            for j, x in enumerate(arr.tolist()):
+                vals[j] = x
+            lib.Batch_SetFloat64Array(self._pv_ptrs, self._pv_n, self._pv_prop[row], vals, 0)
+            self._pv_held[row] = arr
+        self._check_error("writing the PV systems")
+
+    def pv_power(self) -> tuple[np.ndarray, np.ndarray]:
+        """(kW, kvar) each controllable PV system delivers at its terminals in the last
+        solve (positive injecting), one bulk read."""
+        n = self._pv_n
+        if not n:
+            return np.zeros(0), np.zeros(0)
+        self._lib.Alt_CEBatch_Get_TotalPowers(self._pvpw_ptr, self._pvpw_dims, self._pv_ptrs, n)
+        raw = np.frombuffer(self._ffi.buffer(self._pvpw_ptr[0], 8 * 2 * n), dtype=np.float64)
+        return -raw[0::2].copy(), -raw[1::2].copy()
 
     @staticmethod
     def _select(kind: str, found: list[str], selection: Any) -> tuple[list[int], list[str]]:
@@ -265,7 +401,8 @@ class DssEngine:
             labels.append(str(label).strip().lower())
         return idx, labels
 
-    def _discover(self, battery_names: Sequence[str], capacitors: Any = None, regulators: Any = None) -> None:
+    def _discover(self, battery_names: Sequence[str], capacitors: Any = None, regulators: Any = None,
+                  pv_names: Sequence[str] = ()) -> None:
         c = self._ctx.ActiveCircuit
         # node order of the observation: every bus, each bus's nodes in OpenDSS order
         y_order = [n.lower() for n in c.YNodeOrder]
@@ -314,9 +451,9 @@ class DssEngine:
                 f"batteries {missing} are not Generators of {self.master.name} "
                 f"(generators there: {gen_names})"
             )
-        if not caps and not regs and not bats:
+        if not caps and not regs and not bats and not pv_names:
             raise SpecError(
-                f"{self.master.name} has no capacitor, regulator (RegControl) or battery to control"
+                f"{self.master.name} has no capacitor, regulator (RegControl), battery or PV system to control"
             )
         self._gen_idx = [gen_names.index(b) + 1 for b in bats]
         loads = [n.lower() for n in c.Loads.AllNames] if c.Loads.Count else []
@@ -328,7 +465,9 @@ class DssEngine:
             regulator_names=tuple(regs),
             battery_names=tuple(bats),
             load_names=tuple(loads),
+            pv_names=tuple(pv_names),
         )
+        self._discover_pv(pv_names)
         # element pointers of the batteries, for one bulk power read
         ptrs = []
         for gi in self._gen_idx:
@@ -489,6 +628,7 @@ class DssEngine:
         nan = float("nan")
         for part in self._held:
             part[:] = [nan] * len(part)
+        self._pv_held[:] = np.nan
 
 
     def reset_regulators(self) -> None:
@@ -753,7 +893,7 @@ class DssEngine:
         if self._closed:
             return
         self._closed = True
-        for ptr in (self._pw_ptr, self._res_ptr):
+        for ptr in (self._pw_ptr, self._res_ptr, self._pvpw_ptr):
             if ptr[0] != self._ffi.NULL:
                 self._lib.DSS_Dispose_PDouble(ptr)
         self._finalizer()

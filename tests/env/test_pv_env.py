@@ -1,0 +1,129 @@
+"""The ``_pv`` variant: action and observation layout, parity across backends on
+``13Bus_pv``, refused inverter actions, and the vector environment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+import vvc_batch
+from vvc_batch.env.core import VVCBatch
+from vvc_batch.errors import InvalidActionError, UnknownSystemError
+from vvc_batch.power_flow.interface import SolverSettings
+from vvc_batch.systems.specs import parse_env_name
+from vvc_batch.systems.solar import solar_days
+
+TIGHT = SolverSettings(tolerance=1e-10)
+KVA = np.array([1000.0, 800.0, 200.0, 200.0])
+
+
+def _core(backend, n=2, name="13Bus_pv"):
+    return VVCBatch(name, n, backend=backend, solver=TIGHT, profiles="synthetic")
+
+
+def test_names():
+    cfg = parse_env_name("13Bus_pv_cbat_soc_s1.5")
+    assert cfg.pv and cfg.continuous_battery and cfg.soc_penalty and cfg.scale == 1.5
+    assert cfg.name == "13Bus_pv_cbat_soc_s1.5"
+    assert [d["name"] for d in cfg.pv_defs] == ["pv675", "pv680", "pv652", "pv611"]
+    assert parse_env_name("13Bus").pv_defs == ()
+    with pytest.raises(UnknownSystemError, match="no _pv variant"):
+        parse_env_name("34Bus_pv")
+
+
+def test_layout_and_powers():
+    core = _core("opendss")
+    try:
+        assert core.single_action_space == spaces.Tuple((
+            spaces.MultiDiscrete([2, 2, 33, 33, 33, 33]), spaces.Box(-1.0, 1.0, (4,), np.float32)))
+        names = core.obs_names
+        assert names[-8:] == [f"pv.{n}.{q}" for n in ("pv675", "pv680", "pv652", "pv611") for q in ("p", "q")]
+        assert core.obs_dim == 41 + 2 + 3 + 2 + 8
+        core.reset(profiles=[171, 171])
+        a = np.zeros((2, 10))
+        a[:, :2], a[:, 2:5], a[:, 5] = 1, 16, 16
+        a[0, 6:] = [0.5, -1.0, 1.0, 0.0]
+        for _ in range(12):  # hour 11 of 21 June
+            buf = core.step(a)
+        irr = solar_days(365, seed=0)[171, 11]
+        p = np.minimum(irr * KVA, KVA)
+        obs = buf.obs[0]
+        np.testing.assert_allclose(obs[core.obs_layout.pv_p], p / KVA, rtol=1e-6)
+        q = np.array([0.5, -1.0, 1.0, 0.0]) * np.sqrt(KVA**2 - p**2)
+        np.testing.assert_allclose(obs[core.obs_layout.pv_q], q / KVA, rtol=1e-6, atol=1e-7)
+        assert irr > 0.8 and (buf.obs[1, core.obs_layout.pv_q] == 0).all()
+    finally:
+        core.close()
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.nan, "finite"), (1.5, r"allowed is a value in \[-1, 1\]"), (-1.01, r"\[-1, 1\]"),
+])
+def test_bad_inverter_actions_refused(bad, match):
+    core = _core("batched", n=1)
+    try:
+        core.reset(profiles=[100])
+        good = (np.array([1, 1, 16, 16, 16, 16]), np.array([0.1, 0.2, 0.3, 0.4]))
+        core.step(core.checker.check(good))
+        before = core.buffers.obs.copy(), core.t.copy()
+        wrong = (good[0], np.array([0.1, bad, 0.3, 0.4]))
+        with pytest.raises(InvalidActionError, match=match):
+            core.checker.check(wrong)
+        with pytest.raises(InvalidActionError, match=r"continuous \(4,\)"):
+            core.checker.check((good[0], np.zeros(3)))
+        np.testing.assert_array_equal(core.buffers.obs, before[0])
+        np.testing.assert_array_equal(core.t, before[1])
+    finally:
+        core.close()
+
+
+def test_episode_parity_across_backends():
+    """A whole day on both backends with changing inverter actions: node voltages within
+    1e-6 pu, rewards within 1e-6 relative, the PV observations equal."""
+    a, b = _core("batched"), _core("opendss")
+    try:
+        rng = np.random.default_rng(3)
+        a.reset(profiles=[171, 30])
+        b.reset(profiles=[171, 30])
+        N = a.num_nodes
+        np.testing.assert_allclose(a.buffers.obs[:, :N], b.buffers.obs[:, :N], atol=1e-6, rtol=0)
+        for t in range(24):
+            act = np.zeros((2, 10))
+            act[:, :2] = rng.integers(0, 2, (2, 2))
+            act[:, 2:5] = rng.integers(8, 24, (2, 3))
+            act[:, 5] = rng.integers(0, 33, 2)
+            act[:, 6:] = rng.uniform(-1, 1, (2, 4))
+            ba, bb = a.step(act), b.step(act)
+            assert ba.info["converged"].all() and bb.info["converged"].all()
+            np.testing.assert_allclose(ba.obs[:, :N], bb.obs[:, :N], atol=1e-6, rtol=0, err_msg=f"step {t}")
+            lay = a.obs_layout
+            np.testing.assert_array_equal(ba.obs[:, N:lay.batteries.start], bb.obs[:, N:lay.batteries.start])
+            np.testing.assert_array_equal(ba.obs[:, lay.pv_p], bb.obs[:, lay.pv_p])
+            np.testing.assert_array_equal(ba.obs[:, lay.pv_q], bb.obs[:, lay.pv_q])
+            # the battery's energy is rounded to whole kWh: an exact .5 tie may part by 1 kWh of 1000
+            np.testing.assert_allclose(ba.obs[:, lay.soc], bb.obs[:, lay.soc], atol=1.0001e-3, rtol=0)
+            np.testing.assert_allclose(ba.reward, bb.reward, rtol=1e-5, atol=1e-6)
+            b.kwh[:] = a.kwh
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("backend", ["opendss", "batched"])
+def test_vector_env_step(backend):
+    env = vvc_batch.make_vec("13Bus_pv", num_envs=2, num_workers=1, backend=backend, profiles="synthetic")
+    try:
+        assert env.single_action_space[1].shape == (4,)
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == (2, 56)
+        act = (np.tile([1, 1, 16, 16, 16, 16], (2, 1)), np.array([[1.0, 1.0, 1.0, 1.0], [-1.0, -1.0, -1.0, -1.0]]))
+        for _ in range(12):
+            obs, reward, term, trunc, info = env.step(act)
+        lay = env.unwrapped.obs_layout
+        assert (obs[0, lay.pv_q] >= 0).all() and (obs[1, lay.pv_q] <= 0).all()
+        assert np.isfinite(reward).all()
+        # absorbing reactive power lowers the voltages of the PV buses
+        assert obs[1, :lay.num_nodes].max() < obs[0, :lay.num_nodes].max()
+    finally:
+        env.close()
