@@ -15,7 +15,7 @@ from vvc_batch.systems.specs import parse_env_name
 from vvc_batch.systems.solar import solar_days
 
 TIGHT = SolverSettings(tolerance=1e-10)
-KVA = np.array([1000.0, 800.0, 200.0, 200.0])
+KVA = np.array([1500.0, 1000.0, 500.0, 500.0])
 
 
 def _core(backend, n=2, name="13Bus_pv"):
@@ -127,3 +127,26 @@ def test_vector_env_step(backend):
         assert obs[1, :lay.num_nodes].max() < obs[0, :lay.num_nodes].max()
     finally:
         env.close()
+
+
+def test_solar_days_of_episodes():
+    """A year of daily profiles plays its own days; fewer episodes (PowerGym's 73 for the
+    13-node feeder) are spread over the year so that every season appears."""
+    from vvc_batch.env.core import solar_day
+
+    np.testing.assert_array_equal(solar_day(np.arange(365), 365), np.arange(365))
+    spread = solar_day(np.arange(73), 73)
+    np.testing.assert_array_equal(spread, 5 * np.arange(73))
+    assert solar_day(np.array([400]), 800)[0] == 35
+    core = VVCBatch("13Bus_pv", 1, backend="batched", profiles="synthetic")
+    try:
+        assert core.num_profiles == 365
+        core.reset(profiles=[200])
+        a = np.zeros((1, 10))
+        a[:, :2], a[:, 2:6] = 1, 16
+        for _ in range(13):  # hour 12 of day 200
+            buf = core.step(a)
+        irr = solar_days(365, seed=0)[200, 12]
+        np.testing.assert_allclose(buf.obs[0, core.obs_layout.pv_p], min(irr, 1.0), rtol=1e-6)
+    finally:
+        core.close()

@@ -109,6 +109,17 @@ class StepBuffers:
         )
 
 
+def solar_day(episode: np.ndarray, num_episodes: int) -> np.ndarray:
+    """The day of the year (0..364) whose irradiance episode ``episode`` plays: day ``k`` for
+    a year of daily profiles (365 episodes: the synthetic profiles' episode k is day k), the
+    episodes spread evenly over the year when there are fewer (PowerGym's 13-node data has
+    73: every fifth day, so that every season appears), ``k mod 365`` when there are more."""
+    k = np.asarray(episode, dtype=np.int64)
+    if 0 < num_episodes < 365:
+        return (k * 365) // num_episodes
+    return k % 365
+
+
 class VVCBatch:
     """K environments of one Volt-Var control system on one power-flow backend.
 
@@ -301,9 +312,9 @@ class VVCBatch:
         self._int_devices = self.backend_name == "batched"  # the batched solver takes tap numbers as int64
 
     def _setup_pv(self, K: int, H: int, profile_seed: int) -> None:
-        """The controllable PV inverters' ratings and solar days (episode k is day k mod 365
-        of :func:`vvc_batch.systems.solar.solar_days` with the profile seed; an environment
-        playing its own profile array gets day 0), and their present powers."""
+        """The controllable PV inverters' ratings and solar days (episode k's day is
+        :func:`solar_day` of :func:`vvc_batch.systems.solar.solar_days` with the profile seed;
+        an environment playing its own profile array gets day 0), and their present powers."""
         P = self.counts.pv
         eng = self.backend.engines[0]
         self.pv_kva = np.asarray(eng.pv_kva, dtype=np.float64) if P else np.zeros(0)
@@ -323,7 +334,7 @@ class VVCBatch:
     def _pv_settings(self, ids: np.ndarray, hours: np.ndarray, fractions: np.ndarray | None) -> tuple:
         """(irradiance pu, available kW, kvar) of the PV inverters of ``ids`` at ``hours``:
         p = min(irradiance * Pmpp, kVA), q = fraction * sqrt(kVA^2 - p^2) (fractions None: 0)."""
-        day = np.where(self.profile_id[ids] >= 0, self.profile_id[ids], 0) % 365
+        day = solar_day(np.where(self.profile_id[ids] >= 0, self.profile_id[ids], 0), self.num_profiles)
         irr = self._solar[day, np.clip(hours, 0, self.horizon - 1)][:, None] * np.ones(self.counts.pv)
         p = np.minimum(irr * self.pv_pmpp, self.pv_kva)
         if fractions is None:
@@ -680,4 +691,4 @@ class VVCBatch:
             "profiles": self.num_profiles,
         }
 
-__all__ = ["STEP_INFO_KEYS", "EnvState", "StepBuffers", "VVCBatch"]
+__all__ = ["STEP_INFO_KEYS", "EnvState", "StepBuffers", "VVCBatch", "solar_day"]
