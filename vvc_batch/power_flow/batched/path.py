@@ -150,11 +150,12 @@ class PathWork(NamedTuple):
 def _new_work(n, r, B, E, P, Q, L, G, M):
     """:class:`PathWork` for a batch of ``B``."""
     z3 = lambda rows: np.zeros((rows, 2, B))  # noqa: E731
-    return PathWork(z3(n + 1), z3(n + 1), z3(n + 1), z3(n + 1), z3(r), z3(r), z3(r), z3(E),
+    e3 = lambda rows: np.empty((rows, 2, B))  # noqa: E731  (written whole before they are read)
+    return PathWork(e3(n + 1), e3(n + 1), e3(n + 1), e3(n + 1), z3(r), z3(r), z3(r), z3(E),
                     np.zeros((r, r, 2, B)), z3(P), z3(Q), np.empty((L, B)), np.empty((G, B)), np.empty((G, B)),
                     np.empty(B), np.empty(B), np.arange(B), np.zeros(B), np.zeros(B), np.zeros(B),
                     np.zeros(B, dtype=np.bool_), np.zeros(B, dtype=np.bool_), np.full(B, _INNER_REL),
-                    np.full(B, math.inf), z3(M))
+                    np.full(B, math.inf), e3(M))
 
 
 @njit(cache=True, nogil=True)
@@ -329,17 +330,21 @@ def _start(net, lvl, state, ids, cold, wk, B):
         wk.frozen[k] = not cold[k]
     _device_current(net, wk, B)
     if lvl.plan.base.size > 0:
-        y = wk.y
-        for i in range(n + 1):
-            for k in range(B):
-                y[i, 0, k] = wk.b[i, 0, k]
-                y[i, 1, k] = wk.b[i, 1, k]
-        substitute_env(lvl.plan, wk.yv, y, B)
+        any_cold = False
         for k in range(B):
-            if cold[k]:
-                for i in range(n):
-                    wk.w[i, 0, k] = y[i, 0, k]
-                    wk.w[i, 1, k] = y[i, 1, k]
+            any_cold = any_cold or cold[k]
+        if any_cold:  # the cold columns' Y_dss^-1 I_source (the batch is solved whole)
+            y = wk.y
+            for i in range(n + 1):
+                for k in range(B):
+                    y[i, 0, k] = wk.b[i, 0, k]
+                    y[i, 1, k] = wk.b[i, 1, k]
+            substitute_env(lvl.plan, wk.yv, y, B)
+            for k in range(B):
+                if cold[k]:
+                    for i in range(n):
+                        wk.w[i, 0, k] = y[i, 0, k]
+                        wk.w[i, 1, k] = y[i, 1, k]
         _device_current(net, wk, B)
     else:
         _inner(net, lvl, wk, B)
