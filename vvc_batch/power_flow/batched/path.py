@@ -294,13 +294,19 @@ def _stamp(x, v, sign, br, y, w):
 @njit(cache=True, nogil=True)
 def _device_current(net, wk, w):
     """wk.c <- D P' wk.w (A): the exact device current at the inner iterate."""
+    _device_current_of(net, wk.w, wk, w)
+
+
+@njit(cache=True, nogil=True)
+def _device_current_of(net, x, wk, w):
+    """wk.c <- D P' x (A): the exact device current at the voltages ``x``."""
     dev = net.devices
     r = dev.col.size
     for i in range(r):
         c = dev.col[i]
         for k in range(w):
-            wk.t[i, 0, k] = wk.w[c, 0, k]
-            wk.t[i, 1, k] = wk.w[c, 1, k]
+            wk.t[i, 0, k] = x[c, 0, k]
+            wk.t[i, 1, k] = x[c, 1, k]
     apply_d(wk.dvals, dev.ia, dev.ib, wk.t, wk.c, w)
 
 
@@ -445,15 +451,15 @@ def _iterate(net, lvl, settings, inp, state, wk, vfin, out):
             b[n, 0, k] = 0.0
             b[n, 1, k] = 0.0
             wk.frozen[k] = False
-        src = b if exact else v  # the right-hand side to solve, or the inner start
-        for i in range(n + 1):
-            for k in range(w):
-                W[i, 0, k] = src[i, 0, k]
-                W[i, 1, k] = src[i, 1, k]
-        if exact:  # W = Y_dss^-1 b with the column's own factor
-            substitute_env(lvl.plan, wk.yv, W, w)
-            _device_current(net, wk, w)
-        else:
+        if exact:  # V[k+1] = Y_dss^-1 b with the column's own factor, in place (b is rebuilt each step)
+            substitute_env(lvl.plan, wk.yv, b, w)
+            W = b
+            _device_current_of(net, W, wk, w)
+        else:  # inner steps from V[k]
+            for i in range(n + 1):
+                for k in range(w):
+                    W[i, 0, k] = v[i, 0, k]
+                    W[i, 1, k] = v[i, 1, k]
             _inner(net, lvl, wk, w)
         _magnitude_changes(W, vm, wbase, wk.err, n, w)
         if not exact:
