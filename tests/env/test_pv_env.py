@@ -150,3 +150,54 @@ def test_solar_days_of_episodes():
         np.testing.assert_allclose(buf.obs[0, core.obs_layout.pv_p], min(irr, 1.0), rtol=1e-6)
     finally:
         core.close()
+
+
+def test_continuous_actions_cover_inverters():
+    """ContinuousActions: one flat Box (capacitors, regulators, batteries, then the inverters'
+    fractions); stepping it equals stepping the Tuple action it rounds to, the inverter
+    fractions passed as they are."""
+    import gymnasium as gym
+
+    from vvc_batch.env.wrappers import ContinuousActions, VectorContinuousActions, continuous_to_action
+
+    x = np.array([0.3, -0.2, -1.0, 0.0, 1.0, 0.03125, 0.5, -0.25, 1.0, -1.0])
+    flat = continuous_to_action(x, 2, 3, 1, 33, False, 4)
+    assert flat.dtype == np.float64
+    np.testing.assert_array_equal(flat, [1, 0, 0, 16, 32, 16, 0.5, -0.25, 1.0, -1.0])
+    cb = continuous_to_action(np.r_[x[:6], 2.0, -3.0, 0.1, 0.2], 2, 3, 1, 33, True, 4)
+    np.testing.assert_array_equal(cb, [1, 0, 0, 16, 32, 0.03125, 1.0, -1.0, 0.1, 0.2])
+    with pytest.raises(ValueError, match="10 entries"):
+        continuous_to_action(x[:9], 2, 3, 1, 33, False, 4)
+    from vvc_batch.env.wrappers import RelativeActions
+
+    with pytest.raises(ValueError, match="without PV inverters"):
+        RelativeActions(vvc_batch.make("13Bus_pv", backend="batched", profiles="synthetic"))
+
+    env = ContinuousActions(vvc_batch.make("13Bus_pv", backend="batched", profiles="synthetic"))
+    ref = vvc_batch.make("13Bus_pv", backend="batched", profiles="synthetic")
+    try:
+        assert env.action_space == gym.spaces.Box(-1, 1, (10,), np.float32)
+        env.reset(seed=0, options={"profile": 171})
+        ref.reset(seed=0, options={"profile": 171})
+        tup = (np.array([1, 0, 0, 16, 32, 16]), np.array([0.5, -0.25, 1.0, -1.0]))
+        for _ in range(10):  # hour 9 of 21 June: 0.82 pu irradiance
+            o1, r1, *_ = env.step(x.astype(np.float32))
+            o2, r2, *_ = ref.step(tup)
+        np.testing.assert_array_equal(o1, o2)
+        assert r1 == r2
+        lay = env.unwrapped.core.obs_layout
+        p = o1[lay.pv_p].astype(np.float64)
+        np.testing.assert_allclose(p, 0.82204683, rtol=1e-6)
+        np.testing.assert_allclose(o1[lay.pv_q], x[6:] * np.sqrt(1 - p**2), atol=1e-6)
+        with pytest.raises(InvalidActionError, match=r"pv pv611"):
+            env.step(np.r_[x[:9], np.nan])
+    finally:
+        env.close()
+        ref.close()
+    with vvc_batch.make_vec("13Bus_pv", num_envs=2, num_workers=1, backend="batched", profiles="synthetic") as v:
+        w = VectorContinuousActions(v)
+        assert w.single_action_space.shape == (10,)
+        w.reset(seed=0)
+        obs, *_ = w.step(np.tile(x, (2, 1)))
+        q = obs[:, lay.pv_q]
+        assert (q[:, 2] > 0).all() and (q[:, 3] < 0).all() and (q[:, 0] > 0).all() and (q[:, 1] < 0).all()
