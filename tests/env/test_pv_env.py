@@ -201,3 +201,52 @@ def test_continuous_actions_cover_inverters():
         obs, *_ = w.step(np.tile(x, (2, 1)))
         q = obs[:, lay.pv_q]
         assert (q[:, 2] > 0).all() and (q[:, 3] < 0).all() and (q[:, 0] > 0).all() and (q[:, 1] < 0).all()
+
+
+@pytest.mark.parametrize("backend", ["opendss", "batched"])
+def test_check_env(backend):
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    env = vvc_batch.make("13Bus_pv", backend=backend).unwrapped
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*infinity.*")  # voltage bounds are infinite on purpose
+            check_env(env, skip_render_check=True)
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("backend", ["opendss", "batched"])
+def test_snapshot_keeps_the_inverters(backend):
+    """get_state/set_state on 13Bus_pv: the rest of the day (PV entries of the observation
+    included) is played again exactly, and the inverters' powers come back with the state."""
+    import pickle
+
+    env = vvc_batch.make("13Bus_pv", backend=backend, profiles="synthetic").unwrapped
+    try:
+        env.action_space.seed(5)
+        actions = [env.action_space.sample() for _ in range(24)]
+        env.reset(seed=1, options={"profile": 171})
+        for a in actions[:10]:
+            env.step(a)
+        state = pickle.loads(pickle.dumps(env.get_state()))
+        core = env.core
+        np.testing.assert_array_equal(state.pv_kw, core.pv_p[0])
+        np.testing.assert_array_equal(state.pv_kvar, core.pv_q[0])
+        assert (state.pv_kw > 0).all() and (state.pv_kvar != 0).all()
+        lay = core.obs_layout
+        np.testing.assert_allclose(state.obs[lay.pv_q], state.pv_kvar / KVA, rtol=1e-6)
+        ref = [env.step(a) for a in actions[10:]]
+        env.reset(seed=9, options={"profile": 30})
+        env.step(actions[0])
+        env.set_state(state)
+        np.testing.assert_array_equal(core.pv_q[0], state.pv_kvar)
+        got = [env.step(a) for a in actions[10:]]
+        for (o1, r1, *_), (o2, r2, *_) in zip(got, ref):
+            np.testing.assert_array_equal(o1, o2)
+            assert r1 == r2
+        assert (ref[3][0][lay.pv_p] > 0).all()
+    finally:
+        env.close()
