@@ -250,3 +250,65 @@ def test_snapshot_keeps_the_inverters(backend):
         assert (ref[3][0][lay.pv_p] > 0).all()
     finally:
         env.close()
+
+
+def test_123bus_pv_layout_and_parity_across_backends():
+    """123Bus_pv: its six inverters in the layout, and the two backends within 1e-6 pu over
+    the morning into midday (hours 0..12 of 21 June and of 30 January) with changing
+    inverter and device actions."""
+    names = ["pv83", "pv300", "pv66", "pv85", "pv96", "pv114"]
+    assert [d["name"] for d in parse_env_name("123Bus_pv").pv_defs] == names
+    a, b = _core("batched", name="123Bus_pv"), _core("opendss", name="123Bus_pv")
+    try:
+        assert a.single_action_space == spaces.Tuple((
+            spaces.MultiDiscrete([2] * 4 + [33] * 7 + [33] * 4), spaces.Box(-1.0, 1.0, (6,), np.float32)))
+        assert a.obs_names[-12:] == [f"pv.{n}.{q}" for n in names for q in ("p", "q")]
+        kva = np.array([600.0, 500.0, 400.0, 200.0, 150.0, 150.0])
+        np.testing.assert_array_equal(a.pv_kva, kva)
+        rng = np.random.default_rng(5)
+        a.reset(profiles=[171, 30])
+        b.reset(profiles=[171, 30])
+        N = a.num_nodes
+        np.testing.assert_allclose(a.buffers.obs[:, :N], b.buffers.obs[:, :N], atol=1e-6, rtol=0)
+        lay = a.obs_layout
+        for t in range(13):
+            act = np.zeros((2, 21))
+            act[:, :4] = rng.integers(0, 2, (2, 4))
+            act[:, 4:11] = rng.integers(10, 23, (2, 7))
+            act[:, 11:15] = rng.integers(0, 33, (2, 4))
+            act[:, 15:] = rng.uniform(-1, 1, (2, 6))
+            ba, bb = a.step(act), b.step(act)
+            assert ba.info["converged"].all() and bb.info["converged"].all()
+            np.testing.assert_allclose(ba.obs[:, :N], bb.obs[:, :N], atol=1e-6, rtol=0, err_msg=f"step {t}")
+            np.testing.assert_array_equal(ba.obs[:, lay.pv_p], bb.obs[:, lay.pv_p])
+            np.testing.assert_array_equal(ba.obs[:, lay.pv_q], bb.obs[:, lay.pv_q])
+            np.testing.assert_allclose(ba.reward, bb.reward, rtol=1e-5, atol=1e-6)
+            b.kwh[:] = a.kwh
+        irr = solar_days(365, seed=0)[171, 12]
+        np.testing.assert_allclose(ba.obs[0, lay.pv_p], min(irr, 1.0), rtol=1e-6)
+        assert ba.obs[0, :N].max() > 1.0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_placement_study_numbers():
+    """benchmarks/pv_placement.py gives the numbers docs/pv.md states for both _pv systems
+    (PowerGym's episodes, dss mode, the highest node voltage of hours 8..16)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "pv_placement.py"
+    spec = importlib.util.spec_from_file_location("pv_placement", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    r13 = bench.study("13Bus")
+    assert (r13["episodes"], r13["with_pv"]["above"], r13["without_pv"]["above"]) == (73, 39, 2)
+    assert round(r13["with_pv"]["median"], 3) == 1.051 and round(r13["without_pv"]["median"], 3) == 1.041
+    r123 = bench.study("123Bus")
+    assert (r123["episodes"], r123["pv_kva"], r123["with_pv"]["above"], r123["without_pv"]["above"]) == (16, 2000, 13, 0)
+    assert round(r123["with_pv"]["median"], 3) == 1.052 and round(r123["without_pv"]["max"], 3) == 1.046
+    v = np.array(r123["per_episode"]["with_pv"])
+    assert (v > np.array(r123["per_episode"]["without_pv"])).all()  # the PV raises every episode's midday
+    with pytest.raises(ValueError, match="no pv block"):
+        bench.study("34Bus")
