@@ -312,3 +312,33 @@ def test_placement_study_numbers():
     assert (v > np.array(r123["per_episode"]["without_pv"])).all()  # the PV raises every episode's midday
     with pytest.raises(ValueError, match="no pv block"):
         bench.study("34Bus")
+
+
+def test_unity_baseline_both_backends():
+    """unity: the inverters at zero reactive power all day, the other devices at best_fixed's
+    setting (chosen on the train days with the inverters at zero); the two backends' returns
+    within 1e-4 relative; refused on systems without inverters."""
+    from vvc_batch.training.evaluation import (BASELINES, best_fixed_setting, episode_returns, evaluate_baseline,
+                                               fixed_action)
+
+    assert "unity" in BASELINES
+    train, days = [3, 40], [10, 35]  # a winter and a summer day (solar days 15 and 175)
+    env = vvc_batch.make("13Bus_pv", backend="batched")
+    try:
+        a = fixed_action(env, 20, 1)
+        assert a.dtype == np.float64 and a.tolist() == [1, 1, 20, 20, 20, 16, 0, 0, 0, 0]
+        assert env.action_space.contains((a[:6].astype(np.int64), a[6:].astype(np.float32)))
+        setting, _ = best_fixed_setting(env, train)
+        assert (setting[6:] == 0).all()
+        by_hand = episode_returns(env, lambda obs: setting, days)
+        # the inverters do act: absorbing all they can gives another day
+        absorb = np.r_[setting[:6], -np.ones(4)]
+        assert episode_returns(env, lambda obs: absorb, days) != pytest.approx(by_hand, rel=1e-3)
+    finally:
+        env.close()
+    got = {b: evaluate_baseline("13Bus_pv", "unity", days, train=train, backend=b) for b in ("batched", "opendss")}
+    np.testing.assert_allclose(got["batched"], by_hand, rtol=1e-12)
+    np.testing.assert_allclose(got["batched"], got["opendss"], rtol=1e-4)
+    assert evaluate_baseline("13Bus_pv", "best_fixed", days, train=train, backend="batched") == got["batched"]
+    with pytest.raises(ValueError, match=r"13Bus has no controllable inverters \(use a _pv variant: 13Bus_pv, 123Bus_pv"):
+        evaluate_baseline("13Bus", "unity", days)
