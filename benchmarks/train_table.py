@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import vvc_batch
+from vvc_batch.systems.specs import parse_env_name
 from vvc_batch.training.evaluation import BASELINES, evaluate_baseline, split_profiles
 from vvc_batch.training.oracle import OracleBudget
 from vvc_batch.power_flow.interface import BACKENDS
@@ -182,6 +183,8 @@ def main(argv=None) -> int:
                 continue  # cached (the oracle: at today's budget)
             if name == "oracle" and system in ORACLE_SKIP:
                 continue
+            if name == "unity" and not parse_env_name(system).pv_defs:
+                continue  # inverters at zero reactive power: _pv systems only
             if name == "oracle":
                 table[name] = oracle_entry(system, n, args.seeds, profiles)
                 save_system(results, system)

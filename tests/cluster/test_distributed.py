@@ -201,6 +201,8 @@ def test_errors_before_ray(no_ray, tmp_path):
         dist.evaluate("greedy", "13Bus", [0])
     with pytest.raises(vvc_batch.UnknownSystemError):
         dist.evaluate("hold", "14Bus", [0])
+    with pytest.raises(ValueError, match="13Bus has no controllable inverters"):
+        dist.evaluate("unity", "13Bus", [0])
     with pytest.raises(ValueError, match="out of range"):
         dist.evaluate("hold", "13Bus", [0, 73])
     with pytest.raises(ValueError, match="out of range"):

@@ -150,3 +150,195 @@ def test_solar_days_of_episodes():
         np.testing.assert_allclose(buf.obs[0, core.obs_layout.pv_p], min(irr, 1.0), rtol=1e-6)
     finally:
         core.close()
+
+
+def test_continuous_actions_cover_inverters():
+    """ContinuousActions: one flat Box (capacitors, regulators, batteries, then the inverters'
+    fractions); stepping it equals stepping the Tuple action it rounds to, the inverter
+    fractions passed as they are."""
+    import gymnasium as gym
+
+    from vvc_batch.env.wrappers import ContinuousActions, VectorContinuousActions, continuous_to_action
+
+    x = np.array([0.3, -0.2, -1.0, 0.0, 1.0, 0.03125, 0.5, -0.25, 1.0, -1.0])
+    flat = continuous_to_action(x, 2, 3, 1, 33, False, 4)
+    assert flat.dtype == np.float64
+    np.testing.assert_array_equal(flat, [1, 0, 0, 16, 32, 16, 0.5, -0.25, 1.0, -1.0])
+    cb = continuous_to_action(np.r_[x[:6], 2.0, -3.0, 0.1, 0.2], 2, 3, 1, 33, True, 4)
+    np.testing.assert_array_equal(cb, [1, 0, 0, 16, 32, 0.03125, 1.0, -1.0, 0.1, 0.2])
+    with pytest.raises(ValueError, match="10 entries"):
+        continuous_to_action(x[:9], 2, 3, 1, 33, False, 4)
+    from vvc_batch.env.wrappers import RelativeActions
+
+    with pytest.raises(ValueError, match="without PV inverters"):
+        RelativeActions(vvc_batch.make("13Bus_pv", backend="batched", profiles="synthetic"))
+
+    env = ContinuousActions(vvc_batch.make("13Bus_pv", backend="batched", profiles="synthetic"))
+    ref = vvc_batch.make("13Bus_pv", backend="batched", profiles="synthetic")
+    try:
+        assert env.action_space == gym.spaces.Box(-1, 1, (10,), np.float32)
+        env.reset(seed=0, options={"profile": 171})
+        ref.reset(seed=0, options={"profile": 171})
+        tup = (np.array([1, 0, 0, 16, 32, 16]), np.array([0.5, -0.25, 1.0, -1.0]))
+        for _ in range(10):  # hour 9 of 21 June: 0.82 pu irradiance
+            o1, r1, *_ = env.step(x.astype(np.float32))
+            o2, r2, *_ = ref.step(tup)
+        np.testing.assert_array_equal(o1, o2)
+        assert r1 == r2
+        lay = env.unwrapped.core.obs_layout
+        p = o1[lay.pv_p].astype(np.float64)
+        np.testing.assert_allclose(p, 0.82204683, rtol=1e-6)
+        np.testing.assert_allclose(o1[lay.pv_q], x[6:] * np.sqrt(1 - p**2), atol=1e-6)
+        with pytest.raises(InvalidActionError, match=r"pv pv611"):
+            env.step(np.r_[x[:9], np.nan])
+    finally:
+        env.close()
+        ref.close()
+    with vvc_batch.make_vec("13Bus_pv", num_envs=2, num_workers=1, backend="batched", profiles="synthetic") as v:
+        w = VectorContinuousActions(v)
+        assert w.single_action_space.shape == (10,)
+        w.reset(seed=0)
+        obs, *_ = w.step(np.tile(x, (2, 1)))
+        q = obs[:, lay.pv_q]
+        assert (q[:, 2] > 0).all() and (q[:, 3] < 0).all() and (q[:, 0] > 0).all() and (q[:, 1] < 0).all()
+
+
+@pytest.mark.parametrize("backend", ["opendss", "batched"])
+def test_check_env(backend):
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    env = vvc_batch.make("13Bus_pv", backend=backend).unwrapped
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*infinity.*")  # voltage bounds are infinite on purpose
+            check_env(env, skip_render_check=True)
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("backend", ["opendss", "batched"])
+def test_snapshot_keeps_the_inverters(backend):
+    """get_state/set_state on 13Bus_pv: the rest of the day (PV entries of the observation
+    included) is played again exactly, and the inverters' powers come back with the state."""
+    import pickle
+
+    env = vvc_batch.make("13Bus_pv", backend=backend, profiles="synthetic").unwrapped
+    try:
+        env.action_space.seed(5)
+        actions = [env.action_space.sample() for _ in range(24)]
+        env.reset(seed=1, options={"profile": 171})
+        for a in actions[:10]:
+            env.step(a)
+        state = pickle.loads(pickle.dumps(env.get_state()))
+        core = env.core
+        np.testing.assert_array_equal(state.pv_kw, core.pv_p[0])
+        np.testing.assert_array_equal(state.pv_kvar, core.pv_q[0])
+        assert (state.pv_kw > 0).all() and (state.pv_kvar != 0).all()
+        lay = core.obs_layout
+        np.testing.assert_allclose(state.obs[lay.pv_q], state.pv_kvar / KVA, rtol=1e-6)
+        ref = [env.step(a) for a in actions[10:]]
+        env.reset(seed=9, options={"profile": 30})
+        env.step(actions[0])
+        env.set_state(state)
+        np.testing.assert_array_equal(core.pv_q[0], state.pv_kvar)
+        got = [env.step(a) for a in actions[10:]]
+        for (o1, r1, *_), (o2, r2, *_) in zip(got, ref):
+            np.testing.assert_array_equal(o1, o2)
+            assert r1 == r2
+        assert (ref[3][0][lay.pv_p] > 0).all()
+    finally:
+        env.close()
+
+
+def test_123bus_pv_layout_and_parity_across_backends():
+    """123Bus_pv: its six inverters in the layout, and the two backends within 1e-6 pu over
+    the morning into midday (hours 0..12 of 21 June and of 30 January) with changing
+    inverter and device actions."""
+    names = ["pv83", "pv300", "pv66", "pv85", "pv96", "pv114"]
+    assert [d["name"] for d in parse_env_name("123Bus_pv").pv_defs] == names
+    a, b = _core("batched", name="123Bus_pv"), _core("opendss", name="123Bus_pv")
+    try:
+        assert a.single_action_space == spaces.Tuple((
+            spaces.MultiDiscrete([2] * 4 + [33] * 7 + [33] * 4), spaces.Box(-1.0, 1.0, (6,), np.float32)))
+        assert a.obs_names[-12:] == [f"pv.{n}.{q}" for n in names for q in ("p", "q")]
+        kva = np.array([600.0, 500.0, 400.0, 200.0, 150.0, 150.0])
+        np.testing.assert_array_equal(a.pv_kva, kva)
+        rng = np.random.default_rng(5)
+        a.reset(profiles=[171, 30])
+        b.reset(profiles=[171, 30])
+        N = a.num_nodes
+        np.testing.assert_allclose(a.buffers.obs[:, :N], b.buffers.obs[:, :N], atol=1e-6, rtol=0)
+        lay = a.obs_layout
+        for t in range(13):
+            act = np.zeros((2, 21))
+            act[:, :4] = rng.integers(0, 2, (2, 4))
+            act[:, 4:11] = rng.integers(10, 23, (2, 7))
+            act[:, 11:15] = rng.integers(0, 33, (2, 4))
+            act[:, 15:] = rng.uniform(-1, 1, (2, 6))
+            ba, bb = a.step(act), b.step(act)
+            assert ba.info["converged"].all() and bb.info["converged"].all()
+            np.testing.assert_allclose(ba.obs[:, :N], bb.obs[:, :N], atol=1e-6, rtol=0, err_msg=f"step {t}")
+            np.testing.assert_array_equal(ba.obs[:, lay.pv_p], bb.obs[:, lay.pv_p])
+            np.testing.assert_array_equal(ba.obs[:, lay.pv_q], bb.obs[:, lay.pv_q])
+            np.testing.assert_allclose(ba.reward, bb.reward, rtol=1e-5, atol=1e-6)
+            b.kwh[:] = a.kwh
+        irr = solar_days(365, seed=0)[171, 12]
+        np.testing.assert_allclose(ba.obs[0, lay.pv_p], min(irr, 1.0), rtol=1e-6)
+        assert ba.obs[0, :N].max() > 1.0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_placement_study_numbers():
+    """benchmarks/pv_placement.py gives the numbers docs/pv.md states for both _pv systems
+    (PowerGym's episodes, dss mode, the highest node voltage of hours 8..16)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "pv_placement.py"
+    spec = importlib.util.spec_from_file_location("pv_placement", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    r13 = bench.study("13Bus")
+    assert (r13["episodes"], r13["with_pv"]["above"], r13["without_pv"]["above"]) == (73, 39, 2)
+    assert round(r13["with_pv"]["median"], 3) == 1.051 and round(r13["without_pv"]["median"], 3) == 1.041
+    r123 = bench.study("123Bus")
+    assert (r123["episodes"], r123["pv_kva"], r123["with_pv"]["above"], r123["without_pv"]["above"]) == (16, 2000, 13, 0)
+    assert round(r123["with_pv"]["median"], 3) == 1.052 and round(r123["without_pv"]["max"], 3) == 1.046
+    v = np.array(r123["per_episode"]["with_pv"])
+    assert (v > np.array(r123["per_episode"]["without_pv"])).all()  # the PV raises every episode's midday
+    with pytest.raises(ValueError, match="no pv block"):
+        bench.study("34Bus")
+
+
+def test_unity_baseline_both_backends():
+    """unity: the inverters at zero reactive power all day, the other devices at best_fixed's
+    setting (chosen on the train days with the inverters at zero); the two backends' returns
+    within 1e-4 relative; refused on systems without inverters."""
+    from vvc_batch.training.evaluation import (BASELINES, best_fixed_setting, episode_returns, evaluate_baseline,
+                                               fixed_action)
+
+    assert "unity" in BASELINES
+    train, days = [3, 40], [10, 35]  # a winter and a summer day (solar days 15 and 175)
+    env = vvc_batch.make("13Bus_pv", backend="batched")
+    try:
+        a = fixed_action(env, 20, 1)
+        assert a.dtype == np.float64 and a.tolist() == [1, 1, 20, 20, 20, 16, 0, 0, 0, 0]
+        assert env.action_space.contains((a[:6].astype(np.int64), a[6:].astype(np.float32)))
+        setting, _ = best_fixed_setting(env, train)
+        assert (setting[6:] == 0).all()
+        by_hand = episode_returns(env, lambda obs: setting, days)
+        # the inverters do act: absorbing all they can gives another day
+        absorb = np.r_[setting[:6], -np.ones(4)]
+        assert episode_returns(env, lambda obs: absorb, days) != pytest.approx(by_hand, rel=1e-3)
+    finally:
+        env.close()
+    got = {b: evaluate_baseline("13Bus_pv", "unity", days, train=train, backend=b) for b in ("batched", "opendss")}
+    np.testing.assert_allclose(got["batched"], by_hand, rtol=1e-12)
+    np.testing.assert_allclose(got["batched"], got["opendss"], rtol=1e-4)
+    assert evaluate_baseline("13Bus_pv", "best_fixed", days, train=train, backend="batched") == got["batched"]
+    with pytest.raises(ValueError, match=r"13Bus has no controllable inverters \(use a _pv variant: 13Bus_pv, 123Bus_pv"):
+        evaluate_baseline("13Bus", "unity", days)

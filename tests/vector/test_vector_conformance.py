@@ -31,13 +31,16 @@ def _same_step(a, b, where: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
-@pytest.mark.parametrize("name, backend", [("13Bus", "opendss"), ("13Bus_cbat_soc", "opendss"),
-                                           ("13Bus", "batched"), ("34Bus_cbat", "batched")])
+@pytest.mark.parametrize("name, backend", [("13Bus", "opendss"), ("13Bus_pv_cbat_soc", "opendss"),
+                                           ("13Bus", "batched"), ("34Bus_cbat", "batched"),
+                                           ("13Bus_pv", "batched")])
 def test_engine_equals_sync_vector_env(name, backend, mode):
     """Spaces, metadata, seeds, reset and step results (obs, rewards, flags, infos with
     their masks, final_obs/final_info) equal SyncVectorEnv's through two autoresets; in
     DISABLED mode the finished environments are reset with a mask, as gymnasium asks. On
-    the batched backend too (one solver per worker against one per environment)."""
+    the batched backend too (one solver per worker against one per environment). The PV
+    inverters (``_pv``: a Box part of inverter entries, after the ``_cbat`` battery's) on both
+    backends; ``13Bus_cbat_soc`` is covered by ``13Bus_pv_cbat_soc``'s Tuple action."""
     engine, oracle = _pair(name, mode, backend=backend)
     try:
         assert engine.metadata["autoreset_mode"] == oracle.metadata["autoreset_mode"] == mode

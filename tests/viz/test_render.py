@@ -90,3 +90,40 @@ def test_circuit_without_coordinates_renders():
     assert frame.shape[2] == 3
     r = env._renderer
     assert np.isfinite(r.pos).all() and len({tuple(p) for p in r.pos.round(6)}) == len(r.bus_names)
+
+
+def test_pv_inverters_drawn_by_reactive_power():
+    """13Bus_pv: a filled marker beside each inverter's bus, coloured by its kvar / kVA
+    (brown absorbing, green injecting), a legend entry and a label; the bus keeps its
+    voltage colour; a frame of the environment shows the observation's reactive powers."""
+    env = vvc_batch.make("13Bus_pv", backend="batched", render_mode="rgb_array", profiles="synthetic").unwrapped
+    env.reset(seed=0, options={"profile": 171})
+    r = FeederRenderer(env.core)
+    try:
+        assert r.pv_scatter is not None and len(r._pv_pos) == 4
+        assert "PV inverters (colour: kvar / kVA)" in [t.get_text() for t in r.ax.get_legend().get_texts()]
+        q = [1.0, -1.0, 0.0, 0.4]
+        frame = r.draw(_voltages(env.core, {"675": 1.06}), [1, 1], [16] * 3, [1.0], "pv", pv_q=q)
+        for i, x in enumerate(q):
+            assert _close(frame[r.pv_pixel(i)], r.pv_color_of(x), tol=4), (i, frame[r.pv_pixel(i)])
+        green, brown = r.pv_color_of(1.0), r.pv_color_of(-1.0)
+        assert green[1] > green[0] + 50 and brown[0] > brown[2] + 50
+        assert _close(frame[r.pixel_of("675")], r.color_of(1.05))  # the bus beside the marker keeps its colour
+        assert [t.get_text() for t in r.device_texts[-4:]] == ["q +1.00", "q -1.00", "q +0.00", "q +0.40"]
+        other = r.draw(_voltages(env.core, {}), [1, 1], [16] * 3, [1.0], "pv", pv_q=[-1.0, 1.0, 0.0, 0.4])
+        assert not np.array_equal(frame[r.pv_pixel(0)], other[r.pv_pixel(0)])
+        with pytest.raises(ValueError, match="one entry per PV inverter \\(4\\), got 3"):
+            r.draw(_voltages(env.core, {}), [1, 1], [16] * 3, [1.0], "pv", pv_q=[0.0] * 3)
+        act = (np.array([1, 1, 16, 16, 16, 16]), np.array([1.0, -1.0, 0.0, 0.0], dtype=np.float32))
+        for _ in range(8):  # hour 7: p below the rating, so q = fraction * sqrt(1 - p^2) is not 0
+            obs, *_ = env.step(act)
+        frame = env.render()
+        lay = env.core.obs_layout
+        qs = obs[lay.pv_q]
+        assert qs[0] > 0.5 and qs[1] < -0.5
+        got = env._renderer
+        assert _close(frame[got.pv_pixel(0)], got.pv_color_of(qs[0]), tol=4)
+        assert _close(frame[got.pv_pixel(1)], got.pv_color_of(qs[1]), tol=4)
+    finally:
+        r.close()
+        env.close()

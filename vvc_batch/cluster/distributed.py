@@ -11,7 +11,7 @@ Ray, and this module imports it only when :func:`evaluate` runs).
     python -m vvc_batch.distributed --policy hold --system 13Bus --scales 0.5 1 1.5 \\
         --address auto --json out.json
 
-A policy is a baseline name (``random``, ``hold``, ``dss``, ``best_fixed``; see
+A policy is a baseline name (``random``, ``hold``, ``dss``, ``best_fixed``, ``unity`` on ``_pv`` systems; see
 :mod:`vvc_batch.training.evaluation`), a callable mapping a batch of observations ``(n, D)`` float32
 to a batch of flat actions ``(n, A)`` (shipped to the actors with Ray's cloudpickle), or a
 run folder of ``python -m vvc_batch.train`` (Stable-Baselines3; its deterministic policy) or
@@ -56,7 +56,7 @@ import numpy as np
 
 import vvc_batch
 from vvc_batch.commands import check_output_file, command, fail
-from vvc_batch.training.evaluation import BASELINES, fixed_action
+from vvc_batch.training.evaluation import BASELINES, check_unity_system, fixed_action
 from vvc_batch.power_flow.interface import BACKENDS
 from vvc_batch.training.runs import Run, RunFolderError, is_run_folder
 from vvc_batch.env.spaces import flat_action
@@ -406,6 +406,9 @@ def evaluate(
     t0 = time.perf_counter()
     scale_list, names = _env_names(system, scales)
     spec = _resolve_policy(policy)
+    if spec.kind == "unity":  # best_fixed's setting with the inverters at zero reactive power, on _pv systems
+        check_unity_system(system)
+        spec = PolicySpec("best_fixed")
     _check_counts(envs_per_actor, workers_per_actor, num_actors, env_kwargs)
     base = _check_run(spec, system, env_kwargs)
     days = _days(base, profiles, train_profiles, env_kwargs)

@@ -16,7 +16,7 @@ In dss mode the devices are those OpenDSS's controllers leave after the solve.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -60,6 +60,8 @@ class EnvState:
         history: the actions since reset (OpenDSS backend, replayed on restore).
         rng: the state of the environment's generator (set by the environments, which own
             it; the core has none).
+        pv_kw, pv_kvar: the PV inverters' available active power (kW) and reactive power
+            (kvar, positive injecting) at the last solve (empty without inverters).
     """
 
     env: str
@@ -81,6 +83,8 @@ class EnvState:
     solver: Any = None
     history: np.ndarray | None = None
     rng: dict | None = None
+    pv_kw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    pv_kvar: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass
@@ -615,6 +619,7 @@ class VVCBatch:
             info={key: arr[k].item() for key, arr in buf.info.items()},
             solver=self.backend.save_state(k),
             history=None if self._history is None or self.dss_mode else self._history[k, :t].copy(),
+            pv_kw=self.pv_p[k].copy(), pv_kvar=self.pv_q[k].copy(),
         )
 
     def set_state(self, k: int, state: EnvState) -> None:
@@ -646,6 +651,7 @@ class VVCBatch:
             self.caps[k], self.taps[k], self.kwh[k] = state.caps, state.taps, state.kwh
             self.tap_ratio[k] = self._reg.min_tap + state.taps * self._reg.tap_step
             self.bat_kw[k], self.v[k] = state.bat_kw, state.v
+            self.pv_p[k], self.pv_q[k] = state.pv_kw, state.pv_kvar
             self.backend.restore_state(k, state.solver)
         buf = self.buffers
         buf.obs[k] = state.obs

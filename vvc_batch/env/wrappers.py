@@ -8,7 +8,13 @@ Stable-Baselines3 does not take). The rounding rule, entry by entry:
 * regulator: tap number ``round((x + 1) / 2 * 32)`` (x = -1 -> 0, x = 0 -> 16, x = 1 -> 32);
 * battery, discrete variants: level ``round((x + 1) / 2 * 32)`` (0: full charge, 16 idle,
   32: full discharge); ``_cbat`` variants: x itself (normalized power, positive
-  discharging).
+  discharging);
+* PV inverter (``_pv`` variants, after the batteries): x itself, the reactive power as a
+  fraction of what the inverter's kVA rating leaves at its present active power (positive
+  injects).
+
+With any continuous entry (``_cbat`` or ``_pv``) the wrapped environment gets the flat float64
+action (discrete entries as integral floats), which it accepts as its ``Tuple`` action.
 
 ``round`` is numpy's (halves to the even integer). ``ObserveHour`` appends the hour of the
 day divided by the horizon (0 at reset, 1 after the last step) to the observation; it is
@@ -33,13 +39,14 @@ def _obs_layout(env):
     return u.core.obs_layout if hasattr(u, "core") else u.obs_layout
 
 
-def device_counts(env) -> tuple[int, int, int, int, bool]:
-    """(capacitors, regulators, batteries, regulator levels, continuous battery) of a single
-    environment or of the vector environment."""
+def device_counts(env) -> tuple[int, int, int, int, bool, int]:
+    """(capacitors, regulators, batteries, regulator levels, continuous battery, PV inverters)
+    of a single environment or of the vector environment: the arguments of
+    :func:`continuous_to_action` after ``x``."""
     u = env.unwrapped
     counts = _obs_layout(env).counts
     cbat = u.core.config.continuous_battery if hasattr(u, "core") else u.continuous_battery
-    return counts.capacitors, counts.regulators, counts.batteries, counts.reg_levels, cbat
+    return counts.capacitors, counts.regulators, counts.batteries, counts.reg_levels, cbat, counts.pv
 
 
 def check_finite(x, device_names: list[str], batch: bool) -> np.ndarray:
@@ -59,20 +66,32 @@ def check_finite(x, device_names: list[str], batch: bool) -> np.ndarray:
     return arr
 
 
-def continuous_to_action(x: np.ndarray, caps: int, regs: int, bats: int, levels: int, cbat: bool) -> np.ndarray:
-    """Map Box(-1, 1) entries (..., A) to the environment's flat action (see the module
-    docstring); returns an int64 array for discrete variants, float64 for ``_cbat``. Finite
-    values beyond [-1, 1] are clipped (check NaN/inf first, see :func:`check_finite`)."""
+def continuous_to_action(x: np.ndarray, caps: int, regs: int, bats: int, levels: int, cbat: bool,
+                         pv: int = 0) -> np.ndarray:
+    """Map Box(-1, 1) entries (..., caps + regs + bats + pv) to the environment's flat action
+    (see the module docstring); returns an int64 array for discrete variants, float64 when
+    there is a continuous entry (``_cbat`` batteries or ``pv`` inverters). Finite values
+    beyond [-1, 1] are clipped (check NaN/inf first, see :func:`check_finite`).
+
+    Raises:
+        ValueError: the last axis of ``x`` is not ``caps + regs + bats + pv`` long.
+    """
     x = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0)
+    size = caps + regs + bats + pv
+    if x.ndim == 0 or x.shape[-1] != size:
+        raise ValueError(f"continuous actions must end with an axis of {size} entries ({caps} capacitors, "
+                         f"{regs} regulators, {bats} batteries, {pv} PV inverters), got shape {x.shape}")
     top = levels - 1
     out = np.empty_like(x)
     out[..., :caps] = x[..., :caps] > 0
     out[..., caps:caps + regs] = np.round((x[..., caps:caps + regs] + 1) / 2 * top)
+    stop = caps + regs + bats
     if cbat:
-        out[..., caps + regs:] = x[..., caps + regs:]
-        return out
-    out[..., caps + regs:] = np.round((x[..., caps + regs:] + 1) / 2 * top)
-    return out.astype(np.int64)
+        out[..., caps + regs:stop] = x[..., caps + regs:stop]
+    else:
+        out[..., caps + regs:stop] = np.round((x[..., caps + regs:stop] + 1) / 2 * top)
+    out[..., stop:] = x[..., stop:]
+    return out if (cbat or pv) else out.astype(np.int64)
 
 
 class ContinuousActions(gym.ActionWrapper):
@@ -82,8 +101,8 @@ class ContinuousActions(gym.ActionWrapper):
         super().__init__(env)
         self._layout = device_counts(env)
         self._devices = _obs_layout(env).device_names
-        caps, regs, bats, _, _ = self._layout
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(caps + regs + bats,), dtype=np.float32)
+        caps, regs, bats, _, _, pv = self._layout
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(caps + regs + bats + pv,), dtype=np.float32)
 
     def action(self, action):
         return continuous_to_action(check_finite(action, self._devices, False), *self._layout)
@@ -108,9 +127,9 @@ class VectorContinuousActions(VectorActionWrapper):
         self.scale = scale
         self._layout = device_counts(env)
         self._devices = _obs_layout(env).device_names
-        caps, regs, bats, _, _ = self._layout
+        caps, regs, bats, _, _, pv = self._layout
         bound = np.float32(1.0 / scale)
-        self.single_action_space = gym.spaces.Box(-bound, bound, shape=(caps + regs + bats,), dtype=np.float32)
+        self.single_action_space = gym.spaces.Box(-bound, bound, shape=(caps + regs + bats + pv,), dtype=np.float32)
         self.action_space = batch_space(self.single_action_space, env.num_envs)
 
     def actions(self, actions):
@@ -194,9 +213,10 @@ class RelativeActions(gym.Wrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        caps, regs, bats, levels, cbat = device_counts(env)
-        if cbat:
-            raise ValueError("RelativeActions is for discrete-battery variants")
+        caps, regs, bats, levels, cbat, pv = device_counts(env)
+        if cbat or pv:
+            raise ValueError("RelativeActions is for discrete-battery variants without PV inverters "
+                             "(not _cbat, not _pv)")
         lay = _obs_layout(env)
         self._args = (lay.num_nodes, caps, regs, levels - 1)
         self.action_space = _relative_space(caps, regs, bats, lay.bat_levels)
@@ -219,9 +239,10 @@ class VectorRelativeActions(VectorWrapper):
 
     def __init__(self, env):
         super().__init__(env)
-        caps, regs, bats, levels, cbat = device_counts(env)
-        if cbat:
-            raise ValueError("VectorRelativeActions is for discrete-battery variants")
+        caps, regs, bats, levels, cbat, pv = device_counts(env)
+        if cbat or pv:
+            raise ValueError("VectorRelativeActions is for discrete-battery variants without PV inverters "
+                             "(not _cbat, not _pv)")
         lay = _obs_layout(env)
         self._args = (lay.num_nodes, caps, regs, levels - 1)
         self.single_action_space = _relative_space(caps, regs, bats, lay.bat_levels)

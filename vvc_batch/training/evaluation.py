@@ -8,7 +8,11 @@ the policy's action each hour, the episode returns collected. Baselines:
   regulator at tap 32, batteries idle);
 * ``dss``: OpenDSS's own controllers (dss mode; batteries idle);
 * ``best_fixed``: one setting all day (every regulator at the same tap number, capacitors
-  all closed or all open, batteries idle), the best of those 66 on the train split;
+  all closed or all open, batteries idle, PV inverters at zero reactive power), the best of
+  those 66 on the train split;
+* ``unity``: ``_pv`` systems only: every PV inverter at zero reactive power (unity power
+  factor) all day, the other devices as in ``best_fixed`` (its setting, chosen on the train
+  split with the inverters at zero);
 * ``oracle``: a perfect-information search that knows the day's loads
   (:mod:`vvc_batch.training.oracle`; a measured ceiling, not a policy).
 """
@@ -22,7 +26,7 @@ import numpy as np
 import vvc_batch
 from vvc_batch.env.spaces import flat_action
 
-BASELINES = ("random", "hold", "dss", "best_fixed", "oracle")
+BASELINES = ("random", "hold", "dss", "best_fixed", "unity", "oracle")
 Policy = Callable[[np.ndarray], Any]
 
 
@@ -86,14 +90,31 @@ def vector_episode_returns(envs, policy: Policy | None, profiles: Sequence[int],
 
 def fixed_action(env, tap: int | None = None, caps: int | None = None) -> np.ndarray:
     """The flat action that holds settings: capacitors (the reset states, or all ``caps``),
-    every regulator at ``tap`` (default: the reset tap), batteries idle."""
+    every regulator at ``tap`` (default: the reset tap), batteries idle, PV inverters (if
+    any) at zero reactive power. float64 when the action has a continuous part (``_cbat``
+    or ``_pv``), int64 otherwise."""
     core = env.unwrapped.core
     c = core.counts
     cap_part = [int(x) for x in core.reset_capacitors] if caps is None else [caps] * c.capacitors
     tap = core.config.system.regulator.reset_tap_number if tap is None else tap
     idle = [0.0] * c.batteries if core.config.continuous_battery else [c.bat_levels // 2] * c.batteries
-    dtype = np.float64 if core.config.continuous_battery else np.int64
-    return np.array(cap_part + [tap] * c.regulators + idle, dtype=dtype)
+    dtype = np.float64 if (core.config.continuous_battery or c.pv) else np.int64
+    return np.array(cap_part + [tap] * c.regulators + idle + [0.0] * c.pv, dtype=dtype)
+
+
+def check_unity_system(system: str) -> None:
+    """Refuse the ``unity`` baseline on a system without controllable PV inverters.
+
+    Raises:
+        ValueError: ``system`` is not a ``_pv`` variant (the message lists the systems that
+            have one).
+    """
+    from vvc_batch.systems.specs import parse_env_name, pv_system_names
+
+    if not parse_env_name(system).pv_defs:
+        have = ", ".join(f"{s}_pv" for s in pv_system_names()) or "none"
+        raise ValueError(f"the unity baseline sets PV inverters to zero reactive power; {system} has no controllable "
+                         f"inverters (use a _pv variant: {have})")
 
 
 def best_fixed_setting(env, train: Sequence[int], seed: int = 0) -> tuple[np.ndarray, float]:
@@ -113,9 +134,15 @@ def evaluate_baseline(system: str, name: str, episodes: Sequence[int], train: Se
                       seed: int = 0, **env_kwargs: Any) -> list[float]:
     """Returns of baseline ``name``, one episode per profile index in ``episodes``
     (``best_fixed`` chooses its setting on ``train``, default ``episodes``); ``env_kwargs`` go
-    to :func:`vvc_batch.make` (e.g. ``profiles="synthetic"``, the profile source)."""
+    to :func:`vvc_batch.make` (e.g. ``profiles="synthetic"``, the profile source).
+
+    Raises:
+        ValueError: an unknown baseline, or ``unity`` on a system without PV inverters.
+    """
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; valid baselines: {', '.join(BASELINES)}")
+    if name == "unity":
+        check_unity_system(system)
     if name == "oracle":
         from vvc_batch.training.oracle import OracleBudget, oracle_returns
 
@@ -131,6 +158,7 @@ def evaluate_baseline(system: str, name: str, episodes: Sequence[int], train: Se
         if name == "hold":
             a = fixed_action(env)
             return episode_returns(env, lambda obs: a, episodes, seed)
+        # best_fixed and unity: the best of the fixed settings, inverters at zero reactive power
         a, _ = best_fixed_setting(env, train if train is not None else episodes, seed)
         return episode_returns(env, lambda obs: a, episodes, seed)
     finally:
@@ -145,6 +173,7 @@ def summary(returns: Sequence[float]) -> dict[str, Any]:
 __all__ = [
     "BASELINES",
     "best_fixed_setting",
+    "check_unity_system",
     "episode_return",
     "episode_returns",
     "evaluate_baseline",

@@ -8,6 +8,11 @@ circuit without any coordinates gets a seeded graph layout.
 Colours: a diverging map centred on 1.0 pu, from 0.95 (under-voltage end) to 1.05 pu
 (over-voltage end); values beyond take the end colours. A bus shows the minimum (default)
 or maximum voltage of its phases.
+
+PV inverters (``_pv`` systems) are filled hexagons beside their buses (down and left, so the
+bus keeps its voltage colour), coloured by their reactive power in pu of their kVA rating
+on a second diverging map, :data:`PV_CMAP`, from -1 (absorbing, brown) through 0 (white) to
++1 (injecting, green), with a label ``q +0.50`` and a legend entry.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 
 V_LOW, V_HIGH = 0.95, 1.05
 CMAP = "RdBu_r"  # blue under, white at 1.0, red over
+PV_CMAP = "BrBG"  # PV reactive power, pu of kVA: brown absorbing (-1), white 0, green injecting (+1)
 
 
 def _positions(bus_names: Sequence[str], xy: np.ndarray, edges: list) -> np.ndarray:
@@ -97,7 +103,7 @@ class FeederRenderer:
             matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
         from matplotlib.collections import LineCollection
-        from matplotlib.colors import TwoSlopeNorm
+        from matplotlib.colors import Normalize, TwoSlopeNorm
 
         if not isinstance(drawing, FeederDrawing):
             drawing = feeder_drawing(drawing)
@@ -147,6 +153,18 @@ class FeederRenderer:
                     self._stacked[key_q] = k + 1
                     self.device_texts.append(ax.text(q[0] + self._offset, q[1] + self._offset * (1 - 2.2 * k), "",
                                                      fontsize=7, color=col, zorder=5))
+        self._pv_pos = np.array([self.pos[index[b]] for b in devs.get("pv", [])]).reshape(-1, 2)
+        self._pv_pos = self._pv_pos - 1.2 * self._offset  # beside the bus, below and left
+        self.pv_norm = Normalize(vmin=-1.0, vmax=1.0)
+        self.pv_cmap = plt.get_cmap(PV_CMAP)
+        self.pv_scatter = None
+        if len(self._pv_pos):
+            self.pv_scatter = ax.scatter(self._pv_pos[:, 0], self._pv_pos[:, 1], c=np.zeros(len(self._pv_pos)),
+                                         cmap=self.pv_cmap, norm=self.pv_norm, marker="h", s=110, edgecolors="k",
+                                         linewidths=0.8, zorder=6, label="PV inverters (colour: kvar / kVA)")
+            for q in self._pv_pos:
+                self.device_texts.append(ax.text(q[0] - 5 * self._offset, q[1] - 1.5 * self._offset, "",
+                                                 fontsize=7, color="darkgreen", zorder=5))
         ax.legend(loc="lower left", fontsize=7, frameon=False)
         ax.autoscale_view()
         ax.set_aspect("equal", adjustable="datalim")
@@ -160,11 +178,22 @@ class FeederRenderer:
         return f.reduceat(np.asarray(v_nodes, dtype=np.float64), self._starts)
 
     def draw(self, v_nodes: np.ndarray, caps: Sequence[float], taps: Sequence[float], socs: Sequence[float],
-             title: str) -> np.ndarray:
-        """Render one frame; returns an (H, W, 3) uint8 array."""
+             title: str, pv_q: Sequence[float] = ()) -> np.ndarray:
+        """Render one frame; returns an (H, W, 3) uint8 array. ``v_nodes``: node voltages (pu);
+        ``pv_q``: the PV inverters' reactive power, pu of their kVA (positive injecting; one per
+        inverter, in the observation's order).
+
+        Raises:
+            ValueError: ``pv_q`` does not have one entry per inverter of the drawing.
+        """
         self.scatter.set_array(np.clip(self.bus_values(v_nodes), V_LOW, V_HIGH))
+        q = np.asarray(pv_q, dtype=np.float64).ravel()
+        if q.size != len(self._pv_pos):
+            raise ValueError(f"pv_q must have one entry per PV inverter ({len(self._pv_pos)}), got {q.size}")
+        if self.pv_scatter is not None:
+            self.pv_scatter.set_array(np.clip(q, -1.0, 1.0))
         labels = [f"{'on' if c else 'off'}" for c in caps] + [f"tap {int(t)}" for t in taps] + \
-                 [f"soc {s:.2f}" for s in socs]
+                 [f"soc {s:.2f}" for s in socs] + [f"q {x:+.2f}" for x in q]
         for text, label in zip(self.device_texts, labels):
             text.set_text(label)
         self.title.set_text(title)
@@ -176,6 +205,17 @@ class FeederRenderer:
         x, y = self.ax.transData.transform(self.pos[self.bus_names.index(bus)])
         h = self.fig.canvas.get_width_height()[1]
         return int(round(h - y)), int(round(x))
+
+    def pv_pixel(self, i: int) -> tuple[int, int]:
+        """(row, column) of PV inverter ``i``'s marker in the frames."""
+        x, y = self.ax.transData.transform(self._pv_pos[i])
+        h = self.fig.canvas.get_width_height()[1]
+        return int(round(h - y)), int(round(x))
+
+    def pv_color_of(self, q: float) -> np.ndarray:
+        """The RGB (0..255) colour of a PV inverter at ``q`` (kvar / kVA, clipped to [-1, 1])."""
+        rgba = self.pv_cmap(self.pv_norm(np.clip(q, -1.0, 1.0)))
+        return np.round(np.array(rgba[:3]) * 255).astype(int)
 
     def color_of(self, v: float) -> np.ndarray:
         """The RGB (0..255) colour a bus at ``v`` pu gets."""
@@ -192,7 +232,7 @@ def observation_frame(renderer: FeederRenderer, layout, obs: np.ndarray, title: 
     """A frame of one observation vector (an :class:`~vvc_batch.env.spaces.ObservationLayout`
     says where the voltages and device states are)."""
     return renderer.draw(obs[layout.voltages], obs[layout.capacitors], obs[layout.regulators], obs[layout.soc],
-                         title)
+                         title, obs[layout.pv_q])
 
 
 def frame_title(env_name: str, hour: int, last_action: Any = None) -> str:
@@ -212,6 +252,7 @@ def env_frame(env, renderer: FeederRenderer, last_action: Any = None) -> np.ndar
 
 __all__ = [
     "CMAP",
+    "PV_CMAP",
     "env_frame",
     "feeder_drawing",
     "FeederDrawing",

@@ -845,7 +845,7 @@ class DssEngine:
     def topology(self) -> dict[str, Any]:
         """The feeder's drawing data: bus coordinates (NaN where the circuit has none),
         edges ``(kind, bus_a, bus_b, name)`` for lines and transformers, the buses of the
-        controllable devices, each bus's line-to-neutral base kV and nodes. Read once, for
+        controllable devices (capacitors, regulators, batteries, PV inverters), each bus's line-to-neutral base kV and nodes. Read once, for
         pictures and studies; not used when stepping."""
         c = self._ctx.ActiveCircuit
         lay = self.circuit_names
@@ -884,6 +884,10 @@ class DssEngine:
         for idx in self._gen_idx:
             self._lib.ctx_Generators_Set_idx(self._cp, idx)
             devices["batteries"].append(bus_of(c.ActiveCktElement.BusNames[0]))
+        devices["pv"] = []
+        for name in lay.pv_names:
+            c.SetActiveElement(f"PVSystem.{name}")
+            devices["pv"].append(bus_of(c.ActiveCktElement.BusNames[0]))
         self._check_error("reading the topology")
         return {"bus_xy": xy, "edges": edges, "devices": devices, "bus_kv_ln": kv, "bus_nodes": nodes}
 
