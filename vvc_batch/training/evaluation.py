@@ -9,6 +9,10 @@ the policy's action each hour, the episode returns collected. Baselines:
 * ``dss``: OpenDSS's own controllers (dss mode; batteries idle);
 * ``best_fixed``: one setting all day (every regulator at the same tap number, capacitors
   all closed or all open, batteries idle), the best of those 66 on the train split;
+* ``voltvar`` (``_pv`` systems): every PV inverter on the IEEE 1547-2018 Category B volt-var
+  curve (the steady state of each hour; ``pv_control="voltvar"``, see
+  :mod:`vvc_batch.power_flow.voltvar`), the other devices as ``best_fixed`` chooses them
+  (the best of the 66 fixed settings on the train split, inverters on the curve);
 * ``oracle``: a perfect-information search that knows the day's loads
   (:mod:`vvc_batch.training.oracle`; a measured ceiling, not a policy).
 """
@@ -22,7 +26,7 @@ import numpy as np
 import vvc_batch
 from vvc_batch.env.spaces import flat_action
 
-BASELINES = ("random", "hold", "dss", "best_fixed", "oracle")
+BASELINES = ("random", "hold", "dss", "best_fixed", "voltvar", "oracle")
 Policy = Callable[[np.ndarray], Any]
 
 
@@ -84,15 +88,22 @@ def vector_episode_returns(envs, policy: Policy | None, profiles: Sequence[int],
     return out
 
 
-def fixed_action(env, tap: int | None = None, caps: int | None = None) -> np.ndarray:
-    """The flat action that holds settings: capacitors (the reset states, or all ``caps``),
-    every regulator at ``tap`` (default: the reset tap), batteries idle."""
+def fixed_action(env, tap: int | None = None, caps: int | None = None) -> np.ndarray | tuple:
+    """The action that holds settings: capacitors (the reset states, or all ``caps``),
+    every regulator at ``tap`` (default: the reset tap), batteries idle; a flat array, or
+    with PV inverters the (discrete, continuous) tuple with every inverter at zero reactive
+    power."""
     core = env.unwrapped.core
     c = core.counts
     cap_part = [int(x) for x in core.reset_capacitors] if caps is None else [caps] * c.capacitors
     tap = core.config.system.regulator.reset_tap_number if tap is None else tap
-    idle = [0.0] * c.batteries if core.config.continuous_battery else [c.bat_levels // 2] * c.batteries
-    dtype = np.float64 if core.config.continuous_battery else np.int64
+    cont = core.config.continuous_battery
+    idle = [0.0] * c.batteries if cont else [c.bat_levels // 2] * c.batteries
+    if c.pv:
+        discrete = np.array(cap_part + [tap] * c.regulators + ([] if cont else idle), dtype=np.int64)
+        box = np.zeros((c.batteries if cont else 0) + c.pv, dtype=np.float32)  # batteries idle, zero kvar
+        return discrete, box
+    dtype = np.float64 if cont else np.int64
     return np.array(cap_part + [tap] * c.regulators + idle, dtype=dtype)
 
 
@@ -122,6 +133,8 @@ def evaluate_baseline(system: str, name: str, episodes: Sequence[int], train: Se
         budget = env_kwargs.pop("oracle_budget", None) or OracleBudget()
         env_kwargs.setdefault("backend", "batched")
         return oracle_returns(system, episodes, budget, **env_kwargs)
+    if name == "voltvar":
+        env_kwargs["pv_control"] = "voltvar"
     env = vvc_batch.make(system, dss_mode=(name == "dss"), **env_kwargs)
     try:
         if name == "dss":
@@ -131,6 +144,8 @@ def evaluate_baseline(system: str, name: str, episodes: Sequence[int], train: Se
         if name == "hold":
             a = fixed_action(env)
             return episode_returns(env, lambda obs: a, episodes, seed)
+        if name == "voltvar" and not env.unwrapped.core.counts.pv:
+            raise ValueError(f"the voltvar baseline needs PV inverters; {system} has none (use its _pv variant)")
         a, _ = best_fixed_setting(env, train if train is not None else episodes, seed)
         return episode_returns(env, lambda obs: a, episodes, seed)
     finally:
