@@ -33,7 +33,7 @@ V_HIGH = 1.05
 
 def midday_maxima(config: EnvConfig, profiles: str, episodes: list[int]) -> np.ndarray:
     """Per episode, the highest node voltage (pu) of the :data:`MIDDAY` hours in dss mode."""
-    core = VVCBatch(config, 1, dss_mode=True, profiles=profiles)
+    core = VVCBatch(config, 1, dss_mode=True, profiles=profiles, pv_control="agent")  # inverters at zero kvar
     try:
         N = core.num_nodes
         out = np.empty(len(episodes))
@@ -58,7 +58,7 @@ def study(system: str, profiles: str = "auto", every: int = 1, pv: list[dict[str
     if not spec.pv:
         raise ValueError(f"{system} has no pv block; pass one with --pv")
     with_pv = EnvConfig(system=spec, pv=True)
-    probe = VVCBatch(with_pv, 1, dss_mode=True, profiles=profiles)
+    probe = VVCBatch(with_pv, 1, dss_mode=True, profiles=profiles, pv_control="agent")
     episodes = list(range(0, probe.num_profiles, every))
     probe.close()
     t0 = time.perf_counter()

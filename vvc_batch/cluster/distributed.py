@@ -204,6 +204,10 @@ def _resolve_policy(policy: Any) -> PolicySpec:
     if isinstance(policy, str) and policy == "oracle":
         raise ValueError("the oracle baseline searches from snapshots in one process; evaluate it with "
                          "vvc_batch.training.evaluation.evaluate_baseline or python -m vvc_batch.evaluate --baseline oracle")
+    if isinstance(policy, str) and policy == "voltvar":
+        raise ValueError("the voltvar baseline needs environments made with pv_control='voltvar'; evaluate it with "
+                         "vvc_batch.training.evaluation.evaluate_baseline or python -m vvc_batch.evaluate --baseline "
+                         "voltvar")
     if isinstance(policy, str) and policy in BASELINES:
         return PolicySpec(policy)
     if isinstance(policy, (str, Path)):

@@ -31,6 +31,7 @@ from vvc_batch.errors import (
     RewardFunctionError,
 )
 from vvc_batch.power_flow.interface import FlowResult, SolverSettings, check_backend
+from vvc_batch.power_flow.voltvar import check_pv_control
 from vvc_batch.systems.profiles import select_profiles
 from vvc_batch.env.reset_options import check_drawable, profile_entry
 from vvc_batch.env.reward import INFO_KEYS, RewardInputs, apply_reward_fn
@@ -151,6 +152,13 @@ class VVCBatch:
             :class:`~vvc_batch.env.reward.RewardInputs`); None: PowerGym's.
         env_offset: index of environment 0 in the vector env (for ``RewardInputs.env_ids``
             and messages).
+        pv_control: how the PV inverters' reactive power is set (``_pv`` systems):
+            ``"agent"`` (the action's PV entries), ``"voltvar"`` (the IEEE 1547 Category B
+            volt-var curve at each inverter's terminal voltage, the steady state of each hour,
+            see :mod:`vvc_batch.power_flow.voltvar`; the action's PV entries are ignored and
+            ``pv.<name>.q`` observes the inverter's reactive power), or None (default:
+            ``"voltvar"`` in dss mode, else ``"agent"``). A reset's solve has the inverters
+            at zero reactive power in every mode.
 
     Raises:
         UnknownSystemError: unknown environment name.
@@ -173,6 +181,7 @@ class VVCBatch:
         buffers: StepBuffers | None = None,
         reward_fn: Callable[[RewardInputs], Any] | None = None,
         env_offset: int = 0,
+        pv_control: str | None = None,
     ) -> None:
         self.config = cfg = parse_env_name(env) if isinstance(env, str) else env
         if int(num_envs) < 1:
@@ -180,6 +189,8 @@ class VVCBatch:
         self.num_envs = K = int(num_envs)
         self.dss_mode = bool(dss_mode)
         self.backend_name = check_backend(backend, self.dss_mode)
+        self.pv_control = check_pv_control(("voltvar" if self.dss_mode else "agent") if pv_control is None
+                                           else pv_control)
         self.solver = solver = SolverSettings() if solver is None else solver
         if reward_fn is not None and not callable(reward_fn):
             raise TypeError(f"reward_fn must be callable, got {type(reward_fn).__name__}")
@@ -200,7 +211,7 @@ class VVCBatch:
         self.batteries = bank
         circuit = dict(master=src.master, battery_names=bank.names, regulator=spec.regulator, horizon=H,
                        battery_defs=src.batteries, capacitors=spec.capacitors, regulators=spec.regulators,
-                       pv_defs=cfg.pv_defs)
+                       pv_defs=cfg.pv_defs, pv_control=self.pv_control)
         if self.backend_name == "opendss":
             from vvc_batch.power_flow.opendss.backend import OpenDSSBackend
 
@@ -334,6 +345,7 @@ class VVCBatch:
                                  f"a horizon of {H}")
             self._solar = solar_days(365, seed=profile_seed)
         self._pv_box = self.counts.action_size - P  # first PV entry of an action row
+        self._voltvar = bool(P) and self.pv_control == "voltvar"
 
     def _pv_settings(self, ids: np.ndarray, hours: np.ndarray, fractions: np.ndarray | None) -> tuple:
         """(irradiance pu, available kW, kvar) of the PV inverters of ``ids`` at ``hours``:
@@ -561,8 +573,9 @@ class VVCBatch:
         finish_step(ids, self.t, self.profile_id, self.horizon, self._state, new, res.loss_kw, res.source_kw,
                     res.converged, self._bus_start, self._bat_table, self._consts, self.buffers.obs, *self._out)
         if pv is not None:
-            self.pv_p[ids], self.pv_q[ids] = pv[1], pv[2]
-            self._write_pv_obs(ids, pv[1], pv[2])
+            q = res.pv_kvar if self._voltvar else pv[2]  # volt-var: the curve's steady state
+            self.pv_p[ids], self.pv_q[ids] = pv[1], q
+            self._write_pv_obs(ids, pv[1], q)
         if before is not None:
             self._apply_reward_fn(ids, before, new, res)
         return self.buffers

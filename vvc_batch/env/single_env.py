@@ -95,6 +95,10 @@ class VVCEnv(gym.Env):
         reward_fn: a reward of your own, ``reward_fn(inputs) -> array (1,)`` with
             :class:`~vvc_batch.env.reward.RewardInputs` holding the step's arrays (one row);
             PowerGym's reward (the default) and its components stay in ``info``.
+        pv_control: ``_pv`` systems: ``"agent"`` (the action sets the inverters' reactive
+            power), ``"voltvar"`` (the IEEE 1547 Category B volt-var curve; the action's PV
+            entries are ignored), None (default: ``"voltvar"`` in dss mode, else ``"agent"``);
+            see :mod:`vvc_batch.power_flow.voltvar`.
 
     Raises:
         UnknownSystemError: unknown ``env_name`` (the message lists the valid names).
@@ -123,6 +127,7 @@ class VVCEnv(gym.Env):
         render_mode: str | None = None,
         node_bound: str = "minimum",
         reward_fn: Callable[[RewardInputs], Any] | None = None,
+        pv_control: str | None = None,
     ) -> None:
         super().__init__()
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -149,6 +154,7 @@ class VVCEnv(gym.Env):
             profiles=profiles,
             profile_seed=profile_seed,
             reward_fn=reward_fn,
+            pv_control=pv_control,
         )
         core = self._core
         self.env_name = core.config.name

@@ -130,7 +130,9 @@ class FlowResult:
         pv_kw, pv_kvar: (n, P) power each controllable PV system delivers (kW, kvar,
             positive injecting), or None without them. OpenDSS: read back from its
             terminals; batched: the PVSystem model's power at the irradiance and kvar given
-            (the same while the PV system's voltage lies within its Vminpu..Vmaxpu).
+            (the same while the PV system's voltage lies within its Vminpu..Vmaxpu). With
+            ``pv_control="voltvar"`` ``pv_kvar`` is the kvar each inverter settled at on the
+            curve on both backends (OpenDSS: the PVSystem's kvar as its InvControl left it).
     """
 
     converged: np.ndarray

@@ -13,6 +13,10 @@ the policy's action each hour, the episode returns collected. Baselines:
 * ``unity``: ``_pv`` systems only: every PV inverter at zero reactive power (unity power
   factor) all day, the other devices as in ``best_fixed`` (its setting, chosen on the train
   split with the inverters at zero);
+* ``voltvar`` (``_pv`` systems): every PV inverter on the IEEE 1547-2018 Category B volt-var
+  curve (the steady state of each hour; ``pv_control="voltvar"``, see
+  :mod:`vvc_batch.power_flow.voltvar`), the other devices as ``best_fixed`` chooses them
+  (the best of the 66 fixed settings on the train split, inverters on the curve);
 * ``oracle``: a perfect-information search that knows the day's loads
   (:mod:`vvc_batch.training.oracle`; a measured ceiling, not a policy).
 """
@@ -26,7 +30,7 @@ import numpy as np
 import vvc_batch
 from vvc_batch.env.spaces import flat_action
 
-BASELINES = ("random", "hold", "dss", "best_fixed", "unity", "oracle")
+BASELINES = ("random", "hold", "dss", "best_fixed", "unity", "voltvar", "oracle")
 Policy = Callable[[np.ndarray], Any]
 
 
@@ -102,8 +106,9 @@ def fixed_action(env, tap: int | None = None, caps: int | None = None) -> np.nda
     return np.array(cap_part + [tap] * c.regulators + idle + [0.0] * c.pv, dtype=dtype)
 
 
-def check_unity_system(system: str) -> None:
-    """Refuse the ``unity`` baseline on a system without controllable PV inverters.
+def check_unity_system(system: str, baseline: str = "unity") -> None:
+    """Refuse a PV baseline (``unity``, ``voltvar``) on a system without controllable PV
+    inverters.
 
     Raises:
         ValueError: ``system`` is not a ``_pv`` variant (the message lists the systems that
@@ -113,7 +118,8 @@ def check_unity_system(system: str) -> None:
 
     if not parse_env_name(system).pv_defs:
         have = ", ".join(f"{s}_pv" for s in pv_system_names()) or "none"
-        raise ValueError(f"the unity baseline sets PV inverters to zero reactive power; {system} has no controllable "
+        what = "sets PV inverters to zero reactive power" if baseline == "unity" else "puts PV inverters on a curve"
+        raise ValueError(f"the {baseline} baseline {what}; {system} has no controllable "
                          f"inverters (use a _pv variant: {have})")
 
 
@@ -141,14 +147,16 @@ def evaluate_baseline(system: str, name: str, episodes: Sequence[int], train: Se
     """
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; valid baselines: {', '.join(BASELINES)}")
-    if name == "unity":
-        check_unity_system(system)
+    if name in ("unity", "voltvar"):
+        check_unity_system(system, name)
     if name == "oracle":
         from vvc_batch.training.oracle import OracleBudget, oracle_returns
 
         budget = env_kwargs.pop("oracle_budget", None) or OracleBudget()
         env_kwargs.setdefault("backend", "batched")
         return oracle_returns(system, episodes, budget, **env_kwargs)
+    if name == "voltvar":
+        env_kwargs["pv_control"] = "voltvar"
     env = vvc_batch.make(system, dss_mode=(name == "dss"), **env_kwargs)
     try:
         if name == "dss":
@@ -158,7 +166,7 @@ def evaluate_baseline(system: str, name: str, episodes: Sequence[int], train: Se
         if name == "hold":
             a = fixed_action(env)
             return episode_returns(env, lambda obs: a, episodes, seed)
-        # best_fixed and unity: the best of the fixed settings, inverters at zero reactive power
+        # best_fixed, unity and voltvar: the best of the fixed settings (inverters at zero, or on the curve)
         a, _ = best_fixed_setting(env, train if train is not None else episodes, seed)
         return episode_returns(env, lambda obs: a, episodes, seed)
     finally:

@@ -31,6 +31,7 @@ from vvc_batch.env.core import STEP_INFO_KEYS
 from vvc_batch.errors import EpisodeEndedError, ResetNeededError, RewardFunctionError
 from vvc_batch.vector.pool import WorkerPool, default_num_workers, probe_circuit
 from vvc_batch.power_flow.interface import SolverSettings, check_backend
+from vvc_batch.power_flow.voltvar import check_pv_control
 from vvc_batch.env.reset_options import (
     VECTOR_OPTIONS,
     check_drawable,
@@ -87,7 +88,7 @@ class VVCVectorEnv(VectorEnv):
             :class:`~vvc_batch.env.reward.RewardInputs` (one row per environment of a worker); it
             runs in the workers, sent there with cloudpickle.
         data_dir, backend, solver, solver_tolerance, solver_options, max_iterations, profiles,
-        profile_seed, node_bound: as for :class:`~vvc_batch.env.single_env.VVCEnv`. With
+        profile_seed, node_bound, pv_control: as for :class:`~vvc_batch.env.single_env.VVCEnv`. With
             ``backend="batched"`` each worker holds one solver for all of its environments.
     """
 
@@ -123,6 +124,7 @@ class VVCVectorEnv(VectorEnv):
         render_mode: str | None = None,
         node_bound: str = "minimum",
         reward_fn: Callable[[RewardInputs], Any] | None = None,
+        pv_control: str | None = None,
     ) -> None:
         if spec is not None:
             from vvc_batch.systems.feeder_spec import spec_config
@@ -158,7 +160,9 @@ class VVCVectorEnv(VectorEnv):
                                      solver_options=solver_options)
         self.backend = check_backend(backend, bool(dss_mode))
         env_kwargs = dict(data_dir=None if data_dir is None else str(data_dir), dss_mode=dss_mode,
-                          backend=backend, solver=settings, profiles=profiles, profile_seed=profile_seed)
+                          backend=backend, solver=settings, profiles=profiles, profile_seed=profile_seed,
+                          pv_control=check_pv_control(("voltvar" if dss_mode else "agent") if pv_control is None
+                                                      else pv_control))
         # spaces from the system spec (a user's feeder is read once in a throw-away process):
         # no OpenDSS in this process
         c = dict(cfg.system.counts)

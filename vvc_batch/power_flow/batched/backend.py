@@ -17,10 +17,13 @@ import numpy as np
 from vvc_batch.power_flow.batched.der import controlled_pv, storage_set
 from vvc_batch.power_flow.opendss.engine import DssEngine
 from vvc_batch.power_flow.interface import BATCHED_DEFAULT_TOLERANCE, FlowResult, SolverSettings
+from vvc_batch.power_flow.voltvar import IEEE1547_CATEGORY_B, check_pv_control
 from vvc_batch.systems.specs import RegulatorSpec
 
 #: iterations before a batched solve is declared not converged, when none is given
 BATCHED_DEFAULT_MAX_ITERATIONS = 100
+#: volt-var: power flows per hour before the fixed point is declared not converged
+VOLTVAR_MAX_ROUNDS = 200
 
 
 class BatchedBackend:
@@ -34,6 +37,9 @@ class BatchedBackend:
             and iteration limit; ``solver_options`` (an OpenDSS setting) must stay 0.
         battery_names, regulator, horizon, battery_defs, capacitors, regulators, pv_defs: as for
             :class:`~vvc_batch.power_flow.opendss.engine.DssEngine`.
+        pv_control: ``"agent"`` (the requested kvar) or ``"voltvar"``: every solve but a
+            reset's finds the fixed point of the power flow and the IEEE 1547 curve
+            (:meth:`_solve_voltvar`); a reset's solve has the inverters at zero kvar.
 
     Raises:
         UnsupportedElementError: the circuit holds an element the batched solver does not
@@ -56,6 +62,7 @@ class BatchedBackend:
         capacitors: Any = None,
         regulators: Any = None,
         pv_defs: Sequence[Mapping[str, Any]] = (),
+        pv_control: str = "agent",
     ) -> None:
         from vvc_batch.power_flow.batched.model import extract_model
         from vvc_batch.power_flow.batched.solver import BatchedSolver
@@ -82,6 +89,9 @@ class BatchedBackend:
         self.circuit_names = eng.circuit_names
         # the PV systems the environments drive: their power comes with each solve
         self.pv = controlled_pv(model.ders, tuple(eng.circuit_names.pv_names))
+        self.voltvar = check_pv_control(pv_control) == "voltvar" and self.pv.count > 0
+        if self.voltvar:
+            self._setup_voltvar(eng, int(num_envs))
         names = list(self.circuit_names.load_names)
         order = [names.index(n) for n in model.loads.names] if tuple(model.loads.names) != tuple(names) else None
         self._load_columns = None if order is None else np.asarray(order, dtype=np.int64)
@@ -136,9 +146,71 @@ class BatchedBackend:
             qn[:, sto.cols] = np.take_along_axis(np.broadcast_to(sto.qn, col.shape + (3,)), col[..., None], -1)[..., 0]
             if not cold:
                 self.storage_kwh[ids], self.storage_state[ids] = sto.update(kwh, state)
+        if self.voltvar and not cold:
+            return self._solve_voltvar(ids, mult, caps, taps, kw, kvar, pn, qn, pv_irradiance)
+        if self.voltvar:  # a reset: the inverters start at zero kvar
+            self._vv_q[ids] = 0.0
         res = self.solver.solve_unchecked(ids, mult, caps, taps, kw, kvar, cold=cold, der_pn=pn, der_qn=qn)
         res.pv_kw, res.pv_kvar = pv_kw, pv_q
         return res
+
+    def _setup_voltvar(self, eng: DssEngine, K: int) -> None:
+        """The terminal voltage of every controllable PV system as one product with the
+        observed node voltages: ``v_pv = v_pu @ W`` (the mean of its phases' magnitudes in pu
+        of its own base, as OpenDSS's InvControl), and each environment's last kvar."""
+        nodes, vbase = eng.pv_terminals()
+        names = {n: i for i, n in enumerate(self.circuit_names.node_names)}
+        base = eng.observation_base
+        W = np.zeros((len(names), self.pv.count))
+        for j, (terms, vb) in enumerate(zip(nodes, vbase.tolist())):
+            missing = [t for t in terms if t not in names]
+            if missing:
+                raise ValueError(f"PVSystem.{self.circuit_names.pv_names[j]} is connected to nodes {missing} that "
+                                 f"have no voltage of their own (grounded); volt-var needs its phase voltages")
+            for t in terms:
+                W[names[t], j] += base[names[t]] / vb / len(terms)
+        self._vv_weights = W
+        self._vv_q = np.zeros((K, self.pv.count))  # each environment's last kvar (warm start)
+
+    def _solve_voltvar(self, ids: np.ndarray, mult: np.ndarray, caps: np.ndarray, taps: np.ndarray, kw: np.ndarray,
+                       kvar: np.ndarray, pn: np.ndarray, qn: np.ndarray, irradiance: np.ndarray) -> FlowResult:
+        """The hour's steady state of the inverters on the volt-var curve: power flows
+        (each warm-started from the last) alternate with the curve at the inverters' new
+        terminal voltages, q <- curve(v(q)), starting from the environment's last kvar. An
+        environment is done when no inverter's q moved by more than the solver tolerance
+        times its kVA (its voltages then solve the power flow of the reported q, and q is on
+        the curve at them within that tolerance); it then leaves the batch, so that its
+        result does not depend on the others. Not converged after
+        :data:`VOLTVAR_MAX_ROUNDS` power flows: ``converged`` False (status 1)."""
+        pv, curve, tol = self.pv, IEEE1547_CATEGORY_B, self.settings.tolerance
+        n = len(ids)
+        q = self._vv_q[ids].copy()
+        # watt priority: the limit is what the kVA rating leaves at the available power (the
+        # model would give q priority over P outside the circle; q never leaves it here)
+        p_avail = pv.kw_kvar(irradiance, np.zeros_like(q))[0]
+        out: FlowResult | None = None
+        rows = np.arange(n)
+        for _ in range(VOLTVAR_MAX_ROUNDS):
+            p_kw, q_kw = pv.kw_kvar(irradiance[rows], q[rows])
+            pn_r, qn_r = pn[rows], qn[rows]
+            pn_r[:, pv.cols] = 1000.0 * p_kw / pv.nphases
+            qn_r[:, pv.cols] = 1000.0 * q_kw / pv.nphases
+            res = self.solver.solve_unchecked(ids[rows], mult[rows], caps[rows], taps[rows], kw[rows], kvar[rows],
+                                              der_pn=pn_r, der_qn=qn_r)
+            res.pv_kw, res.pv_kvar = p_kw, q_kw
+            out = _merge(out, res, rows, n)
+            q_new = curve.kvar(res.v_pu @ self._vv_weights, p_avail[rows], pv.kva)
+            moved = (np.abs(q_new - q[rows]) / pv.kva).max(axis=1) > tol
+            q[rows] = q_new
+            rows = rows[moved & res.converged]
+            if rows.size == 0:
+                break
+        else:
+            out.converged[rows] = False
+            if out.status is not None:
+                out.status[rows] = 1
+        self._vv_q[ids] = out.pv_kvar
+        return out
 
     def device_states(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("the batched backend has no OpenDSS controllers (dss mode needs backend='opendss')")
@@ -146,13 +218,17 @@ class BatchedBackend:
     copies_state = True
 
     def save_state(self, k: int) -> Any:
-        """(the solver's slot state, stored energy and state of each Storage element)."""
-        return self.solver.slot_state(k), self.storage_kwh[k].copy(), self.storage_state[k].copy()
+        """(the solver's slot state, stored energy and state of each Storage element, the
+        inverters' last volt-var kvar or None)."""
+        vv = self._vv_q[k].copy() if self.voltvar else None
+        return self.solver.slot_state(k), self.storage_kwh[k].copy(), self.storage_state[k].copy(), vv
 
     def restore_state(self, k: int, state: Any) -> None:
-        slot, kwh, sto_state = state
+        slot, kwh, sto_state, vv = state
         self.solver.set_slot_state(k, slot)
         self.storage_kwh[k], self.storage_state[k] = kwh, sto_state
+        if self.voltvar:
+            self._vv_q[k] = vv
 
     def forget(self, k: int) -> None:
         """Nothing to forget: every solve is given every setting."""
@@ -161,4 +237,21 @@ class BatchedBackend:
         for e in self.engines:
             e.close()
 
-__all__ = ["BATCHED_DEFAULT_MAX_ITERATIONS", "BatchedBackend"]
+def _merge(out: FlowResult | None, res: FlowResult, rows: np.ndarray, n: int) -> FlowResult:
+    """``out`` (a result of ``n`` environments; None: a copy of ``res``, which then covers
+    all ``n``) with rows ``rows`` replaced by ``res``'s."""
+    if out is None:
+        return res
+    for name in ("converged", "v_pu", "loss_kw", "source_kw", "battery_kw", "status", "iterations", "max_change",
+                 "v_complex", "pv_kw", "pv_kvar"):
+        dst = getattr(out, name)
+        if dst is None:
+            continue
+        if name == "iterations":  # every power flow of the hour counts
+            dst[rows] += res.iterations
+        else:
+            dst[rows] = getattr(res, name)
+    return out
+
+
+__all__ = ["BATCHED_DEFAULT_MAX_ITERATIONS", "VOLTVAR_MAX_ROUNDS", "BatchedBackend"]

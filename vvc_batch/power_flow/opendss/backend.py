@@ -26,8 +26,11 @@ class OpenDSSBackend:
         num_envs: K.
         settings: tolerance, iterations and ``YMatrix.SolverOptions`` of every engine.
         controls: dss mode (OpenDSS's RegControls and CapControls may act).
-        battery_names, regulator, horizon, battery_defs, capacitors, regulators, pv_defs: as for
-            :class:`~vvc_batch.power_flow.opendss.engine.DssEngine`.
+        battery_names, regulator, horizon, battery_defs, capacitors, regulators, pv_defs, pv_control:
+            as for :class:`~vvc_batch.power_flow.opendss.engine.DssEngine`. With
+            ``pv_control="voltvar"`` every solve but a reset's runs OpenDSS's control loop
+            (the InvControl; in dss mode also the RegControls and CapControls) and the
+            requested kvar is not written (a reset writes 0 and runs no control).
     """
 
     kind = "opendss"
@@ -46,6 +49,7 @@ class OpenDSSBackend:
         capacitors: Any = None,
         regulators: Any = None,
         pv_defs: Sequence[Mapping[str, Any]] = (),
+        pv_control: str = "agent",
     ) -> None:
         self.settings = settings
         self.controls = bool(controls)
@@ -58,11 +62,13 @@ class OpenDSSBackend:
                     solver_tolerance=settings.tolerance, max_iterations=settings.max_iterations,
                     controls=self.controls, solver_options=settings.solver_options, battery_defs=battery_defs,
                     capacitors=capacitors, regulators=regulators, pv_defs=pv_defs,
+                    pv_control=pv_control,
                 ))
         except BaseException:
             self.close()
             raise
         self.circuit_names = self.engines[0].circuit_names
+        self.voltvar = self.engines[0].voltvar
         K, N = len(self.engines), len(self.circuit_names.node_names)
         C, R = len(self.circuit_names.capacitor_names), len(self.circuit_names.regulator_names)
         self._vc = np.zeros((K, N), dtype=np.complex128)  # complex node voltages of a batch, V
@@ -105,16 +111,21 @@ class OpenDSSBackend:
                 eng.reinitialize()
                 if self.controls:
                     eng.reset_controls()
+                else:
+                    eng.reset_invcontrol()
             if write:
                 eng.write_devices(caps_l[i], ratios_l[i], kw_l[i], kvar_l[i])
-            eng.write_pv(pv_irradiance[i], pv_kvar[i])
-            converged[i] = eng.solve(row + 1, controls)
+            curve = self.voltvar and not cold
+            eng.write_pv(pv_irradiance[i], None if curve else pv_kvar[i])
+            converged[i] = eng.solve(row + 1, controls or curve)
             if cold:  # a reset's solve is no time step: the storage starts the episode as compiled
                 eng.restore_storage()
             eng.read_node_voltages(vc[i])
             drawn.append(eng.battery_power())
             if P:
                 pv_kw_out[i], pv_kvar_out[i] = eng.pv_power()
+                if curve:  # the kvar the InvControl set, as the batched backend reports
+                    pv_kvar_out[i] = eng.pv_kvar_setting()
             if not cold:
                 loss[i], source[i] = eng.read_power()
             if controls:

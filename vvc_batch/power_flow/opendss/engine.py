@@ -27,6 +27,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from vvc_batch.power_flow.opendss.script import compile_script, read_master
+from vvc_batch.power_flow.voltvar import (IEEE1547_CATEGORY_B, INVCONTROL_DELTAQ_FACTOR, INVCONTROL_TOLERANCE,
+                                          check_pv_control)
 from vvc_batch.errors import EngineError, SpecError
 from vvc_batch.systems.feeder_shapes import FeederShapes, LoadShapeUse, ShapeData
 from vvc_batch.systems.specs import RegulatorSpec
@@ -36,6 +38,8 @@ CONTROL_OFF = -1
 CONTROL_STATIC = 0
 # YMatrix.SolverOptions: reuse the symbolic factorization between Y rebuilds
 SOLVER_REUSE_SYMBOLIC = 2
+# OpenDSS's error number when its control loop ran out of control iterations
+MAX_CONTROL_ITERATIONS_ERROR = 485
 # OpenDSS's default convergence tolerance (pu voltage change between iterations)
 DEFAULT_TOLERANCE = 1e-4
 
@@ -111,6 +115,9 @@ class DssEngine:
         capacitors, regulators: a spec's selection (None: all; names; or {name: label}).
         pv_defs: the spec's controllable PV systems (name, and for those the circuit lacks
             bus, phases, kv, kva, pmpp, conn); see :meth:`_add_pv`.
+        pv_control: ``"agent"`` (the reactive power written by :meth:`write_pv`) or
+            ``"voltvar"`` (one InvControl puts them on the IEEE 1547 Category B curve during
+            controlled solves; see :meth:`_add_invcontrol`).
 
     Raises:
         SpecError: a spec entry that does not fit the circuit.
@@ -134,8 +141,10 @@ class DssEngine:
         capacitors: Any = None,
         regulators: Any = None,
         pv_defs: Sequence[Mapping[str, Any]] = (),
+        pv_control: str = "agent",
     ) -> None:
         self.master = Path(master)
+        self.pv_control = check_pv_control(pv_control)
         self.regulator = regulator
         self.horizon = int(horizon)
         self.num_slots = 0
@@ -174,6 +183,9 @@ class DssEngine:
         self._add_batteries(battery_defs)
         pv_names = self._add_pv(pv_defs)
         self._discover(battery_names, capacitors, regulators, pv_names)
+        self.voltvar = self.pv_control == "voltvar" and bool(pv_names)
+        if self.voltvar:
+            self._add_invcontrol(pv_names)
         self._set_control_mode(CONTROL_OFF)
         self._storage0 = self._storage_commands()
 
@@ -317,6 +329,58 @@ class DssEngine:
             names.append(name)
         return names
 
+    def _add_invcontrol(self, pv_names: Sequence[str]) -> None:
+        """Volt-var mode: an ``XYcurve`` with the IEEE 1547 Category B curve and one
+        ``InvControl`` in VOLTVAR mode over the controllable PV systems (terminal voltage,
+        mean of the phases, in pu of each PV system's base; q in pu of ``kvarMax`` = kVA;
+        watt priority), converged in OpenDSS's control loop with the damping and
+        tolerances of :mod:`vvc_batch.power_flow.voltvar`. Outside dss mode the circuit's
+        RegControls and CapControls are disabled, so that a controlled solve moves only
+        the inverters."""
+        curve = IEEE1547_CATEGORY_B
+        # OpenDSS's XYcurve extrapolates its end segments; flat ends at 0 and 2 pu keep the
+        # curve flat beyond its points (measured: without them 0.485 pu at 0.914 pu)
+        v = (0.0, *curve.v_pu, 2.0)
+        q = (curve.q_pu[0], *curve.q_pu, curve.q_pu[-1])
+        xs = " ".join(repr(float(x)) for x in v)
+        ys = " ".join(repr(float(y)) for y in q)
+        cmds = [f"New XYcurve.vvc_batch_voltvar npts={len(v)} xarray=[{xs}] yarray=[{ys}]"]
+        for name, kva in zip(pv_names, self.pv_kva.tolist()):
+            cmds.append(f"Edit PVSystem.{name} wattpriority=yes kvarMax={kva!r} kvarMaxAbs={kva!r}")
+        self._der_list = "[" + " ".join(f"PVSystem.{n}" for n in pv_names) + "]"
+        tol = INVCONTROL_TOLERANCE
+        cmds.append(
+            f"New InvControl.vvc_batch_voltvar DERList={self._der_list} mode=VOLTVAR vvc_curve1=vvc_batch_voltvar "
+            f"voltage_curvex_ref=rated monVoltageCalc=avg RefReactivePower=VARMAX "
+            f"deltaQ_factor={INVCONTROL_DELTAQ_FACTOR!r} VarChangeTolerance={tol!r} VoltageChangeTolerance={tol!r}"
+        )
+        self._ctx.Text.Commands(cmds)
+        self._check_error("adding the volt-var InvControl")
+        if not self.controls:
+            c = self._ctx.ActiveCircuit
+            off = [f"Edit RegControl.{n} enabled=no" for n in (c.RegControls.AllNames if c.RegControls.Count else [])]
+            off += [f"Edit CapControl.{n} enabled=no" for n in (c.CapControls.AllNames if c.CapControls.Count else [])]
+            if off:
+                self._ctx.Text.Commands(off)
+            self._check_error("disabling the RegControls and CapControls")
+
+    def pv_terminals(self) -> tuple[list[list[str]], np.ndarray]:
+        """(per controllable PV system, the "bus.node" names of its phase conductors; each
+        one's base voltage, V): what InvControl averages (magnitudes to ground) and divides by
+        (PVSystem ``VBase``: kV / sqrt(3) * 1000 for 2 or 3 phases, kV * 1000 for one)."""
+        c = self._ctx.ActiveCircuit
+        nodes, vbase = [], []
+        for name in self.circuit_names.pv_names:
+            c.SetActiveElement(f"PVSystem.{name}")
+            el = c.ActiveCktElement
+            bus = str(el.BusNames[0]).split(".")[0].lower()
+            nph = int(el.NumPhases)
+            order = list(el.NodeOrder)[:nph]
+            nodes.append([f"{bus}.{nd}" for nd in order])
+            kv = float(c.ActiveDSSElement.Properties("kV").Val)
+            vbase.append(kv * 1000.0 / np.sqrt(3.0) if nph in (2, 3) else kv * 1000.0)
+        return nodes, np.asarray(vbase, dtype=np.float64)
+
     def _check_feeder_pv(self, where: str, name: str) -> None:
         """Refuse a feeder's own PV system whose active power is not irradiance * Pmpp."""
         c = self._ctx.ActiveCircuit
@@ -354,16 +418,22 @@ class DssEngine:
             self._pv_prop = (props.index("irradiance") + 1, props.index("kvar") + 1)
         self._pvpw_ptr = self._ffi.new("double**")
         self._pvpw_dims = self._ffi.new("int32_t[4]")
+        self._pvq_ptr = self._ffi.new("double**")
+        self._pvq_dims = self._ffi.new("int32_t[4]")
         self._check_error("reading the PV systems")
 
-    def write_pv(self, irradiance: np.ndarray, kvar: np.ndarray) -> None:
+    def write_pv(self, irradiance: np.ndarray, kvar: np.ndarray | None) -> None:
         """Set every controllable PV system's irradiance (pu of 1 kW/m^2) and requested
         reactive power (kvar, positive injecting), one bulk write per property; a property
-        whose values the engine already holds is not written."""
+        whose values the engine already holds is not written. ``kvar`` None: left as it is
+        (volt-var: the InvControl sets it), and no longer known."""
         if not self._pv_n:
             return
         lib, vals = self._lib, self._pv_vals
         for row, values in enumerate((irradiance, kvar)):
+            if values is None:
+                self._pv_held[row] = np.nan
+                continue
             arr = np.asarray(values, dtype=np.float64)
             if np.array_equal(arr, self._pv_held[row]):
                 continue
@@ -382,6 +452,16 @@ class DssEngine:
         self._lib.Alt_CEBatch_Get_TotalPowers(self._pvpw_ptr, self._pvpw_dims, self._pv_ptrs, n)
         raw = np.frombuffer(self._ffi.buffer(self._pvpw_ptr[0], 8 * 2 * n), dtype=np.float64)
         return -raw[0::2].copy(), -raw[1::2].copy()
+
+    def pv_kvar_setting(self) -> np.ndarray:
+        """The reactive power (kvar, positive injecting) each controllable PV system is set
+        to (its ``kvar`` property: what the InvControl left in volt-var mode), one bulk read."""
+        n = self._pv_n
+        if not n:
+            return np.zeros(0)
+        self._lib.Batch_GetFloat64(self._pvq_ptr, self._pvq_dims, self._pv_ptrs, n, self._pv_prop[1])
+        self._check_error("reading the PV systems' kvar")
+        return np.frombuffer(self._ffi.buffer(self._pvq_ptr[0], 8 * n), dtype=np.float64).copy()
 
     @staticmethod
     def _select(kind: str, found: list[str], selection: Any) -> tuple[list[int], list[str]]:
@@ -678,7 +758,15 @@ class DssEngine:
             lib.ctx_CapControls_Set_idx(cp, i)
             lib.ctx_CapControls_Reset(cp)
         lib.ctx_CtrlQueue_ClearQueue(cp)
+        self.reset_invcontrol()
         self._check_error("resetting controls")
+
+    def reset_invcontrol(self) -> None:
+        """Volt-var mode: start the InvControl afresh (setting its DER list again rebuilds
+        its per-inverter state; its own Reset does nothing), so that a reset is history-free."""
+        if self.voltvar:
+            self._ctx.Text.Command = f"Edit InvControl.vvc_batch_voltvar DERList={self._der_list}"
+            self._check_error("resetting the volt-var InvControl")
 
     # ------------------------------------------------------------------ solving
     def reinitialize(self) -> None:
@@ -698,7 +786,8 @@ class DssEngine:
         self._lib.ctx_YMatrix_Set_SystemYChanged(self._cp, 1)
 
     def solve(self, hour: int, controls: bool = False) -> bool:
-        """Solve the power flow at ``hour`` (Daily mode); returns OpenDSS's convergence flag.
+        """Solve the power flow at ``hour`` (Daily mode); returns OpenDSS's convergence flag
+        (False also when its control loop ran out of control iterations, error 485).
 
         Raises:
             EngineError: OpenDSS reported an error other than non-convergence.
@@ -711,6 +800,9 @@ class DssEngine:
         lib.ctx_Solution_Solve(cp)
         if controls:
             self._set_control_mode(CONTROL_OFF)
+        if self._err[0] == MAX_CONTROL_ITERATIONS_ERROR:
+            self._err[0] = 0
+            return False
         if self._err[0]:
             self._check_error(f"solving hour {hour}")
         return bool(lib.ctx_Solution_Get_Converged(cp))
@@ -897,7 +989,7 @@ class DssEngine:
         if self._closed:
             return
         self._closed = True
-        for ptr in (self._pw_ptr, self._res_ptr, self._pvpw_ptr):
+        for ptr in (self._pw_ptr, self._res_ptr, self._pvpw_ptr, self._pvq_ptr):
             if ptr[0] != self._ffi.NULL:
                 self._lib.DSS_Dispose_PDouble(ptr)
         self._finalizer()
