@@ -176,7 +176,9 @@ class BatchedBackend:
                        kvar: np.ndarray, pn: np.ndarray, qn: np.ndarray, irradiance: np.ndarray) -> FlowResult:
         """The hour's steady state of the inverters on the volt-var curve: power flows
         (each warm-started from the last) alternate with the curve at the inverters' new
-        terminal voltages, q <- curve(v(q)), starting from the environment's last kvar. An
+        terminal voltages, g = curve(v(q)), starting from the environment's last kvar; the
+        next q is g, or a secant step per inverter (:func:`_secant_step`) once two rounds
+        are known. An
         environment is done when no inverter's q moved by more than the solver tolerance
         times its kVA (its voltages then solve the power flow of the reported q, and q is on
         the curve at them within that tolerance); it then leaves the batch, so that its
@@ -190,6 +192,8 @@ class BatchedBackend:
         p_avail = pv.kw_kvar(irradiance, np.zeros_like(q))[0]
         out: FlowResult | None = None
         rows = np.arange(n)
+        q_prev, g_prev = np.zeros_like(q), np.zeros_like(q)
+        first = True
         for _ in range(VOLTVAR_MAX_ROUNDS):
             p_kw, q_kw = pv.kw_kvar(irradiance[rows], q[rows])
             pn_r, qn_r = pn[rows], qn[rows]
@@ -199,9 +203,11 @@ class BatchedBackend:
                                               der_pn=pn_r, der_qn=qn_r)
             res.pv_kw, res.pv_kvar = p_kw, q_kw
             out = _merge(out, res, rows, n)
-            q_new = curve.kvar(res.v_pu @ self._vv_weights, p_avail[rows], pv.kva)
-            moved = (np.abs(q_new - q[rows]) / pv.kva).max(axis=1) > tol
-            q[rows] = q_new
+            g = curve.kvar(res.v_pu @ self._vv_weights, p_avail[rows], pv.kva)
+            moved = (np.abs(g - q_kw) / pv.kva).max(axis=1) > tol
+            q[rows] = _secant_step(q_kw, g, q_prev[rows], g_prev[rows], first)
+            q_prev[rows], g_prev[rows] = q_kw, g
+            first = False
             rows = rows[moved & res.converged]
             if rows.size == 0:
                 break
@@ -236,6 +242,22 @@ class BatchedBackend:
     def close(self) -> None:
         for e in self.engines:
             e.close()
+
+def _secant_step(q: np.ndarray, g: np.ndarray, q_prev: np.ndarray, g_prev: np.ndarray, first: bool) -> np.ndarray:
+    """The next kvar of each inverter for the fixed point ``q = g(q)``: ``g`` itself (the
+    plain step), or, from the second round on, the secant step ``q + (g - q) / (1 - s)``
+    with ``s = (g - g_prev) / (q - q_prev)`` the inverter's own slope of ``g`` (its curve's
+    slope times how its voltage answers its kvar; the other inverters' effect is left out),
+    where ``1 - s`` is at least 0.2 (else the plain step)."""
+    if first:
+        return g
+    dq = q - q_prev
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = (g - g_prev) / dq
+        step = q + (g - q) / (1.0 - s)
+    ok = (np.abs(dq) > 0.0) & np.isfinite(step) & (1.0 - s >= 0.2)
+    return np.where(ok, step, g)
+
 
 def _merge(out: FlowResult | None, res: FlowResult, rows: np.ndarray, n: int) -> FlowResult:
     """``out`` (a result of ``n`` environments; None: a copy of ``res``, which then covers
