@@ -28,8 +28,11 @@ def test_names():
     assert cfg.name == "13Bus_pv_cbat_soc_s1.5"
     assert [d["name"] for d in cfg.pv_defs] == ["pv675", "pv680", "pv652", "pv611"]
     assert parse_env_name("13Bus").pv_defs == ()
-    with pytest.raises(UnknownSystemError, match="no _pv variant"):
-        parse_env_name("34Bus_pv")
+    cfg = parse_env_name("34Bus_pv_soc")
+    assert [d["name"] for d in cfg.pv_defs] == ["pv848", "pv840", "pv890", "pv822", "pv856", "pv838"]
+    assert sum(d["kva"] for d in cfg.pv_defs) == 920
+    with pytest.raises(UnknownSystemError, match="no _pv variant; systems with _pv variants: 13Bus, 34Bus, 123Bus"):
+        parse_env_name("8500Node_pv")
 
 
 def test_layout_and_powers():
@@ -292,8 +295,51 @@ def test_123bus_pv_layout_and_parity_across_backends():
         b.close()
 
 
+def test_34bus_pv_layout_and_parity_across_backends():
+    """34Bus_pv: its six inverters (three at 24.9 kV, one behind the 24.9/4.16 kV
+    transformer at 890, two single-phase) in the layout, and the two backends within
+    1e-6 pu over the morning into midday of 21 June and 30 January with changing inverter
+    and device actions (34Bus has CVR loads, which the batched backend models as OpenDSS)."""
+    names = ["pv848", "pv840", "pv890", "pv822", "pv856", "pv838"]
+    a, b = _core("batched", name="34Bus_pv"), _core("opendss", name="34Bus_pv")
+    try:
+        assert a.single_action_space == spaces.Tuple((
+            spaces.MultiDiscrete([2] * 2 + [33] * 6 + [33] * 2), spaces.Box(-1.0, 1.0, (6,), np.float32)))
+        assert a.obs_names[-12:] == [f"pv.{n}.{q}" for n in names for q in ("p", "q")]
+        kva = np.array([300.0, 200.0, 200.0, 100.0, 60.0, 60.0])
+        np.testing.assert_array_equal(a.pv_kva, kva)
+        rng = np.random.default_rng(7)
+        a.reset(profiles=[171, 30])
+        b.reset(profiles=[171, 30])
+        N = a.num_nodes
+        np.testing.assert_allclose(a.buffers.obs[:, :N], b.buffers.obs[:, :N], atol=1e-6, rtol=0)
+        lay = a.obs_layout
+        for t in range(13):
+            act = np.zeros((2, 16))
+            act[:, :2] = rng.integers(0, 2, (2, 2))
+            act[:, 2:8] = rng.integers(10, 23, (2, 6))
+            act[:, 8:10] = rng.integers(0, 33, (2, 2))
+            act[:, 10:] = rng.uniform(-1, 1, (2, 6))
+            ba, bb = a.step(act), b.step(act)
+            assert ba.info["converged"].all() and bb.info["converged"].all()
+            np.testing.assert_allclose(ba.obs[:, :N], bb.obs[:, :N], atol=1e-6, rtol=0, err_msg=f"step {t}")
+            np.testing.assert_array_equal(ba.obs[:, lay.pv_p], bb.obs[:, lay.pv_p])
+            np.testing.assert_array_equal(ba.obs[:, lay.pv_q], bb.obs[:, lay.pv_q])
+            np.testing.assert_allclose(ba.reward, bb.reward, rtol=1e-5, atol=1e-6)
+            b.kwh[:] = a.kwh
+        irr = solar_days(365, seed=0)[171, 12]
+        np.testing.assert_allclose(ba.obs[0, lay.pv_p], min(irr, 1.0), rtol=1e-6)
+        assert (ba.obs[0, lay.pv_q] == 0).all()  # clear June noon: p at the kVA rating leaves no vars
+        p30 = min(solar_days(365, seed=0)[30, 12], 1.0)
+        np.testing.assert_allclose(ba.obs[1, lay.pv_q], act[1, 10:] * np.sqrt(1 - p30**2), rtol=1e-5, atol=1e-7)
+        assert np.abs(ba.obs[1, lay.pv_q]).max() > 0.1
+    finally:
+        a.close()
+        b.close()
+
+
 def test_placement_study_numbers():
-    """benchmarks/pv_placement.py gives the numbers docs/pv.md states for both _pv systems
+    """benchmarks/pv_placement.py gives the numbers docs/pv.md states for the _pv systems
     (PowerGym's episodes, dss mode, the highest node voltage of hours 8..16)."""
     import importlib.util
     from pathlib import Path
@@ -310,8 +356,14 @@ def test_placement_study_numbers():
     assert round(r123["with_pv"]["median"], 3) == 1.052 and round(r123["without_pv"]["max"], 3) == 1.046
     v = np.array(r123["per_episode"]["with_pv"])
     assert (v > np.array(r123["per_episode"]["without_pv"])).all()  # the PV raises every episode's midday
+    r34 = bench.study("34Bus", limit=1.0501)  # its substation bus is held at 1.05 pu (1.0500014 at most)
+    assert (r34["episodes"], r34["pv_kva"], r34["with_pv"]["above"], r34["without_pv"]["above"]) == (16, 920, 11, 0)
+    assert round(r34["with_pv"]["median"], 3) == 1.052 and round(r34["with_pv"]["max"], 3) == 1.058
+    assert 1.05 < r34["without_pv"]["max"] < 1.05001
     with pytest.raises(ValueError, match="no pv block"):
-        bench.study("34Bus")
+        bench.study("8500Node")
+    with pytest.raises(ValueError, match="limit must be a positive finite voltage"):
+        bench.study("34Bus", limit=float("nan"))
 
 
 def test_unity_baseline_both_backends():
@@ -340,5 +392,5 @@ def test_unity_baseline_both_backends():
     np.testing.assert_allclose(got["batched"], by_hand, rtol=1e-12)
     np.testing.assert_allclose(got["batched"], got["opendss"], rtol=1e-4)
     assert evaluate_baseline("13Bus_pv", "best_fixed", days, train=train, backend="batched") == got["batched"]
-    with pytest.raises(ValueError, match=r"13Bus has no controllable inverters \(use a _pv variant: 13Bus_pv, 123Bus_pv"):
+    with pytest.raises(ValueError, match=r"13Bus has no controllable inverters \(use a _pv variant: 13Bus_pv, 34Bus_pv, 123Bus_pv"):
         evaluate_baseline("13Bus", "unity", days)

@@ -114,6 +114,23 @@ class StepBuffers:
         )
 
 
+def check_curtail(cfg: EnvConfig, curtail: Any) -> bool:
+    """Whether PV curtailment is on: ``curtail`` (True or False), or None for the spec's
+    ``curtail`` entry (on ``_pv`` variants only).
+
+    Raises:
+        TypeError: ``curtail`` is not a bool or None.
+        ValueError: curtailment asked for on a system without controllable PV inverters.
+    """
+    if curtail is not None and not isinstance(curtail, (bool, np.bool_)):
+        raise TypeError(f"curtail must be True, False or None (the spec's default), got {curtail!r}")
+    on = bool(cfg.system.curtail and cfg.pv_defs) if curtail is None else bool(curtail)
+    if on and not cfg.pv_defs:
+        raise ValueError(f"curtail=True curtails PV inverters; {cfg.name} has none (use a _pv variant or a "
+                         f"spec with a pv block)")
+    return on
+
+
 def solar_day(episode: np.ndarray, num_episodes: int) -> np.ndarray:
     """The day of the year (0..364) whose irradiance episode ``episode`` plays: day ``k`` for
     a year of daily profiles (365 episodes: the synthetic profiles' episode k is day k), the
@@ -159,6 +176,11 @@ class VVCBatch:
             ``pv.<name>.q`` observes the inverter's reactive power), or None (default:
             ``"voltvar"`` in dss mode, else ``"agent"``). A reset's solve has the inverters
             at zero reactive power in every mode.
+        curtail: PV active-power curtailment (``_pv`` systems): True adds one Box entry per
+            inverter after the reactive-power entries, c in [0, 1], the share of the
+            available power curtailed (delivered p = (1 - c) * min(G * Pmpp, kVA)); the
+            reward then subtracts ``curtail_w`` (the spec's reward block) times the
+            curtailed kWh. None (default): the spec's ``curtail`` entry (False if absent).
 
     Raises:
         UnknownSystemError: unknown environment name.
@@ -182,6 +204,7 @@ class VVCBatch:
         reward_fn: Callable[[RewardInputs], Any] | None = None,
         env_offset: int = 0,
         pv_control: str | None = None,
+        curtail: bool | None = None,
     ) -> None:
         self.config = cfg = parse_env_name(env) if isinstance(env, str) else env
         if int(num_envs) < 1:
@@ -195,6 +218,7 @@ class VVCBatch:
         if reward_fn is not None and not callable(reward_fn):
             raise TypeError(f"reward_fn must be callable, got {type(reward_fn).__name__}")
         self.reward_fn = reward_fn
+        self.curtail = check_curtail(cfg, curtail)
         self.env_offset = int(env_offset)
         spec = cfg.system
         self.horizon = H = spec.horizon
@@ -238,6 +262,7 @@ class VVCBatch:
             reg_levels=spec.regulator.num_taps + 1,
             bat_levels=spec.battery_levels,
             pv=len(lay.pv_names),
+            curtail=len(lay.pv_names) if self.curtail else 0,
         )
         self.profiles, self.profile_source = select_profiles(
             profiles, load_names=lay.load_names, horizon=H, scale=cfg.scale, loadshape_dir=src.loadshape_dir,
@@ -344,18 +369,27 @@ class VVCBatch:
                 raise ValueError(f"PV inverters need hourly days of 24 steps (solar days); {self.config.name} has "
                                  f"a horizon of {H}")
             self._solar = solar_days(365, seed=profile_seed)
-        self._pv_box = self.counts.action_size - P  # first PV entry of an action row
+        self._pv_box = self.counts.action_size - P - self.counts.curtail  # first PV entry of an action row
+        self.pv_curtailed = np.zeros((K, P))  # active power curtailed at the last solve, kW
         self._voltvar = bool(P) and self.pv_control == "voltvar"
 
-    def _pv_settings(self, ids: np.ndarray, hours: np.ndarray, fractions: np.ndarray | None) -> tuple:
-        """(irradiance pu, available kW, kvar) of the PV inverters of ``ids`` at ``hours``:
-        p = min(irradiance * Pmpp, kVA), q = fraction * sqrt(kVA^2 - p^2) (fractions None: 0)."""
+    def _pv_settings(self, ids: np.ndarray, hours: np.ndarray, fractions: np.ndarray | None,
+                     curtail: np.ndarray | None = None) -> tuple:
+        """(irradiance pu, delivered kW, kvar, curtailed kW) of the PV inverters of ``ids`` at
+        ``hours``: available a = min(irradiance * Pmpp, kVA), delivered p = (1 - c) * a with
+        ``curtail`` shares c (None: 0), q = fraction * sqrt(kVA^2 - p^2) (fractions None: 0).
+        The irradiance given to the backends is p / Pmpp, at which their output is p."""
         day = solar_day(np.where(self.profile_id[ids] >= 0, self.profile_id[ids], 0), self.num_profiles)
         irr = self._solar[day, np.clip(hours, 0, self.horizon - 1)][:, None] * np.ones(self.counts.pv)
         p = np.minimum(irr * self.pv_pmpp, self.pv_kva)
+        cut = np.zeros_like(p)
+        if curtail is not None:
+            cut = curtail * p
+            p = p - cut
+            irr = p / self.pv_pmpp
         if fractions is None:
-            return irr, p, np.zeros_like(p)
-        return irr, p, fractions * np.sqrt(np.maximum(self.pv_kva**2 - p * p, 0.0))
+            return irr, p, np.zeros_like(p), cut
+        return irr, p, fractions * np.sqrt(np.maximum(self.pv_kva**2 - p * p, 0.0)), cut
 
     def _write_pv_obs(self, ids: Any, p: np.ndarray, q: np.ndarray) -> None:
         """PV observation columns: available kW and kvar in pu of each inverter's kVA."""
@@ -468,7 +502,7 @@ class VVCBatch:
         caps = self.caps[sel]
         zero = np.zeros((n, self.batteries.n))
         # the reset solution is at the hour that maps to the profile's last row
-        irr, p, q = self._pv_settings(ids, np.full(n, H - 1), None)
+        irr, p, q, _ = self._pv_settings(ids, np.full(n, H - 1), None)
         res = self.backend.solve(ids, self.slot[sel] * H + H - 1, caps, self.taps[sel], zero, zero, cold=True,
                                  pv_irradiance=irr, pv_kvar=q)
         self.bat_kw[sel], self.v[sel] = res.battery_kw, res.v_pu
@@ -554,7 +588,9 @@ class VVCBatch:
         kw, kvar, rows = self._kw[:n], self._kvar[:n], self._rows[:n]
         pv = None
         if self.counts.pv:
-            pv = self._pv_settings(ids, self.t[ids], acts[:, self._pv_box:])
+            P, box = self.counts.pv, self._pv_box
+            pv = self._pv_settings(ids, self.t[ids], acts[:, box:box + P],
+                                   acts[:, box + P:] if self.curtail else None)
         bad = prepare_step(acts, ids, self.t, self.slot, self.horizon, self.kwh, self._bat_table, self._consts,
                            self.config.continuous_battery, dev_f, dev_i, kw, kvar, rows)
         if bad >= 0:
@@ -576,6 +612,10 @@ class VVCBatch:
             q = res.pv_kvar if self._voltvar else pv[2]  # volt-var: the curve's steady state
             self.pv_p[ids], self.pv_q[ids] = pv[1], q
             self._write_pv_obs(ids, pv[1], q)
+            if self.curtail:
+                self.pv_curtailed[ids] = pv[3]
+                # the price of the curtailed energy (kWh); an environment refused above never gets here
+                self.buffers.reward[ids] -= self.weights.curtail_w * self.step_hours * pv[3].sum(axis=1)
         if before is not None:
             self._apply_reward_fn(ids, before, new, res)
         return self.buffers
@@ -710,4 +750,4 @@ class VVCBatch:
             "profiles": self.num_profiles,
         }
 
-__all__ = ["STEP_INFO_KEYS", "EnvState", "StepBuffers", "VVCBatch", "solar_day"]
+__all__ = ["STEP_INFO_KEYS", "EnvState", "StepBuffers", "VVCBatch", "check_curtail", "solar_day"]

@@ -99,6 +99,9 @@ class VVCEnv(gym.Env):
             power), ``"voltvar"`` (the IEEE 1547 Category B volt-var curve; the action's PV
             entries are ignored), None (default: ``"voltvar"`` in dss mode, else ``"agent"``);
             see :mod:`vvc_batch.power_flow.voltvar`.
+        curtail: ``_pv`` systems: True adds one Box entry per inverter, the share in [0, 1]
+            of its available active power curtailed, priced in the reward at the spec's
+            ``curtail_w`` per kWh; None (default): the spec's ``curtail`` entry.
 
     Raises:
         UnknownSystemError: unknown ``env_name`` (the message lists the valid names).
@@ -128,6 +131,7 @@ class VVCEnv(gym.Env):
         node_bound: str = "minimum",
         reward_fn: Callable[[RewardInputs], Any] | None = None,
         pv_control: str | None = None,
+        curtail: bool | None = None,
     ) -> None:
         super().__init__()
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -155,6 +159,7 @@ class VVCEnv(gym.Env):
             profile_seed=profile_seed,
             reward_fn=reward_fn,
             pv_control=pv_control,
+            curtail=curtail,
         )
         core = self._core
         self.env_name = core.config.name

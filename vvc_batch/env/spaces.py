@@ -6,7 +6,8 @@ in ``_cbat`` variants, a normalized power in [-1, 1] (positive = discharging), t
 controllable PV inverter (``_pv`` variants) its reactive power as a fraction in [-1, 1] of
 what its kVA rating leaves at the present active power (positive injects). With any
 continuous entry the action space is ``Tuple(MultiDiscrete, Box)``: the Box holds the
-``_cbat`` battery entries, then the PV entries.
+``_cbat`` battery entries, then the PV entries, then (``curtail=True``) per inverter the
+share in [0, 1] of its available active power curtailed.
 
 Observation layout: node voltages (pu), capacitor states, regulator tap numbers, then per
 battery [state of charge (0..1), normalized power = -(kW drawn)/max_kw], then per PV
@@ -35,6 +36,7 @@ class DeviceCounts:
     reg_levels: int = 33
     bat_levels: int = 33
     pv: int = 0
+    curtail: int = 0  # curtailment entries (one per inverter with ``curtail=True``, else 0)
 
     @property
     def num_discrete(self) -> int:
@@ -44,7 +46,7 @@ class DeviceCounts:
     @property
     def action_size(self) -> int:
         """Length of the flat action vector."""
-        return self.capacitors + self.regulators + self.batteries + self.pv
+        return self.capacitors + self.regulators + self.batteries + self.pv + self.curtail
 
 
 @dataclass(frozen=True)
@@ -152,16 +154,19 @@ def action_space(counts: DeviceCounts, continuous_battery: bool) -> spaces.Space
     """``MultiDiscrete([2]*C + [33]*R + [33]*B)``, or with ``_cbat``
     ``Tuple((MultiDiscrete([2]*C + [33]*R), Box(-1, 1, (B,))))``; with P controllable PV
     inverters the Box gets P more entries (and a space without ``_cbat`` becomes
-    ``Tuple((MultiDiscrete([2]*C + [33]*R + [33]*B), Box(-1, 1, (P,))))``)."""
+    ``Tuple((MultiDiscrete([2]*C + [33]*R + [33]*B), Box(-1, 1, (P,))))``); with
+    curtailment P more Box entries follow, bounded by [0, 1] (the share curtailed)."""
     nvec = [2] * counts.capacitors + [counts.reg_levels] * counts.regulators
     if not continuous_battery:
         nvec = nvec + [counts.bat_levels] * counts.batteries
         if not counts.pv:
             return spaces.MultiDiscrete(nvec, dtype=np.int64)
     box = (counts.batteries if continuous_battery else 0) + counts.pv
+    low = np.r_[-np.ones(box), np.zeros(counts.curtail)].astype(np.float32)
     return spaces.Tuple(
         (
             spaces.MultiDiscrete(nvec, dtype=np.int64),
+            spaces.Box(low, np.ones_like(low), dtype=np.float32) if counts.curtail else
             spaces.Box(-1.0, 1.0, shape=(box,), dtype=np.float32),
         )
     )
@@ -261,8 +266,8 @@ class ActionChecker:
         else:
             lo += [0] * c.batteries
             hi += [c.bat_levels - 1] * c.batteries
-        lo += [-1] * c.pv
-        hi += [1] * c.pv
+        lo += [-1] * c.pv + [0] * c.curtail
+        hi += [1] * c.pv + [1] * c.curtail
         self._low = np.asarray(lo, dtype=np.float64)
         self._high = np.asarray(hi, dtype=np.float64)
         self._low_list, self._high_list = self._low.tolist(), self._high.tolist()
@@ -277,6 +282,7 @@ class ActionChecker:
             + [f"regulator {i}" for i in range(c.regulators)]
             + [f"battery {i}" for i in range(c.batteries)]
             + [f"pv inverter {i}" for i in range(c.pv)]
+            + [f"pv curtailment {i} (share of available power, 0..1)" for i in range(c.curtail)]
         )
         self._n_box = self._size - self._n_disc
 
@@ -286,7 +292,8 @@ class ActionChecker:
 
     def _layout(self) -> str:
         c = self.counts
-        return f"{c.capacitors} capacitors, {c.regulators} regulators, {c.batteries} batteries, {c.pv} PV inverters"
+        return f"{c.capacitors} capacitors, {c.regulators} regulators, {c.batteries} batteries, {c.pv} PV inverters" + (
+            f", {c.curtail} curtailment shares" if c.curtail else "")
 
     def _from_tuple(self, action: tuple, batch: int | None) -> np.ndarray:
         if len(action) != 2:
@@ -372,7 +379,8 @@ class ActionChecker:
         if not in_range:
             k, i = np.argwhere((flat < self._low) | (flat > self._high))[0]
             allowed = (
-                "a value in [-1, 1]" if i >= self._n_disc else f"the integers 0..{int(self._high[i])}"
+                f"a value in [{self._low[i]:g}, {self._high[i]:g}]" if i >= self._n_disc
+                else f"the integers 0..{int(self._high[i])}"
             )
             raise InvalidActionError(f"{self._describe(k, i, batch)} is {flat[k, i]:g}; allowed is {allowed}")
         return flat

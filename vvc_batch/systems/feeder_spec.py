@@ -16,7 +16,8 @@ Optional entries: ``pv`` (controllable PV inverters: a list of ``{name, bus, pha
 kva, pmpp, conn}``; a PVSystem the circuit defines needs only its name), ``capacitors`` / ``regulators`` (``null``: every Capacitor / every
 transformer with a RegControl; a list of names to keep; or ``{name: label}`` to keep and
 rename), ``reward`` (``power_w``, ``cap_w``, ``reg_w``, ``dis_w``, ``soc_w``; numbers or
-``"a/b"``), ``soc_reward`` (``soc_w``, ``dis_w`` of the ``_soc`` variant), ``horizon``
+``"a/b"``; ``curtail_w``, the price per curtailed kWh, default 1e-4), ``curtail`` (true: PV
+active-power curtailment in the action, as ``curtail=True``), ``soc_reward`` (``soc_w``, ``dis_w`` of the ``_soc`` variant), ``horizon``
 (hours per episode, 24), ``regulator`` (``min_tap``, ``max_tap``, ``num_taps``,
 ``reset_tap_number``), ``battery_levels`` (33), ``profiles`` (``"auto"``, ``"synthetic"``,
 ``"feeder"`` (the circuit's own load shapes) or ``"powergym"`` with ``loadshape_dir``),
@@ -45,7 +46,7 @@ _NAME_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9]+$")
 _KNOWN = {
     "name", "master", "description", "source_bus", "horizon", "step_hours", "battery_file", "loadshape_dir",
     "battery_levels", "regulator", "counts", "reward", "soc_reward", "batteries", "capacitors", "regulators",
-    "profiles", "base_dir", "folder", "embedded", "pv", "pv_placement",
+    "profiles", "base_dir", "folder", "embedded", "pv", "pv_placement", "curtail",
 }
 _RATINGS = ("max_kw", "pf", "max_kwh", "initial_kwh")
 
@@ -102,13 +103,16 @@ def validate_spec(d: Mapping[str, Any]) -> None:
         raise SpecError("spec 'master' must name the OpenDSS master file")
     if "horizon" in d:
         _check_number("spec 'horizon'", d["horizon"], 1)
+    if not isinstance(d.get("curtail", False), bool):
+        raise SpecError(f"spec 'curtail' must be true or false, got {d['curtail']!r}")
     for key in ("reward", "soc_reward"):
         weights = d.get(key, {})
         if not isinstance(weights, Mapping):
             raise SpecError(f"spec {key!r} must be a mapping of weights")
         for w, v in weights.items():
-            if w not in ("power_w", "cap_w", "reg_w", "dis_w", "soc_w"):
-                raise SpecError(f"spec {key!r} entry {w!r} is not a weight (power_w, cap_w, reg_w, dis_w, soc_w)")
+            if w not in ("power_w", "cap_w", "reg_w", "dis_w", "soc_w", "curtail_w"):
+                raise SpecError(f"spec {key!r} entry {w!r} is not a weight (power_w, cap_w, reg_w, dis_w, soc_w, "
+                                f"curtail_w)")
             _check_number(f"spec {key}.{w}", v, 0)
     bats = d.get("batteries", [])
     if not isinstance(bats, list):

@@ -54,6 +54,8 @@ class RewardWeights:
     reg_w: float
     dis_w: float
     soc_w: float
+    #: price of curtailed PV energy, per kWh (``curtail=True``; default :data:`DEFAULT_CURTAIL_W`)
+    curtail_w: float = 1e-4
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,10 @@ class RegulatorSpec:
         """Tap ratio (pu) of a tap number (scalar or array)."""
         return self.min_tap + tap_number * self.tap_step
 
+
+#: the default price of curtailed PV energy in the reward, per kWh: curtailing 1 MW for an
+#: hour costs 0.1, as much as 3.3 capacitor switches at cap_w = 1/33
+DEFAULT_CURTAIL_W = 1e-4
 
 #: reward weights of a spec that gives none
 DEFAULT_REWARD = {"power_w": 1, "cap_w": "1/33", "reg_w": "1/33", "dis_w": "1/33", "soc_w": 0}
@@ -104,6 +110,7 @@ class SystemSpec:
     regulators: Any = None  # None: all; a list of transformer names; or {name: label}
     base_dir: str | None = None  # a user feeder: its files are relative to this folder
     profiles: str = "auto"  # default profile source
+    curtail: bool = False  # PV active-power curtailment in the action by default
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -129,6 +136,7 @@ class SystemSpec:
                 reg_w=_weight(rw["reg_w"]),
                 dis_w=_weight(rw["dis_w"]),
                 soc_w=_weight(rw.get("soc_w", 0)),
+                curtail_w=_weight(rw.get("curtail_w", DEFAULT_CURTAIL_W)),
             ),
             soc_reward={k: _weight(v) for k, v in d.get("soc_reward", {}).items()},
             embedded=d.get("embedded"),
@@ -138,6 +146,7 @@ class SystemSpec:
             regulators=d.get("regulators"),
             base_dir=d.get("base_dir"),
             profiles=d.get("profiles", "auto"),
+            curtail=bool(d.get("curtail", False)),
             raw=dict(d),
         )
 
@@ -185,6 +194,7 @@ class EnvConfig:
             reg_w=base.reg_w,
             dis_w=soc.get("dis_w", base.dis_w),
             soc_w=soc.get("soc_w", 0.0) * self.scale**2,
+            curtail_w=base.curtail_w,
         )
 
 

@@ -31,6 +31,7 @@ from vvc_batch.env.core import STEP_INFO_KEYS
 from vvc_batch.errors import EpisodeEndedError, ResetNeededError, RewardFunctionError
 from vvc_batch.vector.pool import WorkerPool, default_num_workers, probe_circuit
 from vvc_batch.power_flow.interface import SolverSettings, check_backend
+from vvc_batch.env.core import check_curtail
 from vvc_batch.power_flow.voltvar import check_pv_control
 from vvc_batch.env.reset_options import (
     VECTOR_OPTIONS,
@@ -88,7 +89,7 @@ class VVCVectorEnv(VectorEnv):
             :class:`~vvc_batch.env.reward.RewardInputs` (one row per environment of a worker); it
             runs in the workers, sent there with cloudpickle.
         data_dir, backend, solver, solver_tolerance, solver_options, max_iterations, profiles,
-        profile_seed, node_bound, pv_control: as for :class:`~vvc_batch.env.single_env.VVCEnv`. With
+        profile_seed, node_bound, pv_control, curtail: as for :class:`~vvc_batch.env.single_env.VVCEnv`. With
             ``backend="batched"`` each worker holds one solver for all of its environments.
     """
 
@@ -125,6 +126,7 @@ class VVCVectorEnv(VectorEnv):
         node_bound: str = "minimum",
         reward_fn: Callable[[RewardInputs], Any] | None = None,
         pv_control: str | None = None,
+        curtail: bool | None = None,
     ) -> None:
         if spec is not None:
             from vvc_batch.systems.feeder_spec import spec_config
@@ -162,7 +164,8 @@ class VVCVectorEnv(VectorEnv):
         env_kwargs = dict(data_dir=None if data_dir is None else str(data_dir), dss_mode=dss_mode,
                           backend=backend, solver=settings, profiles=profiles, profile_seed=profile_seed,
                           pv_control=check_pv_control(("voltvar" if dss_mode else "agent") if pv_control is None
-                                                      else pv_control))
+                                                      else pv_control),
+                          curtail=check_curtail(cfg, curtail))
         # spaces from the system spec (a user's feeder is read once in a throw-away process):
         # no OpenDSS in this process
         c = dict(cfg.system.counts)
@@ -175,6 +178,7 @@ class VVCVectorEnv(VectorEnv):
             capacitors=c["capacitors"], regulators=c["regulators"], batteries=c["batteries"],
             reg_levels=cfg.system.regulator.num_taps + 1, bat_levels=cfg.system.battery_levels,
             pv=len(cfg.pv_defs),  # one controllable inverter per spec entry
+            curtail=len(cfg.pv_defs) if env_kwargs["curtail"] else 0,
         )
         self.single_observation_space = observation_space(c["nodes"], counts)
         self.single_action_space = action_space(counts, cfg.continuous_battery)
