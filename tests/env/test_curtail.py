@@ -139,3 +139,48 @@ def test_option_from_keyword_and_spec():
             obs, *_ = v.step((np.tile([1, 1, 16, 16, 16, 16], (2, 1)), cont))
         p = obs[:, v.single_observation_space.shape[0] - 8::2]
         assert (p[0] == 0).all() and (p[1] > 0.05).all()
+
+
+def test_continuous_actions_cover_curtailment():
+    """ContinuousActions: one more entry per inverter, x in [-1, 1] curtailing (x + 1) / 2 of
+    the available power; stepping through it equals stepping the equivalent action."""
+    from vvc_batch.env.wrappers import ContinuousActions
+
+    wrapped = ContinuousActions(vvc_batch.make("13Bus_pv", backend="batched", profiles="synthetic", curtail=True))
+    direct = vvc_batch.make("13Bus_pv", backend="batched", profiles="synthetic", curtail=True)
+    try:
+        assert wrapped.action_space.shape == (14,)
+        x = np.r_[1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.5, -0.5, 1.0, 0.0, -1.0, 0.0, 0.6, 1.0].astype(np.float32)
+        flat = wrapped.action(x)
+        np.testing.assert_allclose(flat[10:], [0.0, 0.5, 0.8, 1.0], rtol=1e-6)
+        np.testing.assert_allclose(flat[6:10], x[6:10], rtol=1e-6)
+        wrapped.reset(seed=0, options={"profile": 171})
+        direct.reset(seed=0, options={"profile": 171})
+        for _ in range(12):
+            o1, r1, *_ = wrapped.step(x)
+            o2, r2, *_ = direct.step(flat)
+        np.testing.assert_array_equal(o1, o2)
+        assert r1 == r2
+        layout = direct.unwrapped.core.obs_layout
+        assert o1[layout.pv_p][-1] == 0.0  # the last inverter fully curtailed at noon
+    finally:
+        wrapped.close()
+        direct.close()
+
+
+def test_vector_continuous_actions_cover_curtailment():
+    from vvc_batch.env.wrappers import VectorContinuousActions
+
+    envs = VectorContinuousActions(vvc_batch.make_vec("13Bus_pv", num_envs=2, num_workers=1, backend="batched",
+                                                      profiles="synthetic", curtail=True))
+    try:
+        assert envs.single_action_space.shape == (14,)
+        envs.reset(seed=0)
+        x = np.zeros((2, 14), np.float32)
+        x[:, 10:] = 1.0  # everything curtailed
+        obs, *_ = envs.step(x)
+        obs, *_ = envs.step(x)
+        layout = envs.unwrapped.obs_layout
+        assert (obs[:, layout.pv_p] == 0.0).all()
+    finally:
+        envs.close()

@@ -11,7 +11,9 @@ Stable-Baselines3 does not take). The rounding rule, entry by entry:
   discharging);
 * PV inverter (``_pv`` variants, after the batteries): x itself, the reactive power as a
   fraction of what the inverter's kVA rating leaves at its present active power (positive
-  injects).
+  injects);
+* PV curtailment (``curtail=True``, after the inverters' reactive powers): the share of the
+  available power curtailed, ``(x + 1) / 2`` (x = -1: none, x = 1: all).
 
 With any continuous entry (``_cbat`` or ``_pv``) the wrapped environment gets the flat float64
 action (discrete entries as integral floats), which it accepts as its ``Tuple`` action.
@@ -39,14 +41,15 @@ def _obs_layout(env):
     return u.core.obs_layout if hasattr(u, "core") else u.obs_layout
 
 
-def device_counts(env) -> tuple[int, int, int, int, bool, int]:
-    """(capacitors, regulators, batteries, regulator levels, continuous battery, PV inverters)
-    of a single environment or of the vector environment: the arguments of
-    :func:`continuous_to_action` after ``x``."""
+def device_counts(env) -> tuple[int, int, int, int, bool, int, int]:
+    """(capacitors, regulators, batteries, regulator levels, continuous battery, PV inverters,
+    curtailment entries) of a single environment or of the vector environment: the arguments
+    of :func:`continuous_to_action` after ``x``."""
     u = env.unwrapped
-    counts = _obs_layout(env).counts
+    counts = u.core.counts if hasattr(u, "core") else getattr(u, "counts", None) or _obs_layout(env).counts
     cbat = u.core.config.continuous_battery if hasattr(u, "core") else u.continuous_battery
-    return counts.capacitors, counts.regulators, counts.batteries, counts.reg_levels, cbat, counts.pv
+    return (counts.capacitors, counts.regulators, counts.batteries, counts.reg_levels, cbat, counts.pv,
+            counts.curtail)
 
 
 def check_finite(x, device_names: list[str], batch: bool) -> np.ndarray:
@@ -67,20 +70,21 @@ def check_finite(x, device_names: list[str], batch: bool) -> np.ndarray:
 
 
 def continuous_to_action(x: np.ndarray, caps: int, regs: int, bats: int, levels: int, cbat: bool,
-                         pv: int = 0) -> np.ndarray:
-    """Map Box(-1, 1) entries (..., caps + regs + bats + pv) to the environment's flat action
+                         pv: int = 0, curtail: int = 0) -> np.ndarray:
+    """Map Box(-1, 1) entries (..., caps + regs + bats + pv + curtail) to the environment's flat action
     (see the module docstring); returns an int64 array for discrete variants, float64 when
     there is a continuous entry (``_cbat`` batteries or ``pv`` inverters). Finite values
     beyond [-1, 1] are clipped (check NaN/inf first, see :func:`check_finite`).
 
     Raises:
-        ValueError: the last axis of ``x`` is not ``caps + regs + bats + pv`` long.
+        ValueError: the last axis of ``x`` is not ``caps + regs + bats + pv + curtail`` long.
     """
     x = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0)
-    size = caps + regs + bats + pv
+    size = caps + regs + bats + pv + curtail
     if x.ndim == 0 or x.shape[-1] != size:
         raise ValueError(f"continuous actions must end with an axis of {size} entries ({caps} capacitors, "
-                         f"{regs} regulators, {bats} batteries, {pv} PV inverters), got shape {x.shape}")
+                         f"{regs} regulators, {bats} batteries, {pv} PV inverters, {curtail} curtailments), "
+                         f"got shape {x.shape}")
     top = levels - 1
     out = np.empty_like(x)
     out[..., :caps] = x[..., :caps] > 0
@@ -90,7 +94,8 @@ def continuous_to_action(x: np.ndarray, caps: int, regs: int, bats: int, levels:
         out[..., caps + regs:stop] = x[..., caps + regs:stop]
     else:
         out[..., caps + regs:stop] = np.round((x[..., caps + regs:stop] + 1) / 2 * top)
-    out[..., stop:] = x[..., stop:]
+    out[..., stop:stop + pv] = x[..., stop:stop + pv]
+    out[..., stop + pv:] = (x[..., stop + pv:] + 1.0) / 2.0
     return out if (cbat or pv) else out.astype(np.int64)
 
 
@@ -101,8 +106,8 @@ class ContinuousActions(gym.ActionWrapper):
         super().__init__(env)
         self._layout = device_counts(env)
         self._devices = _obs_layout(env).device_names
-        caps, regs, bats, _, _, pv = self._layout
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(caps + regs + bats + pv,), dtype=np.float32)
+        caps, regs, bats, _, _, pv, cut = self._layout
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(caps + regs + bats + pv + cut,), dtype=np.float32)
 
     def action(self, action):
         return continuous_to_action(check_finite(action, self._devices, False), *self._layout)
@@ -127,9 +132,10 @@ class VectorContinuousActions(VectorActionWrapper):
         self.scale = scale
         self._layout = device_counts(env)
         self._devices = _obs_layout(env).device_names
-        caps, regs, bats, _, _, pv = self._layout
+        caps, regs, bats, _, _, pv, cut = self._layout
         bound = np.float32(1.0 / scale)
-        self.single_action_space = gym.spaces.Box(-bound, bound, shape=(caps + regs + bats + pv,), dtype=np.float32)
+        self.single_action_space = gym.spaces.Box(-bound, bound, shape=(caps + regs + bats + pv + cut,),
+                                                  dtype=np.float32)
         self.action_space = batch_space(self.single_action_space, env.num_envs)
 
     def actions(self, actions):
@@ -213,7 +219,7 @@ class RelativeActions(gym.Wrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        caps, regs, bats, levels, cbat, pv = device_counts(env)
+        caps, regs, bats, levels, cbat, pv, _ = device_counts(env)
         if cbat or pv:
             raise ValueError("RelativeActions is for discrete-battery variants without PV inverters "
                              "(not _cbat, not _pv)")
@@ -239,7 +245,7 @@ class VectorRelativeActions(VectorWrapper):
 
     def __init__(self, env):
         super().__init__(env)
-        caps, regs, bats, levels, cbat, pv = device_counts(env)
+        caps, regs, bats, levels, cbat, pv, _ = device_counts(env)
         if cbat or pv:
             raise ValueError("VectorRelativeActions is for discrete-battery variants without PV inverters "
                              "(not _cbat, not _pv)")
