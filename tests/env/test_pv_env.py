@@ -255,31 +255,31 @@ def test_snapshot_keeps_the_inverters(backend):
         env.close()
 
 
-def test_123bus_pv_layout_and_parity_across_backends():
-    """123Bus_pv: its six inverters in the layout, and the two backends within 1e-6 pu over
-    the morning into midday (hours 0..12 of 21 June and of 30 January) with changing
-    inverter and device actions."""
-    names = ["pv83", "pv300", "pv66", "pv85", "pv96", "pv114"]
-    assert [d["name"] for d in parse_env_name("123Bus_pv").pv_defs] == names
-    a, b = _core("batched", name="123Bus_pv"), _core("opendss", name="123Bus_pv")
+def _parity_morning(name: str, names: list[str], kva: list[float], caps: int, regs: int, bats: int, seed: int):
+    """The layout of ``name``'s inverters, and the two backends within 1e-6 pu over hours
+    0..12 of 21 June and 30 January with changing inverter and device actions; returns the
+    last step's batched buffers, the last action and the layout."""
+    a, b = _core("batched", name=name), _core("opendss", name=name)
     try:
+        P = len(names)
+        assert [d["name"] for d in parse_env_name(name).pv_defs] == names
         assert a.single_action_space == spaces.Tuple((
-            spaces.MultiDiscrete([2] * 4 + [33] * 7 + [33] * 4), spaces.Box(-1.0, 1.0, (6,), np.float32)))
-        assert a.obs_names[-12:] == [f"pv.{n}.{q}" for n in names for q in ("p", "q")]
-        kva = np.array([600.0, 500.0, 400.0, 200.0, 150.0, 150.0])
-        np.testing.assert_array_equal(a.pv_kva, kva)
-        rng = np.random.default_rng(5)
+            spaces.MultiDiscrete([2] * caps + [33] * regs + [33] * bats), spaces.Box(-1.0, 1.0, (P,), np.float32)))
+        assert a.obs_names[-2 * P:] == [f"pv.{n}.{q}" for n in names for q in ("p", "q")]
+        np.testing.assert_array_equal(a.pv_kva, np.array(kva))
+        rng = np.random.default_rng(seed)
         a.reset(profiles=[171, 30])
         b.reset(profiles=[171, 30])
         N = a.num_nodes
         np.testing.assert_allclose(a.buffers.obs[:, :N], b.buffers.obs[:, :N], atol=1e-6, rtol=0)
         lay = a.obs_layout
+        d = caps + regs + bats
         for t in range(13):
-            act = np.zeros((2, 21))
-            act[:, :4] = rng.integers(0, 2, (2, 4))
-            act[:, 4:11] = rng.integers(10, 23, (2, 7))
-            act[:, 11:15] = rng.integers(0, 33, (2, 4))
-            act[:, 15:] = rng.uniform(-1, 1, (2, 6))
+            act = np.zeros((2, d + P))
+            act[:, :caps] = rng.integers(0, 2, (2, caps))
+            act[:, caps:caps + regs] = rng.integers(10, 23, (2, regs))
+            act[:, caps + regs:d] = rng.integers(0, 33, (2, bats))
+            act[:, d:] = rng.uniform(-1, 1, (2, P))
             ba, bb = a.step(act), b.step(act)
             assert ba.info["converged"].all() and bb.info["converged"].all()
             np.testing.assert_allclose(ba.obs[:, :N], bb.obs[:, :N], atol=1e-6, rtol=0, err_msg=f"step {t}")
@@ -289,53 +289,31 @@ def test_123bus_pv_layout_and_parity_across_backends():
             b.kwh[:] = a.kwh
         irr = solar_days(365, seed=0)[171, 12]
         np.testing.assert_allclose(ba.obs[0, lay.pv_p], min(irr, 1.0), rtol=1e-6)
-        assert ba.obs[0, :N].max() > 1.0
+        return ba.obs.copy(), act, lay, N
     finally:
         a.close()
         b.close()
+
+
+def test_123bus_pv_layout_and_parity_across_backends():
+    """123Bus_pv: its six inverters in the layout, and the two backends within 1e-6 pu over
+    the morning into midday with changing inverter and device actions."""
+    obs, _, _, N = _parity_morning("123Bus_pv", ["pv83", "pv300", "pv66", "pv85", "pv96", "pv114"],
+                                   [600.0, 500.0, 400.0, 200.0, 150.0, 150.0], 4, 7, 4, 5)
+    assert obs[0, :N].max() > 1.0
 
 
 def test_34bus_pv_layout_and_parity_across_backends():
     """34Bus_pv: its six inverters (three at 24.9 kV, one behind the 24.9/4.16 kV
     transformer at 890, two single-phase) in the layout, and the two backends within
-    1e-6 pu over the morning into midday of 21 June and 30 January with changing inverter
-    and device actions (34Bus has CVR loads, which the batched backend models as OpenDSS)."""
-    names = ["pv848", "pv840", "pv890", "pv822", "pv856", "pv838"]
-    a, b = _core("batched", name="34Bus_pv"), _core("opendss", name="34Bus_pv")
-    try:
-        assert a.single_action_space == spaces.Tuple((
-            spaces.MultiDiscrete([2] * 2 + [33] * 6 + [33] * 2), spaces.Box(-1.0, 1.0, (6,), np.float32)))
-        assert a.obs_names[-12:] == [f"pv.{n}.{q}" for n in names for q in ("p", "q")]
-        kva = np.array([300.0, 200.0, 200.0, 100.0, 60.0, 60.0])
-        np.testing.assert_array_equal(a.pv_kva, kva)
-        rng = np.random.default_rng(7)
-        a.reset(profiles=[171, 30])
-        b.reset(profiles=[171, 30])
-        N = a.num_nodes
-        np.testing.assert_allclose(a.buffers.obs[:, :N], b.buffers.obs[:, :N], atol=1e-6, rtol=0)
-        lay = a.obs_layout
-        for t in range(13):
-            act = np.zeros((2, 16))
-            act[:, :2] = rng.integers(0, 2, (2, 2))
-            act[:, 2:8] = rng.integers(10, 23, (2, 6))
-            act[:, 8:10] = rng.integers(0, 33, (2, 2))
-            act[:, 10:] = rng.uniform(-1, 1, (2, 6))
-            ba, bb = a.step(act), b.step(act)
-            assert ba.info["converged"].all() and bb.info["converged"].all()
-            np.testing.assert_allclose(ba.obs[:, :N], bb.obs[:, :N], atol=1e-6, rtol=0, err_msg=f"step {t}")
-            np.testing.assert_array_equal(ba.obs[:, lay.pv_p], bb.obs[:, lay.pv_p])
-            np.testing.assert_array_equal(ba.obs[:, lay.pv_q], bb.obs[:, lay.pv_q])
-            np.testing.assert_allclose(ba.reward, bb.reward, rtol=1e-5, atol=1e-6)
-            b.kwh[:] = a.kwh
-        irr = solar_days(365, seed=0)[171, 12]
-        np.testing.assert_allclose(ba.obs[0, lay.pv_p], min(irr, 1.0), rtol=1e-6)
-        assert (ba.obs[0, lay.pv_q] == 0).all()  # clear June noon: p at the kVA rating leaves no vars
-        p30 = min(solar_days(365, seed=0)[30, 12], 1.0)
-        np.testing.assert_allclose(ba.obs[1, lay.pv_q], act[1, 10:] * np.sqrt(1 - p30**2), rtol=1e-5, atol=1e-7)
-        assert np.abs(ba.obs[1, lay.pv_q]).max() > 0.1
-    finally:
-        a.close()
-        b.close()
+    1e-6 pu over the morning into midday with changing inverter and device actions (34Bus
+    has CVR loads, which the batched backend models as OpenDSS)."""
+    obs, act, lay, _ = _parity_morning("34Bus_pv", ["pv848", "pv840", "pv890", "pv822", "pv856", "pv838"],
+                                       [300.0, 200.0, 200.0, 100.0, 60.0, 60.0], 2, 6, 2, 7)
+    assert (obs[0, lay.pv_q] == 0).all()  # clear June noon: p at the kVA rating leaves no vars
+    p30 = min(solar_days(365, seed=0)[30, 12], 1.0)
+    np.testing.assert_allclose(obs[1, lay.pv_q], act[1, 10:] * np.sqrt(1 - p30**2), rtol=1e-5, atol=1e-7)
+    assert np.abs(obs[1, lay.pv_q]).max() > 0.1
 
 
 def test_placement_study_numbers():
