@@ -370,8 +370,8 @@ def add_injections(x, vk, w, isrc_row, loads, ybase, mult, gens, gen_pn, gen_qn,
                 cr[k] = (wn * vr + vn * vi) * s
                 ci[k] = (wn * vi - vn * vr) * s
         elif model == 4:
-            _cvr_currents(vk, a, b, w, mult, ld, wn1, vn1, vbase, vlow, vmin, vmax, ld_cvrw[ld], ld_cvrv[ld], ld_zipv[ld],
-                          cr, ci)
+            _cvr_currents(vk, a, b, w, mult, ld, wn1, vn1, vbase, vlow, vmin, vmax, ld_cvrw[ld], ld_cvrv[ld],
+                          ld_zipv[ld], cr, ci)
         else:
             for k in range(w):
                 vr = vk[a, 0, k] - vk[b, 0, k]

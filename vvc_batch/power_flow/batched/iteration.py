@@ -384,10 +384,14 @@ def _exact_solve(lu, h, z, s_lu, dvals, dev_col, ent_ia, ent_ib, no_add, t, x, c
 
 
 @njit(cache=True, nogil=True)
-def _compact(wk, aw, vk, ck, w):
-    """Fill the finished columns (``wk.done``) of the first ``w`` with the last active
-    ones; returns the number of active columns."""
-    done, cols = wk.done, wk.cols
+def compaction(done, cols, w):
+    """How the batch closes up when columns finish: each finished column (``done``) of the
+    first ``w`` takes the last active one. Clears ``done``, updates ``cols`` (the batch entry
+    each column holds) and returns (the number of active columns, the (source,
+    destination) column moves (m, 2) int64 in order: a source is never an earlier
+    destination, so the moves may be applied one after the other)."""
+    moves = np.empty((w, 2), dtype=np.int64)
+    m = 0
     k = 0
     while k < w:
         if done[k]:
@@ -397,9 +401,21 @@ def _compact(wk, aw, vk, ck, w):
                 w -= 1
             done[k] = False
             if w > k:
-                _move_column(wk, aw, vk, ck, w, k)
+                moves[m, 0] = w
+                moves[m, 1] = k
+                m += 1
                 cols[k] = cols[w]
         k += 1
+    return w, moves[:m]
+
+
+@njit(cache=True, nogil=True)
+def _compact(wk, aw, vk, ck, w):
+    """Fill the finished columns (``wk.done``) of the first ``w`` with the last active
+    ones; returns the number of active columns."""
+    w, moves = compaction(wk.done, wk.cols, w)
+    for q in range(moves.shape[0]):
+        _move_column(wk, aw, vk, ck, moves[q, 0], moves[q, 1])
     return w
 
 
@@ -550,6 +566,7 @@ __all__ = [
     "STATUS_MAX_ITER",
     "AndersonWork",
     "Work",
+    "compaction",
     "run_batch",
     "solve_batch",
 ]

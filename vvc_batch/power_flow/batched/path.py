@@ -69,7 +69,7 @@ from numba import njit
 
 from vvc_batch.power_flow.batched.elements import add_injections
 from vvc_batch.power_flow.batched.env_factor import assemble_factor, substitute_env
-from vvc_batch.power_flow.batched.iteration import STATUS_CONVERGED, STATUS_DIVERGED, STATUS_MAX_ITER
+from vvc_batch.power_flow.batched.iteration import STATUS_CONVERGED, STATUS_DIVERGED, STATUS_MAX_ITER, compaction
 from vvc_batch.power_flow.batched.linalg import apply_d, device_batch, h_times, s_solve, substitute_check
 from vvc_batch.power_flow.batched.results import evaluate, losses
 
@@ -570,21 +570,12 @@ def _magnitude_changes(x, vm, wbase, err, n, w):
 def _compact(wk, vm, w):
     """Fill the finished columns (``wk.done``) of the first ``w`` with the last active
     ones (also in ``vm``); returns the number of active columns."""
-    done, cols = wk.done, wk.cols
-    k = 0
-    while k < w:
-        if done[k]:
-            w -= 1
-            while w > k and done[w]:
-                done[w] = False
-                w -= 1
-            done[k] = False
-            if w > k:
-                _move_column(wk, w, k)
-                for i in range(vm.shape[0]):
-                    vm[i, k] = vm[i, w]
-                cols[k] = cols[w]
-        k += 1
+    w, moves = compaction(wk.done, wk.cols, w)
+    for q in range(moves.shape[0]):
+        src, dst = moves[q, 0], moves[q, 1]
+        _move_column(wk, src, dst)
+        for i in range(vm.shape[0]):
+            vm[i, dst] = vm[i, src]
     return w
 
 
