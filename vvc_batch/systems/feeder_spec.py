@@ -64,24 +64,31 @@ def _check_number(where: str, value: Any, low: float | None = None, high: float 
     return x
 
 
+def _named_entries(entries: list, key: str, kind: str):
+    """(where, entry) for each entry of the spec list ``key``: a mapping with a ``name``,
+    unique among them (case-insensitive); :class:`SpecError` otherwise."""
+    seen = set()
+    for i, e in enumerate(entries):
+        where = f"spec {key}[{i}]"
+        if not isinstance(e, Mapping) or not e.get("name"):
+            raise SpecError(f"{where} must be a mapping with a 'name'")
+        if str(e["name"]).lower() in seen:
+            raise SpecError(f"{where}: duplicate {kind} name {e['name']!r}")
+        seen.add(str(e["name"]).lower())
+        yield where, e
+
+
 def _validate_pv(pv: Any) -> None:
     """Check a spec's ``pv`` entries: a list of mappings, each with a unique ``name``; kVA
     and Pmpp positive (kVA, kW) where given; the bus and connection are checked against the
     circuit when the engine adds them."""
     if not isinstance(pv, list):
         raise SpecError("spec 'pv' must be a list of PV inverters {name, bus, phases, kv, kva, pmpp, conn}")
-    seen = set()
-    for i, p in enumerate(pv):
-        where = f"spec pv[{i}]"
-        if not isinstance(p, Mapping) or not p.get("name"):
-            raise SpecError(f"{where} must be a mapping with a 'name'")
+    for where, p in _named_entries(pv, "pv", "PV inverter"):
         unknown = sorted(set(p) - {"name", "bus", "phases", "kv", "kva", "pmpp", "conn"})
         if unknown:
             raise SpecError(f"{where} ({p['name']!r}): unknown keys {unknown}; allowed: name, bus, phases, kv, kva, "
                             f"pmpp, conn")
-        if str(p["name"]).lower() in seen:
-            raise SpecError(f"{where}: duplicate PV inverter name {p['name']!r}")
-        seen.add(str(p["name"]).lower())
         for key in ("kv", "kva", "pmpp"):
             if key in p:
                 _check_number(f"{where}.{key}", p[key], 0, low_open=True)
@@ -117,14 +124,7 @@ def validate_spec(d: Mapping[str, Any]) -> None:
     bats = d.get("batteries", [])
     if not isinstance(bats, list):
         raise SpecError("spec 'batteries' must be a list")
-    seen = set()
-    for i, b in enumerate(bats):
-        where = f"spec batteries[{i}]"
-        if not isinstance(b, Mapping) or not b.get("name"):
-            raise SpecError(f"{where} must be a mapping with a 'name'")
-        if str(b["name"]).lower() in seen:
-            raise SpecError(f"{where}: duplicate battery name {b['name']!r}")
-        seen.add(str(b["name"]).lower())
+    for where, b in _named_entries(bats, "batteries", "battery"):
         for r in _RATINGS:
             if r not in b:
                 raise SpecError(f"{where} ({b['name']!r}) lacks {r!r} (needed: {', '.join(_RATINGS)})")

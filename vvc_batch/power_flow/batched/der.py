@@ -321,16 +321,21 @@ def _inverter_kvar(prm: dict[str, Any], kw: np.ndarray, on: np.ndarray) -> tuple
                 kvar = np.where(over, lim_kvar, kvar)
                 if prm["pf_priority"]:
                     kw = np.where(over, kvar * math.sqrt(1.0 / (1.0 - pf * pf) - 1.0) * np.sign(pf), kw)
-        else:
+        elif prm["pf_priority"]:
             req = prm["kvar_req"]
             over = (req > 0.0 and abs(req) >= lim) or (req < 0.0 and abs(req) >= limneg)
             if over:
                 kvar = np.full_like(kw, (lim if req > 0.0 else limneg) * np.sign(req))
-                if prm["pf_priority"] and abs(req) > 0.0:
+                if abs(req) > 0.0:
                     temp_pf = np.cos(np.arctan(np.abs(req / kw)))
                     kw = np.abs(kvar) * np.sqrt(1.0 / (1.0 - temp_pf * temp_pf) - 1.0) * _sign(kw)
             else:
                 kvar = np.full_like(kw, req)
+        else:  # the request within kvarMax / kvarMaxAbs (req and the limits may be arrays)
+            req = np.asarray(prm["kvar_req"], dtype=np.float64)
+            over = ((req > 0.0) & (np.abs(req) >= lim)) | ((req < 0.0) & (np.abs(req) >= limneg))
+            kvar = np.array(np.broadcast_to(np.where(over, np.where(req > 0.0, lim, limneg) * np.sign(req), req),
+                                            kw.shape))
     return kw, kvar, temp_pf
 
 
@@ -472,14 +477,10 @@ class ControlledPV:
         panel = irradiance * self.pmpp
         on = panel >= self.cutin_kw
         kw = np.where(on, np.where(panel > self.limit, self.limit, panel), 0.0)
-        req = np.asarray(kvar, dtype=np.float64)
-        over = ((req > 0.0) & (np.abs(req) >= self.kvarlimit)) | ((req < 0.0) & (np.abs(req) >= self.kvarlimitneg))
-        q = np.where(over, np.where(req > 0.0, self.kvarlimit, self.kvarlimitneg) * np.sign(req), req)
-        kva = self.kva
-        with np.errstate(invalid="ignore"):
-            outside = np.sqrt(kw * kw + q * q) > kva
-            kw = np.where(outside, np.sqrt(kva * kva - q * q) * np.sign(kw), kw)
-        return kw, q
+        prm = {"kvarlimit": self.kvarlimit, "kvarlimitneg": self.kvarlimitneg, "pf": 1.0, "pf_mode": False,
+               "pf_priority": False, "p_priority": False, "kvar_req": kvar, "kva": self.kva}
+        kw, q, temp_pf = _inverter_kvar(prm, kw, on)
+        return _kva_limit(prm, kw, q, temp_pf, None)
 
 
 def controlled_pv(ders: DerSet, names: tuple[str, ...]) -> ControlledPV:
