@@ -276,3 +276,67 @@ def test_load_without_base_voltage_refused(tmp_path):
         assert "backend=" not in str(info.value)  # OpenDSS cannot solve it either
     finally:
         eng.close()
+
+
+def _cvr_tables(cvr: list[tuple[float, float]], per: int):
+    """Load tables of ``per`` single-phase wye CVR loads (7.2 kV base, each to its own node)
+    for each exponent pair of ``cvr``, with the default Vlowpu and limits wide enough
+    (Vminpu 0.3, Vmaxpu 1.8) that the band covers the whole voltage range of the test."""
+    from vvc_batch.power_flow.batched.tables import Branches, GenTables, LoadTables
+
+    L = len(cvr) * per
+    i64 = lambda a: np.asarray(a, dtype=np.int64)  # noqa: E731
+    idx = np.arange(L)
+    branches = Branches(owner=i64(idx), a_col=i64(idx), b_col=i64(np.full(L, L)), a_row=i64(idx),
+                        b_row=i64(np.full(L, L)))
+    cw = np.repeat([c[0] for c in cvr], per)
+    cv = np.repeat([c[1] for c in cvr], per)
+    loads = LoadTables(branches=branches, model=i64(np.full(L, 4)), wn1=np.linspace(5e3, 9e3, L),
+                       vn1=np.linspace(1e3, 3e3, L), vbase=np.full(L, 7200.0), vlow=np.full(L, 0.25),
+                       vmin=np.full(L, 0.3), vmax=np.full(L, 1.8), cvr_w=cw, cvr_v=cv, zipv=np.zeros((L, 7)),
+                       varbase=np.zeros(L), fixed=np.zeros(L, dtype=np.bool_))
+    e = np.zeros(0, dtype=np.int64)
+    gens = GenTables(branches=Branches(e, e, e, e, e), vbase=np.zeros(0), vmin=np.zeros(0), vmax=np.zeros(0),
+                     delta=np.zeros(0, dtype=np.bool_), nphases=e, factor=np.zeros(0))
+    return loads, gens
+
+
+def test_cvr_band_matches_the_load_model_in_every_column_at_any_width():
+    """The CVR band's vectorized currents (powers by series, the library's ``**`` outside the
+    series' range) against Load.pas's model evaluated load by load, for voltages of 0.35 to
+    1.75 pu (inside and outside the series' range) and exponents whose series argument
+    ``c ln(|V|/Vbase)`` stays small or does not; and a column's result the same bit for bit
+    whatever the width of the batch around it (the vector lanes past it are only filler)."""
+    from vvc_batch.power_flow.batched.elements import add_injections, load_current
+
+    cvr = [(0.8, 3.0), (1.0, 2.0), (0.0, 0.0), (1.37, 2.61), (2.9, -1.4), (-0.6, 4.2)]
+    per, B = 40, 16
+    loads, gens = _cvr_tables(cvr, per)
+    L = loads.model.size
+    rng = np.random.default_rng(11)
+    pu = rng.uniform(0.35, 1.75, (L, B))
+    ang = rng.uniform(-0.6, 0.6, (L, B))
+    vk = np.zeros((L + 1, 2, B))
+    vk[:L, 0] = 7200.0 * pu * np.cos(ang)
+    vk[:L, 1] = 7200.0 * pu * np.sin(ang)
+    mult = rng.uniform(0.3, 1.4, (L, B))
+    isrc = np.zeros(L, dtype=np.complex128)
+    ybase = np.zeros(L, dtype=np.complex128)
+    none = np.zeros((0, B))
+    full = np.zeros((L + 1, 2, B))
+    add_injections(full, vk, B, isrc, loads, ybase, mult, gens, none, none, np.empty(B), np.empty(B))
+    # Load.pas's model, load by load (the injection is -I(V): ybase is 0)
+    want = np.empty((L, B), dtype=np.complex128)
+    for j in range(L):
+        for k in range(B):
+            vr, vi = vk[j, 0, k], vk[j, 1, k]
+            c = load_current(4, vr, vi, math.hypot(vr, vi), loads.wn1[j] * mult[j, k], loads.vn1[j] * mult[j, k],
+                             7200.0, 0.25, 0.3, 1.8, loads.cvr_w[j], loads.cvr_v[j], loads.zipv[j], 0.0)
+            want[j, k] = -complex(*c)
+    got = full[:L, 0] + 1j * full[:L, 1]
+    rel = np.abs(got - want) / np.abs(want).max(axis=1, keepdims=True)
+    assert rel.max() < 1e-14, rel.max()
+    for w in (1, 2, 3, 5, 8, 9, 15):
+        part = np.full((L + 1, 2, B), np.nan)
+        add_injections(part, vk, w, isrc, loads, ybase, mult, gens, none, none, np.empty(B), np.empty(B))
+        assert np.array_equal(part[:L, :, :w], full[:L, :, :w]), w

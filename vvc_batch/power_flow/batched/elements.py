@@ -209,47 +209,104 @@ def _zipv_current(vr, vi, vmag, wn, vn, vbase, vlow, vmin, vmax, zipv):
     return cr, ci
 
 
+# The CVR band's powers |V|^c by series: ln x = 2 atanh(t), t = (x - 1) / (x + 1), then exp by
+# Taylor. Pure arithmetic, so numba vectorizes the columns' loop, where ``**`` is a library call
+# per column. Within _POW_LO <= x <= _POW_HI and |c ln x| <= _POW_YMAX both truncations are
+# below 1e-17 relative (|t| <= 0.213: the atanh series' next term t^24 / 25 < 3e-18; the exp
+# series' next term 0.5^17 / 17! < 3e-20), so the result is within 3 ulps of the library's
+# (rounding); outside, the library's ``**`` is taken.
+_POW_LO = 0.65
+_POW_HI = 1.5
+_POW_YMAX = 0.5
+
+
+@njit(inline="always")
+def _ln_near_one(x):
+    """ln(x) for _POW_LO <= x <= _POW_HI (to about an ulp): ``2 t sum t^2k / (2k + 1)``,
+    k = 0..11, the sum by Estrin's scheme (a short dependency chain)."""
+    t = (x - 1.0) / (x + 1.0)
+    u = t * t
+    u2 = u * u
+    u4 = u2 * u2
+    u8 = u4 * u4
+    q0 = (1.0 + u * (1.0 / 3.0)) + u2 * ((1.0 / 5.0) + u * (1.0 / 7.0))
+    q1 = ((1.0 / 9.0) + u * (1.0 / 11.0)) + u2 * ((1.0 / 13.0) + u * (1.0 / 15.0))
+    q2 = ((1.0 / 17.0) + u * (1.0 / 19.0)) + u2 * ((1.0 / 21.0) + u * (1.0 / 23.0))
+    return (2.0 * t) * ((q0 + u4 * q1) + u8 * q2)
+
+
+@njit(inline="always")
+def _exp_small(y):
+    """exp(y) for |y| <= _POW_YMAX (to about an ulp): Taylor to y^16 / 16!, by Estrin's
+    scheme."""
+    y2 = y * y
+    y4 = y2 * y2
+    y8 = y4 * y4
+    y16 = y8 * y8
+    a0 = (1.0 + y) + y2 * (_F2 + y * _F3)
+    a1 = (_F4 + y * _F5) + y2 * (_F6 + y * _F7)
+    a2 = (_F8 + y * _F9) + y2 * (_F10 + y * _F11)
+    a3 = (_F12 + y * _F13) + y2 * (_F14 + y * _F15)
+    return ((a0 + y4 * a1) + y8 * (a2 + y4 * a3)) + y16 * _F16
+
+
+_F2, _F3, _F4, _F5, _F6, _F7, _F8, _F9, _F10, _F11, _F12, _F13, _F14, _F15, _F16 = (
+    1.0 / math.factorial(k) for k in range(2, 17))
+
+
 @njit(inline="always", error_model="numpy")
-def _cvr_currents(vk, a, b, w, mult, ld, wn1, vn1, vbase, vlow, vmin, vmax, cvrw, cvrv, zipv, cr, ci):
+def _cvr_currents(vk, a, b, w, wv, mult, ld, wn1, vn1, vbase, vlow, vmin, vmax, cvrw, cvrv, zipv, cr, ci):
     """``cr[k] + j ci[k]``: the current (A) of one phase branch (nodes ``a``, ``b``) of the
-    CVR load ``ld`` (model 4) for the first ``w`` columns; as :func:`load_current`, bit for
-    bit, with what does not depend on the column computed once and the band itself (where
-    the voltage nearly always is) taken without the call: ``conj(S(V) / V)`` with
-    ``S = wn (|V|/Vbase)^cvrw + j vn (|V|/Vbase)^cvrv``."""
+    CVR load ``ld`` (model 4) for the first ``w`` columns; as :func:`load_current` (to an
+    ulp or two of the powers), with the band itself (where the voltage nearly always is)
+    taken without branches or library calls: ``conj(S(V) / V)`` with
+    ``S = wn (|V|/Vbase)^cvrw + j vn (|V|/Vbase)^cvrv``.
+
+    A first pass computes the band's current for the first ``wv >= w`` columns (the columns
+    past ``w`` only fill the vector lanes: their results are not used) and marks with NaN
+    in ``cr`` the columns it does not serve (outside the band, or outside the series'
+    range); a second pass takes those of the first ``w`` through :func:`load_current`."""
     vbase_low = vlow * vbase
     vbase95 = vmin * vbase
     vbase105 = vmax * vbase
-    vb2 = vbase * vbase
-    for k in range(w):
+    lo = max(vbase_low, vbase95, _POW_LO * vbase)
+    hi = min(vbase105, _POW_HI * vbase)
+    ivbase = 1.0 / vbase
+    w_one = cvrw == 1.0
+    v_two = cvrv == 2.0
+    v_three = cvrv == 3.0
+    nan = math.nan
+    for k in range(wv):
         vr = vk[a, 0, k] - vk[b, 0, k]
         vi = vk[a, 1, k] - vk[b, 1, k]
         m = mult[ld, k]
-        wn = wn1 * m
-        vn = vn1 * m
         v2 = vr * vr + vi * vi
         vmag = math.sqrt(v2)
-        if vmag > vbase_low and vmag > vbase95 and vmag <= vbase105:
-            vratio = vmag / vbase
-            wf = vratio ** cvrw if cvrw != 1.0 else vratio
-            if wf > 0.0:
-                p = wn * wf
-                c0 = (p * vr) / v2
-                c1 = (p * vi) / v2
-            else:
-                c0 = 0.0
-                c1 = 0.0
-            if cvrv == 2.0:
-                yi = -vn / vb2
-                q0 = -(yi * vi)
-                q1 = yi * vr
-            else:
-                q = vn * (vratio * vratio * vratio) if cvrv == 3.0 else vn * vratio ** cvrv
-                q0 = (q * vi) / v2
-                q1 = -((q * vr) / v2)
-            cr[k] = c0 + q0
-            ci[k] = c1 + q1
+        x = vmag * ivbase
+        lnx = _ln_near_one(x)
+        yw = cvrw * lnx
+        yv = cvrv * lnx
+        wf = x if w_one else _exp_small(yw)
+        if v_three:
+            qf = x * x * x
+        elif v_two:
+            qf = x * x
         else:
-            c0, c1 = load_current(4, vr, vi, vmag, wn, vn, vbase, vlow, vmin, vmax, cvrw, cvrv, zipv, 0.0)
+            qf = _exp_small(yv)
+        iv2 = m / v2
+        p = wn1 * wf * iv2
+        q = vn1 * qf * iv2
+        ok = (vmag > lo) & (vmag <= hi) & (w_one | (abs(yw) <= _POW_YMAX)) & \
+            (v_two | v_three | (abs(yv) <= _POW_YMAX))
+        cr[k] = p * vr + q * vi if ok else nan
+        ci[k] = p * vi - q * vr
+    for k in range(w):
+        if cr[k] != cr[k]:
+            vr = vk[a, 0, k] - vk[b, 0, k]
+            vi = vk[a, 1, k] - vk[b, 1, k]
+            m = mult[ld, k]
+            c0, c1 = load_current(4, vr, vi, math.sqrt(vr * vr + vi * vi), wn1 * m, vn1 * m, vbase, vlow, vmin,
+                                  vmax, cvrw, cvrv, zipv, 0.0)
             cr[k] = c0
             ci[k] = c1
 
@@ -317,6 +374,10 @@ def add_injections(x, vk, w, isrc_row, loads, ybase, mult, gens, gen_pn, gen_qn,
         for k in range(w):
             x[i, 0, k] = sr
             x[i, 1, k] = si
+    # the CVR band's pass runs over whole vectors of columns (a multiple of 8, within the
+    # arrays' width): a remainder of a few columns would take the scalar path, several times
+    # slower per column; one column alone stays scalar
+    wv = w if w <= 1 else min((w + 7) // 8 * 8, cr.size, vk.shape[2], mult.shape[1])
     br = loads.branches
     lb_owner, lb_acol, lb_bcol, lb_arow, lb_brow = br.owner, br.a_col, br.b_col, br.a_row, br.b_row
     ld_model, ld_wn1, ld_vn1, ld_vbase = loads.model, loads.wn1, loads.vn1, loads.vbase
@@ -370,7 +431,7 @@ def add_injections(x, vk, w, isrc_row, loads, ybase, mult, gens, gen_pn, gen_qn,
                 cr[k] = (wn * vr + vn * vi) * s
                 ci[k] = (wn * vi - vn * vr) * s
         elif model == 4:
-            _cvr_currents(vk, a, b, w, mult, ld, wn1, vn1, vbase, vlow, vmin, vmax, ld_cvrw[ld], ld_cvrv[ld],
+            _cvr_currents(vk, a, b, w, wv, mult, ld, wn1, vn1, vbase, vlow, vmin, vmax, ld_cvrw[ld], ld_cvrv[ld],
                           ld_zipv[ld], cr, ci)
         else:
             for k in range(w):
