@@ -111,7 +111,8 @@ class PathWork(NamedTuple):
         first: (B,) the first inner step of the present solve (pu).
         prev: (B,) the previous inner step (pu).
         frozen: (B,) bool, columns whose inner solve has finished.
-        done: (B,) bool, columns whose outer iteration finished in this step.
+        done: (B,) bool, columns whose outer iteration finished (results stored) and that
+            the batch has not yet closed up over (:func:`_worth_closing_up`).
         rel: (B,) each column's inner stopping fraction: :data:`_INNER_REL`, or
             :data:`_SETTLED_REL` once its loads' regions are settled.
         last: (B,) the previous outer step's magnitude change (pu).
@@ -427,9 +428,11 @@ def _inner(net, lvl, wk, w):
 def _iterate(net, lvl, settings, inp, state, wk, vfin, out):
     """OpenDSS's outer iteration from ``wk.v`` for the whole batch: each step solves
     ``Y_dss V[k+1] = I_source + sum (YPrim_e V[k] - I_e(V[k]))`` (:func:`_inner`, from
-    ``V[k]``); a column leaves the batch when it converged (OpenDSS's magnitude test, at
-    least two steps), reached the iteration limit or diverged. Writes ``vfin``, the
-    outputs' status fields and the slots' states."""
+    ``V[k]``); a column finishes when it converged (OpenDSS's magnitude test, at least two
+    steps), reached the iteration limit or diverged: its results are stored at once, and it
+    leaves the batch when the batch next closes up (:func:`_worth_closing_up`; until then
+    its lanes are computed and ignored). Writes ``vfin``, the outputs' status fields and the
+    slots' states."""
     n = net.isrc_row.size
     r = net.devices.col.size
     wbase = net.wbase_col
@@ -450,7 +453,7 @@ def _iterate(net, lvl, settings, inp, state, wk, vfin, out):
         for k in range(w):
             b[n, 0, k] = 0.0
             b[n, 1, k] = 0.0
-            wk.frozen[k] = False
+            wk.frozen[k] = wk.done[k]
         if exact:  # V[k+1] = Y_dss^-1 b with the column's own factor, in place (b is rebuilt each step)
             substitute_env(lvl.plan, wk.yv, b, w)
             W = b
@@ -464,8 +467,10 @@ def _iterate(net, lvl, settings, inp, state, wk, vfin, out):
         _magnitude_changes(W, vm, wbase, wk.err, n, w)
         if not exact:
             _settle(net, W, wk, it, w)
-        any_done = False
+        active = 0
         for k in range(w):
+            if wk.done[k]:  # finished at an earlier step, its column not yet closed up
+                continue
             err = wk.err[k]
             fin = -1
             if not math.isfinite(err):
@@ -475,8 +480,8 @@ def _iterate(net, lvl, settings, inp, state, wk, vfin, out):
             elif it >= settings.max_iterations:
                 fin = STATUS_MAX_ITER
             if fin < 0:
+                active += 1
                 continue
-            any_done = True
             wk.done[k] = True
             col = wk.cols[k]
             e = ids[col]
@@ -498,8 +503,18 @@ def _iterate(net, lvl, settings, inp, state, wk, vfin, out):
             for k in range(w):
                 v[i, 0, k] = W[i, 0, k]
                 v[i, 1, k] = W[i, 1, k]
-        if any_done:
+        if _worth_closing_up(active, w):
             w = _compact(wk, vm, w)
+
+
+@njit(cache=True, nogil=True)
+def _worth_closing_up(active, w):
+    """Whether the batch closes up now, with ``active`` of its ``w`` columns still
+    iterating: when none is left, when one column alone is (the scalar path), or when the
+    active ones fit in fewer whole vectors of 8 columns than ``w`` (the kernels' cost
+    grows by whole vectors, while closing up moves each column's factor: a few finished
+    columns are cheaper left in place, their results already stored)."""
+    return active == 0 or (active == 1 and w > 1) or (active + 7) // 8 < (w + 7) // 8
 
 
 @njit(cache=True, nogil=True)
