@@ -34,13 +34,14 @@ from vvc_batch.power_flow.interface import FlowResult, SolverSettings, check_bac
 from vvc_batch.power_flow.voltvar import check_pv_control
 from vvc_batch.systems.profiles import select_profiles
 from vvc_batch.env.reset_options import check_drawable, profile_entry
-from vvc_batch.env.reward import INFO_KEYS, RewardInputs, apply_reward_fn
+from vvc_batch.env.reward import CURTAIL_INFO_KEYS, INFO_KEYS, RewardInputs, apply_reward_fn
 from vvc_batch.env.spaces import ActionChecker, DeviceCounts, ObservationLayout, action_space
 from vvc_batch.env.step_kernel import battery_table, finish_step, prepare_step, step_constants
 from vvc_batch.systems.specs import EnvConfig, circuit_source, parse_env_name
 
-#: info entries of every step, besides the reward components in ``INFO_KEYS``
-STEP_INFO_KEYS = INFO_KEYS + ("converged", "hour", "profile")
+#: info entries of every step: the reward components in ``INFO_KEYS``, the curtailment's in
+#: ``CURTAIL_INFO_KEYS`` (0 without curtailment), and the solve's convergence, hour and episode
+STEP_INFO_KEYS = INFO_KEYS + CURTAIL_INFO_KEYS + ("converged", "hour", "profile")
 # the step counter of an environment whose last step failed in the user's reward_fn
 _FAILED = -2
 
@@ -61,8 +62,10 @@ class EnvState:
         history: the actions since reset (OpenDSS backend, replayed on restore).
         rng: the state of the environment's generator (set by the environments, which own
             it; the core has none).
-        pv_kw, pv_kvar: the PV inverters' available active power (kW) and reactive power
+        pv_kw, pv_kvar: the PV inverters' delivered active power (kW) and reactive power
             (kvar, positive injecting) at the last solve (empty without inverters).
+        pv_curtailed: the active power each inverter curtailed at the last step, kW (zeros
+            without ``curtail=True`` and after a reset; empty without inverters).
     """
 
     env: str
@@ -86,6 +89,7 @@ class EnvState:
     rng: dict | None = None
     pv_kw: np.ndarray = field(default_factory=lambda: np.zeros(0))
     pv_kvar: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    pv_curtailed: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass
@@ -101,7 +105,7 @@ class StepBuffers:
     @classmethod
     def allocate(cls, num_envs: int, obs_dim: int) -> "StepBuffers":
         """Plain numpy buffers."""
-        info = {k: np.zeros(num_envs, dtype=np.float64) for k in INFO_KEYS}
+        info = {k: np.zeros(num_envs, dtype=np.float64) for k in INFO_KEYS + CURTAIL_INFO_KEYS}
         info["converged"] = np.ones(num_envs, dtype=bool)
         info["hour"] = np.zeros(num_envs, dtype=np.int64)
         info["profile"] = np.full(num_envs, -1, dtype=np.int64)
@@ -114,16 +118,27 @@ class StepBuffers:
         )
 
 
-def check_curtail(cfg: EnvConfig, curtail: Any) -> bool:
+def check_curtail(cfg: EnvConfig, curtail: Any, dss_mode: bool = False) -> bool:
     """Whether PV curtailment is on: ``curtail`` (True or False), or None for the spec's
-    ``curtail`` entry (on ``_pv`` variants only).
+    ``curtail`` entry (on ``_pv`` variants only). In dss mode curtailment is off: OpenDSS's
+    controllers act there and the agent's actions, curtailment shares included, are ignored;
+    ``curtail=True`` is refused and a spec's ``"curtail": true`` does not apply.
 
     Raises:
         TypeError: ``curtail`` is not a bool or None.
-        ValueError: curtailment asked for on a system without controllable PV inverters.
+        ValueError: curtailment asked for on a system without controllable PV inverters, or
+            together with dss mode.
     """
     if curtail is not None and not isinstance(curtail, (bool, np.bool_)):
         raise TypeError(f"curtail must be True, False or None (the spec's default), got {curtail!r}")
+    if dss_mode:
+        if curtail:
+            raise ValueError(
+                f"curtail=True cannot be used with dss_mode=True on {cfg.name}: in dss mode OpenDSS's controllers "
+                f"act (RegControls, CapControls, the inverters' InvControl) and the agent's actions, curtailment "
+                f"included, are ignored, so nothing would be curtailed; use curtail=False or None with dss_mode=True "
+                f"(no curtailment), or dss_mode=False to let the agent curtail")
+        return False
     on = bool(cfg.system.curtail and cfg.pv_defs) if curtail is None else bool(curtail)
     if on and not cfg.pv_defs:
         raise ValueError(f"curtail=True curtails PV inverters; {cfg.name} has none (use a _pv variant or a "
@@ -180,7 +195,9 @@ class VVCBatch:
             inverter after the reactive-power entries, c in [0, 1], the share of the
             available power curtailed (delivered p = (1 - c) * min(G * Pmpp, kVA)); the
             reward then subtracts ``curtail_w`` (the spec's reward block) times the
-            curtailed kWh. None (default): the spec's ``curtail`` entry (False if absent).
+            curtailed kWh (``info["curtail_reward"]``, with the kWh in ``info["curtailed_kwh"]``).
+            None (default): the spec's ``curtail`` entry (False if absent). True is refused in
+            dss mode, where None means no curtailment (:func:`check_curtail`).
 
     Raises:
         UnknownSystemError: unknown environment name.
@@ -218,7 +235,7 @@ class VVCBatch:
         if reward_fn is not None and not callable(reward_fn):
             raise TypeError(f"reward_fn must be callable, got {type(reward_fn).__name__}")
         self.reward_fn = reward_fn
-        self.curtail = check_curtail(cfg, curtail)
+        self.curtail = check_curtail(cfg, curtail, self.dss_mode)
         self.env_offset = int(env_offset)
         spec = cfg.system
         self.horizon = H = spec.horizon
@@ -509,10 +526,11 @@ class VVCBatch:
         self._write_obs(sel, res.v_pu, caps, self.taps[sel], self.kwh[sel] / self._max_kwh, res.battery_kw)
         if self.counts.pv:
             self.pv_p[sel], self.pv_q[sel] = p, q
+            self.pv_curtailed[sel] = 0.0
             self._write_pv_obs(sel, p, q)
         buf = self.buffers
         info = buf.info
-        for key in INFO_KEYS:
+        for key in INFO_KEYS + CURTAIL_INFO_KEYS:
             info[key][sel] = 0.0
         info["converged"][sel] = res.converged
         info["hour"][sel] = 0
@@ -614,8 +632,14 @@ class VVCBatch:
             self._write_pv_obs(ids, pv[1], q)
             if self.curtail:
                 self.pv_curtailed[ids] = pv[3]
-                # the price of the curtailed energy (kWh); an environment refused above never gets here
-                self.buffers.reward[ids] -= self.weights.curtail_w * self.step_hours * pv[3].sum(axis=1)
+                # the price of the curtailed energy (kWh), also in info; an environment refused above
+                # never gets here
+                info = self.buffers.info
+                kwh = self.step_hours * pv[3].sum(axis=1)
+                term = -self.weights.curtail_w * kwh
+                info["curtailed_kwh"][ids] = kwh
+                info["curtail_reward"][ids] = term
+                self.buffers.reward[ids] += term
         if before is not None:
             self._apply_reward_fn(ids, before, new, res)
         return self.buffers
@@ -672,7 +696,7 @@ class VVCBatch:
             info={key: arr[k].item() for key, arr in buf.info.items()},
             solver=self.backend.save_state(k),
             history=None if self._history is None or self.dss_mode else self._history[k, :t].copy(),
-            pv_kw=self.pv_p[k].copy(), pv_kvar=self.pv_q[k].copy(),
+            pv_kw=self.pv_p[k].copy(), pv_kvar=self.pv_q[k].copy(), pv_curtailed=self.pv_curtailed[k].copy(),
         )
 
     def set_state(self, k: int, state: EnvState) -> None:
@@ -705,6 +729,7 @@ class VVCBatch:
             self.tap_ratio[k] = self._reg.min_tap + state.taps * self._reg.tap_step
             self.bat_kw[k], self.v[k] = state.bat_kw, state.v
             self.pv_p[k], self.pv_q[k] = state.pv_kw, state.pv_kvar
+            self.pv_curtailed[k] = state.pv_curtailed
             self.backend.restore_state(k, state.solver)
         buf = self.buffers
         buf.obs[k] = state.obs

@@ -4,6 +4,7 @@ reward = - power_w * clip(losses kW / source kW, 0, 1)
          + sum over buses of [min(0, 1.05 - max V_bus) + min(0, min V_bus - 0.95)]
          - (cap_w * sum|cap change| + reg_w * sum|tap change| + dis_w * sum max(0, kW)/max_kw
             + soc_w * sum|soc - initial soc| on the last step only)
+         - curtail_w * curtailed kWh (PV curtailment, ``curtail=True``; added by the core)
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ INFO_KEYS = (
     "av_soc_err",
     "av_soc",
 )
+
+#: info entries of PV curtailment (``curtail=True``; 0 otherwise): ``curtail_reward``, the
+#: reward's curtailment term (``-curtail_w * curtailed kWh``, <= 0, so that the reward is
+#: ``-power_w * power_loss_ratio + vol_reward + ctrl_reward + curtail_reward``), and
+#: ``curtailed_kwh``, the energy curtailed in the step over all inverters (kWh)
+CURTAIL_INFO_KEYS = ("curtail_reward", "curtailed_kwh")
 
 
 @lru_cache(maxsize=16)
@@ -187,6 +194,7 @@ def apply_reward_fn(fn: Callable[[RewardInputs], Any], inputs: RewardInputs) -> 
     return arr
 
 __all__ = [
+    "CURTAIL_INFO_KEYS",
     "INFO_KEYS",
     "V_MAX_PU",
     "V_MIN_PU",

@@ -101,7 +101,9 @@ class VVCEnv(gym.Env):
             see :mod:`vvc_batch.power_flow.voltvar`.
         curtail: ``_pv`` systems: True adds one Box entry per inverter, the share in [0, 1]
             of its available active power curtailed, priced in the reward at the spec's
-            ``curtail_w`` per kWh; None (default): the spec's ``curtail`` entry.
+            ``curtail_w`` per kWh (the term and the kWh in ``info["curtail_reward"]``,
+            ``info["curtailed_kwh"]``); None (default): the spec's ``curtail`` entry. Refused
+            in dss mode (ValueError), where None means no curtailment.
 
     Raises:
         UnknownSystemError: unknown ``env_name`` (the message lists the valid names).

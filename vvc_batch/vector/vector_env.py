@@ -165,7 +165,7 @@ class VVCVectorEnv(VectorEnv):
                           backend=backend, solver=settings, profiles=profiles, profile_seed=profile_seed,
                           pv_control=check_pv_control(("voltvar" if dss_mode else "agent") if pv_control is None
                                                       else pv_control),
-                          curtail=check_curtail(cfg, curtail))
+                          curtail=check_curtail(cfg, curtail, bool(dss_mode)))
         # spaces from the system spec (a user's feeder is read once in a throw-away process):
         # no OpenDSS in this process
         c = dict(cfg.system.counts)
