@@ -800,12 +800,25 @@ class DssEngine:
         lib.ctx_Solution_Solve(cp)
         if controls:
             self._set_control_mode(CONTROL_OFF)
-        if self._err[0] == MAX_CONTROL_ITERATIONS_ERROR:
+        if self._err[0] and self._ran_out_of_control_iterations():
             self._err[0] = 0
+            # OpenDSS then flags the solution as aborted, and every later solve would stop
+            # at once ("Solution aborted", code 99); a command from outside clears the flag
+            self._ctx.Text.Command = "Set ControlMode=OFF"
+            self._check_error(f"clearing the aborted control loop of hour {hour}")
             return False
         if self._err[0]:
             self._check_error(f"solving hour {hour}")
         return bool(lib.ctx_Solution_Get_Converged(cp))
+
+    def _ran_out_of_control_iterations(self) -> bool:
+        """Whether the pending error is the control loop's "Max Control Iterations
+        Exceeded" (code 485; the engine in use may report it under another code, so its
+        message is what tells)."""
+        if self._err[0] == MAX_CONTROL_ITERATIONS_ERROR:
+            return True
+        msg = self._ffi.string(self._lib.ctx_Error_Get_Description(self._cp)).decode(errors="replace")
+        return "max control iterations exceeded" in msg.lower()
 
     def read_voltages(self, out: np.ndarray) -> None:
         """Node voltage magnitudes in pu, in :attr:`CircuitNames.node_names` order, into ``out``."""
