@@ -384,11 +384,35 @@ def test_8500node_pv_placement_numbers():
     spec = importlib.util.spec_from_file_location("pv_placement", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    with pytest.raises(ValueError, match="no episodes with profiles='auto'; use profiles='synthetic'"):
+        bench.study("8500Node")
     r = bench.study("8500Node", "synthetic", every=73, limit=1.0625)
     assert (r["episodes"], r["pv_kva"], r["with_pv"]["above"], r["without_pv"]["above"]) == (5, 6000, 3, 0)
     v, v0 = np.array(r["per_episode"]["with_pv"]), np.array(r["per_episode"]["without_pv"])
     np.testing.assert_allclose(v, [1.05941, 1.07781, 1.07233, 1.05477, 1.07478], atol=2e-5)
     assert (v0 > 1.05).all() and v0.max() < 1.0575
+
+
+def test_placement_screen():
+    """The maximum-voltage mode on 13Bus (21 June, 12:00, devices where dss mode put them):
+    1 MW alone at each of the nine three-phase 4.16 kV buses, highest own voltage first."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "pv_placement.py"
+    spec = importlib.util.spec_from_file_location("pv_placement", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    r = bench.screen("13Bus", 1000, "synthetic", top=9)
+    assert (r["kv"], r["candidates"], r["output_pu"]) == (4.16, 9, 1.0)
+    assert [b for b, *_ in r["top"]] == ["rg60", "675", "633", "680", "692", "671", "632", "670", "650"]
+    assert r["top"][1][1:] == [1.0313, 1.0375] and r["own_bus_percentiles"][0] == 1.0001
+    with pytest.raises(ValueError, match=r"no three-phase bus at 7.0 kV; its three-phase bases are \[0.48, 4.16, 115.0\]"):
+        bench.screen("13Bus", 1000, "synthetic", kv=7.0)
+    with pytest.raises(ValueError, match="positive number of kVA"):
+        bench.screen("13Bus", -5.0)
+    with pytest.raises(ValueError, match=r"hour must be 0..23, got 24"):
+        bench.screen("13Bus", 1000, hour=24)
 
 
 def test_unity_baseline_both_backends():
