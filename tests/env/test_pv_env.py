@@ -31,7 +31,22 @@ def test_names():
     cfg = parse_env_name("34Bus_pv_soc")
     assert [d["name"] for d in cfg.pv_defs] == ["pv848", "pv840", "pv890", "pv822", "pv856", "pv838"]
     assert sum(d["kva"] for d in cfg.pv_defs) == 920
-    with pytest.raises(UnknownSystemError, match="no _pv variant; systems with _pv variants: 13Bus, 34Bus, 123Bus"):
+    cfg = parse_env_name("8500Node_pv_soc_s0.5")
+    assert cfg.name == "8500Node_pv_soc_s0.5" and len(cfg.pv_defs) == 5
+    assert sum(d["kva"] for d in cfg.pv_defs) == 6000
+    assert "8500Node_pv_cbat" in vvc_batch.valid_env_names()
+
+
+def test_pv_variant_refused_without_pv_block(monkeypatch):
+    """A system whose spec places no PV has no _pv variant; the error lists those that do."""
+    import dataclasses
+
+    from vvc_batch.systems import specs
+
+    real = specs.load_system
+    monkeypatch.setattr(specs, "load_system",
+                        lambda n: dataclasses.replace(real(n), pv=()) if n == "8500Node" else real(n))
+    with pytest.raises(UnknownSystemError, match="no _pv variant; systems with _pv variants: 13Bus, 34Bus, 123Bus$"):
         parse_env_name("8500Node_pv")
 
 
@@ -316,6 +331,20 @@ def test_34bus_pv_layout_and_parity_across_backends():
     assert np.abs(obs[1, lay.pv_q]).max() > 0.1
 
 
+def test_8500node_pv_layout_and_parity_across_backends():
+    """8500Node_pv: its five three-phase 12.47 kV inverters in the layout, and the two
+    backends within 1e-6 pu over the morning into midday with changing inverter and device
+    actions (10 capacitors, 12 regulators, 10 batteries)."""
+    obs, act, lay, N = _parity_morning("8500Node_pv", ["pvl3160098", "pvm1069509", "pvm1047534", "pvm1026724",
+                                                      "pvn1137005"], [1500.0, 2000.0, 1000.0, 1000.0, 500.0],
+                                       10, 12, 10, 11)
+    assert obs[:, lay.pv_p].shape == obs[:, lay.pv_q].shape == (2, 5)
+    p30 = min(solar_days(365, seed=0)[30, 12], 1.0)
+    assert p30 < 1.0  # a January noon leaves room for vars
+    np.testing.assert_allclose(obs[1, lay.pv_q], act[1, 32:] * np.sqrt(1 - p30**2), rtol=1e-5, atol=1e-7)
+    assert obs[0, :N].max() > 1.05
+
+
 def test_placement_study_numbers():
     """benchmarks/pv_placement.py gives the numbers docs/pv.md states for the _pv systems
     (PowerGym's episodes, dss mode, the highest node voltage of hours 8..16)."""
@@ -339,9 +368,51 @@ def test_placement_study_numbers():
     assert round(r34["with_pv"]["median"], 3) == 1.052 and round(r34["with_pv"]["max"], 3) == 1.058
     assert 1.05 < r34["without_pv"]["max"] < 1.05001
     with pytest.raises(ValueError, match="no pv block"):
-        bench.study("8500Node")
+        bench.study("13Bus", pv=[])
     with pytest.raises(ValueError, match="limit must be a positive finite voltage"):
         bench.study("34Bus", limit=float("nan"))
+
+
+def test_8500node_pv_placement_numbers():
+    """benchmarks/pv_placement.py on 8500Node_pv, five synthetic days (0, 73, ..., 292): the
+    PV lifts three of them above the substation regulator's band (1.0625 pu), none is above
+    it without the PV, though every one is above 1.05 pu (the feeder head, held at 126.5 V)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "pv_placement.py"
+    spec = importlib.util.spec_from_file_location("pv_placement", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with pytest.raises(ValueError, match="no episodes with profiles='auto'; use profiles='synthetic'"):
+        bench.study("8500Node")
+    r = bench.study("8500Node", "synthetic", every=73, limit=1.0625)
+    assert (r["episodes"], r["pv_kva"], r["with_pv"]["above"], r["without_pv"]["above"]) == (5, 6000, 3, 0)
+    v, v0 = np.array(r["per_episode"]["with_pv"]), np.array(r["per_episode"]["without_pv"])
+    np.testing.assert_allclose(v, [1.05941, 1.07781, 1.07233, 1.05477, 1.07478], atol=2e-5)
+    assert (v0 > 1.05).all() and v0.max() < 1.0575
+
+
+def test_placement_screen():
+    """The maximum-voltage mode on 13Bus (21 June, 12:00, devices where dss mode put them):
+    1 MW alone at each of the nine three-phase 4.16 kV buses, highest own voltage first."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "pv_placement.py"
+    spec = importlib.util.spec_from_file_location("pv_placement", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    r = bench.screen("13Bus", 1000, "synthetic", top=9)
+    assert (r["kv"], r["candidates"], r["output_pu"]) == (4.16, 9, 1.0)
+    assert [b for b, *_ in r["top"]] == ["rg60", "675", "633", "680", "692", "671", "632", "670", "650"]
+    assert r["top"][1][1:] == [1.0313, 1.0375] and r["own_bus_percentiles"][0] == 1.0001
+    with pytest.raises(ValueError, match=r"no three-phase bus at 7.0 kV; its three-phase bases are \[0.48, 4.16, 115.0\]"):
+        bench.screen("13Bus", 1000, "synthetic", kv=7.0)
+    with pytest.raises(ValueError, match="positive number of kVA"):
+        bench.screen("13Bus", -5.0)
+    with pytest.raises(ValueError, match=r"hour must be 0..23, got 24"):
+        bench.screen("13Bus", 1000, hour=24)
 
 
 def test_unity_baseline_both_backends():
