@@ -59,6 +59,9 @@ class OracleBudget:
         orders: move orders of the searches (:data:`MOVE_ORDERS`).
         constant_start: also start from the day's best constant setting (one per order).
         battery_levels: continuous batteries (``_cbat``): the settings tried in [-1, 1].
+        pv_levels: PV inverters (``_pv``): the reactive-power fractions tried in [-1, 1]
+            (odd, so that 0, unity power factor, is one of them); curtailment, where on,
+            tries none, all (1) and every step of ``1 / (pv_levels // 2)`` between.
         refine: sweeps of whole-day rollouts over each refined plan (0: none).
         refine_starts: how many of the best starting plans are refined.
     """
@@ -68,14 +71,15 @@ class OracleBudget:
     orders: tuple[str, ...] = MOVE_ORDERS
     constant_start: bool = True
     battery_levels: int = 17
+    pv_levels: int = 9
     refine: int = 2
     refine_starts: int = 2
 
     def __post_init__(self) -> None:
         if (self.passes < 1 or not self.lookaheads or min(self.lookaheads) < 1 or self.battery_levels < 2
-                or self.refine < 0 or self.refine_starts < 1):
+                or self.refine < 0 or self.refine_starts < 1 or self.pv_levels < 3 or self.pv_levels % 2 == 0):
             raise ValueError(f"an oracle budget needs passes >= 1, look-aheads >= 1, battery_levels >= 2, "
-                             f"refine >= 0 and refine_starts >= 1: {self}")
+                             f"odd pv_levels >= 3, refine >= 0 and refine_starts >= 1: {self}")
         if not self.orders or any(o not in MOVE_ORDERS for o in self.orders) or len(set(self.orders)) < len(
                 self.orders):
             raise ValueError(f"orders must be distinct names of {', '.join(MOVE_ORDERS)}, got {self.orders!r}")
@@ -124,26 +128,36 @@ class Oracle:
         spec = cfg.system
         # the most settings one device has: every candidate of a device is one environment
         width = max(2, spec.regulator.num_taps + 1,
-                    budget.battery_levels if cfg.continuous_battery else spec.battery_levels)
+                    budget.battery_levels if cfg.continuous_battery else spec.battery_levels,
+                    budget.pv_levels if cfg.pv_defs else 0)
         self.budget = budget
         # (twice that: the plan's refinement tries a setting for one hour and to the day's end)
         self.core = core = VVCBatch(cfg, 1 + 2 * width, **{"backend": "batched", **env_kwargs})
         self.counts = c = core.counts
         self.cbat = core.config.continuous_battery
-        C, R, B = c.capacitors, c.regulators, c.batteries
+        C, R, B, P, K = c.capacitors, c.regulators, c.batteries, c.pv, c.curtail
         idle = 0.0 if self.cbat else float(c.bat_levels // 2)
         # the group moves reach the best fixed setting, which single devices cannot reach one
         # at a time; the single devices reach settings far apart (see the module docstring)
         caps, taps = np.array([0.0, 1.0]), np.arange(c.reg_levels, dtype=np.float64)
         bat_values = (np.linspace(-1.0, 1.0, budget.battery_levels) if self.cbat
                       else np.arange(c.bat_levels, dtype=np.float64))
+        # PV inverters: reactive power (positive injects), then curtailment's share
+        q_values = np.linspace(-1.0, 1.0, budget.pv_levels)
+        c_values = np.linspace(0.0, 1.0, budget.pv_levels // 2 + 1)
+        pv0, cu0 = C + R + B, C + R + B + P
         groups = ([_setting_move(slice(C, C + R), taps)] if R > 1 else []) + \
-                 ([_setting_move(slice(0, C), caps)] if C > 1 else [])
+                 ([_setting_move(slice(0, C), caps)] if C > 1 else []) + \
+                 ([_setting_move(slice(pv0, pv0 + P), q_values)] if P > 1 else []) + \
+                 ([_setting_move(slice(cu0, cu0 + K), c_values)] if K > 1 else [])
         devices = [_setting_move(j, caps) for j in range(C)] + [_setting_move(C + j, taps) for j in range(R)] + \
-                  [_setting_move(C + R + j, bat_values) for j in range(B)]
+                  [_setting_move(C + R + j, bat_values) for j in range(B)] + \
+                  [_setting_move(pv0 + j, q_values) for j in range(P)] + \
+                  [_setting_move(cu0 + j, c_values) for j in range(K)]
         self._orders: dict[str, list[Move]] = {"grouped": groups + devices, "single": devices}
         self._idle = idle
-        self._C, self._R = C, R
+        self._C, self._R, self._B = C, R, B
+        self._disc = C + R + (0 if self.cbat else B)  # the MultiDiscrete part of an action
 
     @property
     def profiles(self) -> np.ndarray:
@@ -151,10 +165,17 @@ class Oracle:
         return self.core.profiles
 
     def _hold(self, action: np.ndarray) -> np.ndarray:
-        """The same capacitors and taps, batteries idle."""
+        """The same capacitors, taps and inverter settings, batteries idle."""
         held = action.copy()
-        held[self._C + self._R:] = self._idle
+        held[self._C + self._R:self._C + self._R + self._B] = self._idle
         return held
+
+    def _start_row(self) -> np.ndarray:
+        """The settings in force after a reset: the core's capacitors and taps, batteries
+        idle, inverters at unity power factor and nothing curtailed."""
+        core, c = self.core, self.counts
+        return np.concatenate([core.caps[0], core.taps[0], np.full(c.batteries, self._idle),
+                               np.zeros(c.pv + c.curtail)])
 
     def _score(self, state, candidates: np.ndarray, lookahead: int) -> np.ndarray:
         """Rewards of ``candidates`` (n, A) from ``state``: their hour, then up to
@@ -244,7 +265,7 @@ class Oracle:
         """(return, actions) of the day planned hour by hour with ``lookahead`` and ``order``."""
         core = self.core
         core.reset([0], [profile])
-        last = np.concatenate([core.caps[0], core.taps[0], np.full(self.counts.batteries, self._idle)])
+        last = self._start_row()
         total, actions = 0.0, []
         for _ in range(core.horizon):
             state = core.get_state(0)
@@ -261,7 +282,7 @@ class Oracle:
         core = self.core
         core.reset([0], [profile])
         state = core.get_state(0)
-        best = np.concatenate([core.caps[0], core.taps[0], np.full(self.counts.batteries, self._idle)])
+        best = self._start_row()
         total = -np.inf
         for _ in range(max_sweeps):
             before = best.copy()
@@ -275,9 +296,10 @@ class Oracle:
         return total, [best] + [self._hold(best)] * (core.horizon - 1)
 
     def to_env_action(self, flat: np.ndarray) -> Any:
-        """A flat action row as the environment's action space takes it."""
-        if self.cbat:
-            n = self._C + self._R
+        """A flat action row as the environment's action space takes it: the MultiDiscrete
+        part, and where the space has one (``_cbat``, ``_pv``) the Box part."""
+        n = self._disc
+        if n < flat.size:
             return (flat[:n].astype(np.int64), flat[n:].astype(np.float32))
         return flat.astype(np.int64)
 
