@@ -310,6 +310,8 @@ def write_doc(results: dict, budget: dict, args) -> None:
     methods = ["ppo", "sac", "oracle", "best_fixed", "dss", "hold", "random"]
     if any("rllib_ppo" in t for t in results.values()):
         methods.insert(2, "rllib_ppo")
+    if any("voltvar" in t or "unity" in t for t in results.values()):  # the _pv systems' inverter baselines
+        methods[methods.index("best_fixed") + 1:methods.index("best_fixed") + 1] = ["unity", "voltvar"]
     # results from before --backend trained on OpenDSS
     trained: dict[str, list[str]] = {}  # backend -> "system algo/algo" (results from before --backend: opendss)
     for system, t in results.items():
@@ -352,13 +354,15 @@ def write_doc(results: dict, budget: dict, args) -> None:
         for algo in AGENTS:
             if algo not in table:
                 continue
-            beaten = [b for b in ("best_fixed", "dss", "hold", "random") if b in table
-                      and table[algo]["mean"] > table[b]["mean"]]
-            short = [b for b in ("best_fixed", "dss", "hold", "random") if b in table and b not in beaten]
-            per_seed = ""
-            if "best_fixed" in table and len(table[algo]["seeds"]) == len(table["best_fixed"]["seeds"]):
-                wins = sum(a > b for a, b in zip(table[algo]["seeds"], table["best_fixed"]["seeds"]))
-                per_seed = f" (ahead of its own split's best_fixed on {wins} of {len(table[algo]['seeds'])} seeds)"
+            baselines = ("best_fixed", "voltvar", "unity", "dss", "hold", "random")
+            beaten = [b for b in baselines if b in table and table[algo]["mean"] > table[b]["mean"]]
+            short = [b for b in baselines if b in table and b not in beaten]
+            ahead = []
+            for b in ("best_fixed", "voltvar"):
+                if b in table and len(table[algo]["seeds"]) == len(table[b]["seeds"]):
+                    wins = sum(a > x for a, x in zip(table[algo]["seeds"], table[b]["seeds"]))
+                    ahead.append(f"{b} on {wins} of {len(table[algo]['seeds'])} seeds")
+            per_seed = f" (ahead of its own split's {', '.join(ahead)})" if ahead else ""
             verdicts.append(f"- {system}, {algo}: beats {', '.join(beaten) or 'no baseline'}"
                             + (f"; falls short of {', '.join(short)}" if short else "") + per_seed)
     missing = [f"{system} {a}" for system, t in results.items() for a in AGENTS if a in t and not t[a].get("curves")]
@@ -371,6 +375,13 @@ def write_doc(results: dict, budget: dict, args) -> None:
     notes += [f"{system}, {a}: final test mean " + ", ".join(f"{np.mean(v):.3f} on {b}" for b, v in t[a]["by_backend"].items())
               + " (the same policies and test days on each power-flow backend)."
               for system, t in results.items() for a in AGENTS if "by_backend" in t.get(a, {})]
+    pv_rows = [system for system, t in results.items() if "voltvar" in t or "unity" in t]
+    if pv_rows:
+        notes.append(f"{', '.join(pv_rows)}: unity is the best fixed setting of the capacitors and regulators with "
+                     "every PV inverter at zero reactive power (best_fixed is the same there: its actions leave the "
+                     "inverters at zero); voltvar the best fixed setting with every inverter on the IEEE 1547-2018 "
+                     "Category B volt-var curve (OpenDSS's InvControl, the steady state of each hour). The agents and "
+                     "the oracle set each inverter's reactive power every hour.")
     with_oracle = {system: t["oracle"] for system, t in results.items() if "oracle" in t}
     if with_oracle:
         budgets = sorted({o["budget"] for o in with_oracle.values()})
