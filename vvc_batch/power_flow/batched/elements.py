@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from numba import njit
 
 from vvc_batch.power_flow.batched.linalg import cdiv, cmul
@@ -350,100 +349,6 @@ def generator_current(vr, vi, vmag, pn, qn, vbase, vmin, vmax, delta, nphases):
     return cr, -ci
 
 
-@njit(inline="always", error_model="numpy")
-def _load_branch_current(p, vk, w, wv, loads, mult, cr, ci):
-    """``cr[k] + j ci[k]``: the current ``I(Vt)`` (A) drawn by load branch ``p`` at the
-    voltages ``vk`` for the first ``w`` columns (CVR's band pass over ``wv >= w``, see
-    :func:`_cvr_currents`).
-
-    Models 1, 2 and 5 take a branch-free path: in every region their current is
-    ``conj(S) V`` (``S = wn + j vn``) times a real scale, ``1/|V|^2`` (constant PQ),
-    ``1/(|V| Vbase)`` (constant I), ``1/Vbase^2`` (the admittance ``Yeq`` at nominal
-    voltage: constant Z and below Vlowpu), ``1/(Vbase^2 Vmaxpu^2)`` (model 1 above Vmaxpu)
-    or ``1/(Vbase^2 Vmaxpu)`` (model 5), and between Vlowpu and Vminpu OpenDSS's
-    interpolated admittance ``Yeq (VbaseLow + kappa (|V| - VbaseLow)) / |V|``. Model 4 in
-    its band by :func:`_cvr_currents`; the others through :func:`load_current`."""
-    br = loads.branches
-    ld = br.owner[p]
-    a = br.a_col[p]
-    b = br.b_col[p]
-    model = loads.model[ld]
-    wn1 = loads.wn1[ld]
-    vn1 = loads.vn1[ld]
-    vbase = loads.vbase[ld]
-    vlow = loads.vlow[ld]
-    vmin = loads.vmin[ld]
-    vmax = loads.vmax[ld]
-    if model == 1 or model == 2 or model == 5:
-        ivb2 = 1.0 / (vbase * vbase)
-        vlow_v = vlow * vbase
-        low2 = vlow_v * vlow_v
-        v95_2 = (vmin * vbase) * (vmin * vbase)
-        v105_2 = (vmax * vbase) * (vmax * vbase)
-        if model == 1:
-            s105 = ivb2 / (vmax * vmax) if vmax != 0.0 else ivb2
-        else:
-            s105 = ivb2 / vmax if vmax != 0.0 else ivb2
-        # kappa serves only Vlowpu < |V|/Vbase <= Vminpu, a region that is empty unless
-        # Vminpu > Vlowpu (OpenDSS's slope M95, divided by Vminpu - Vlowpu, then is unused)
-        kappa = 0.0
-        if vmin > vlow:
-            if model == 5:
-                kappa = (1.0 - vlow) / (vmin - vlow)
-            elif vmin != 0.0:
-                kappa = (1.0 / vmin - vlow) / (vmin - vlow)
-            else:
-                kappa = 1.0
-        cpq = 1.0 if model == 1 else 0.0  # constant PQ (1) or constant I (5) in the band
-        zonly = model == 2
-        for k in range(w):
-            vr = vk[a, 0, k] - vk[b, 0, k]
-            vi = vk[a, 1, k] - vk[b, 1, k]
-            m = mult[ld, k]
-            wn = wn1 * m
-            vn = vn1 * m
-            v2 = vr * vr + vi * vi
-            vmag = math.sqrt(v2)
-            s = cpq / v2 + (1.0 - cpq) / (vmag * vbase)
-            s = s105 if v2 > v105_2 else s
-            s = (vlow_v + kappa * (vmag - vlow_v)) / vmag * ivb2 if v2 <= v95_2 else s
-            s = ivb2 if (v2 <= low2) | zonly else s
-            cr[k] = (wn * vr + vn * vi) * s
-            ci[k] = (wn * vi - vn * vr) * s
-    elif model == 4:
-        _cvr_currents(vk, a, b, w, wv, mult, ld, wn1, vn1, vbase, vlow, vmin, vmax, loads.cvr_w[ld],
-                      loads.cvr_v[ld], loads.zipv[ld], cr, ci)
-    else:
-        for k in range(w):
-            vr = vk[a, 0, k] - vk[b, 0, k]
-            vi = vk[a, 1, k] - vk[b, 1, k]
-            m = mult[ld, k]
-            c0, c1 = load_current(model, vr, vi, math.sqrt(vr * vr + vi * vi), wn1 * m, vn1 * m, vbase,
-                                  vlow, vmin, vmax, loads.cvr_w[ld], loads.cvr_v[ld], loads.zipv[ld],
-                                  loads.varbase[ld])
-            cr[k] = c0
-            ci[k] = c1
-
-
-@njit(inline="always")
-def _source_rows(x, isrc_row, w):
-    """x[i, :, k] = the source current ``isrc_row[i]`` (A) for rows 0..n-1, first ``w`` columns."""
-    for i in range(isrc_row.size):
-        sr = isrc_row[i].real
-        si = isrc_row[i].imag
-        for k in range(w):
-            x[i, 0, k] = sr
-            x[i, 1, k] = si
-
-
-@njit(inline="always")
-def _vector_width(w, cr, vk, mult):
-    """The columns the CVR band's pass runs over: whole vectors of 8 (within the arrays'
-    width), since a remainder of a few columns would take the scalar path, several times
-    slower per column; one column alone stays scalar."""
-    return w if w <= 1 else min((w + 7) // 8 * 8, cr.size, vk.shape[2], mult.shape[1])
-
-
 @njit(cache=True, nogil=True, error_model="numpy")
 def add_injections(x, vk, w, isrc_row, loads, ybase, mult, gens, gen_pn, gen_qn, cr, ci):
     """Right-hand side ``x`` (n + 1, 2, W) = source current ``isrc_row`` + every load
@@ -453,17 +358,92 @@ def add_injections(x, vk, w, isrc_row, loads, ybase, mult, gens, gen_pn, gen_qn,
     ``loads`` (:class:`~vvc_batch.power_flow.batched.tables.LoadTables`) with ``ybase`` (P,) the load
     branches' admittance in the shared matrix (S) and ``mult`` (L, W) the load multipliers;
     ``gens`` (:class:`~vvc_batch.power_flow.batched.tables.GenTables`) with ``gen_pn`` / ``gen_qn``
-    (G, W) each generator's W / var per phase. ``cr``, ``ci`` (W,): scratch. The loads'
-    currents as :func:`_load_branch_current`."""
-    _source_rows(x, isrc_row, w)
-    wv = _vector_width(w, cr, vk, mult)
+    (G, W) each generator's W / var per phase. ``cr``, ``ci`` (W,): scratch.
+
+    Models 1, 2 and 5 take a branch-free path: in every region their current is
+    ``conj(S) V`` (``S = wn + j vn``) times a real scale, ``1/|V|^2`` (constant PQ),
+    ``1/(|V| Vbase)`` (constant I), ``1/Vbase^2`` (the admittance ``Yeq`` at nominal
+    voltage: constant Z and below Vlowpu), ``1/(Vbase^2 Vmaxpu^2)`` (model 1 above Vmaxpu)
+    or ``1/(Vbase^2 Vmaxpu)`` (model 5), and between Vlowpu and Vminpu OpenDSS's
+    interpolated admittance ``Yeq (VbaseLow + kappa (|V| - VbaseLow)) / |V|``. The other
+    models go through :func:`load_current`."""
+    n = isrc_row.size
+    for i in range(n):
+        sr = isrc_row[i].real
+        si = isrc_row[i].imag
+        for k in range(w):
+            x[i, 0, k] = sr
+            x[i, 1, k] = si
+    # the CVR band's pass runs over whole vectors of columns (a multiple of 8, within the
+    # arrays' width): a remainder of a few columns would take the scalar path, several times
+    # slower per column; one column alone stays scalar
+    wv = w if w <= 1 else min((w + 7) // 8 * 8, cr.size, vk.shape[2], mult.shape[1])
     br = loads.branches
-    for p in range(br.owner.size):
-        _load_branch_current(p, vk, w, wv, loads, mult, cr, ci)
-        a = br.a_col[p]
-        b = br.b_col[p]
-        ra = br.a_row[p]
-        rb = br.b_row[p]
+    lb_owner, lb_acol, lb_bcol, lb_arow, lb_brow = br.owner, br.a_col, br.b_col, br.a_row, br.b_row
+    ld_model, ld_wn1, ld_vn1, ld_vbase = loads.model, loads.wn1, loads.vn1, loads.vbase
+    ld_vlow, ld_vmin, ld_vmax = loads.vlow, loads.vmin, loads.vmax
+    ld_cvrw, ld_cvrv, ld_zipv, ld_varbase = loads.cvr_w, loads.cvr_v, loads.zipv, loads.varbase
+    for p in range(lb_owner.size):
+        ld = lb_owner[p]
+        a = lb_acol[p]
+        b = lb_bcol[p]
+        model = ld_model[ld]
+        wn1 = ld_wn1[ld]
+        vn1 = ld_vn1[ld]
+        vbase = ld_vbase[ld]
+        vlow = ld_vlow[ld]
+        vmin = ld_vmin[ld]
+        vmax = ld_vmax[ld]
+        if model == 1 or model == 2 or model == 5:
+            ivb2 = 1.0 / (vbase * vbase)
+            vlow_v = vlow * vbase
+            low2 = vlow_v * vlow_v
+            v95_2 = (vmin * vbase) * (vmin * vbase)
+            v105_2 = (vmax * vbase) * (vmax * vbase)
+            if model == 1:
+                s105 = ivb2 / (vmax * vmax) if vmax != 0.0 else ivb2
+            else:
+                s105 = ivb2 / vmax if vmax != 0.0 else ivb2
+            # kappa serves only Vlowpu < |V|/Vbase <= Vminpu, a region that is empty unless
+            # Vminpu > Vlowpu (OpenDSS's slope M95, divided by Vminpu - Vlowpu, then is unused)
+            kappa = 0.0
+            if vmin > vlow:
+                if model == 5:
+                    kappa = (1.0 - vlow) / (vmin - vlow)
+                elif vmin != 0.0:
+                    kappa = (1.0 / vmin - vlow) / (vmin - vlow)
+                else:
+                    kappa = 1.0
+            cpq = 1.0 if model == 1 else 0.0  # constant PQ (1) or constant I (5) in the band
+            zonly = model == 2
+            for k in range(w):
+                vr = vk[a, 0, k] - vk[b, 0, k]
+                vi = vk[a, 1, k] - vk[b, 1, k]
+                m = mult[ld, k]
+                wn = wn1 * m
+                vn = vn1 * m
+                v2 = vr * vr + vi * vi
+                vmag = math.sqrt(v2)
+                s = cpq / v2 + (1.0 - cpq) / (vmag * vbase)
+                s = s105 if v2 > v105_2 else s
+                s = (vlow_v + kappa * (vmag - vlow_v)) / vmag * ivb2 if v2 <= v95_2 else s
+                s = ivb2 if (v2 <= low2) | zonly else s
+                cr[k] = (wn * vr + vn * vi) * s
+                ci[k] = (wn * vi - vn * vr) * s
+        elif model == 4:
+            _cvr_currents(vk, a, b, w, wv, mult, ld, wn1, vn1, vbase, vlow, vmin, vmax, ld_cvrw[ld], ld_cvrv[ld],
+                          ld_zipv[ld], cr, ci)
+        else:
+            for k in range(w):
+                vr = vk[a, 0, k] - vk[b, 0, k]
+                vi = vk[a, 1, k] - vk[b, 1, k]
+                m = mult[ld, k]
+                c0, c1 = load_current(model, vr, vi, math.sqrt(vr * vr + vi * vi), wn1 * m, vn1 * m, vbase,
+                                      vlow, vmin, vmax, ld_cvrw[ld], ld_cvrv[ld], ld_zipv[ld], ld_varbase[ld])
+                cr[k] = c0
+                ci[k] = c1
+        ra = lb_arow[p]
+        rb = lb_brow[p]
         ybr = ybase[p].real
         ybi = ybase[p].imag
         for k in range(w):
@@ -475,43 +455,7 @@ def add_injections(x, vk, w, isrc_row, loads, ybase, mult, gens, gen_pn, gen_qn,
             x[ra, 1, k] += ii
             x[rb, 0, k] -= ir
             x[rb, 1, k] -= ii
-    _add_generators(x, vk, w, gens, gen_pn, gen_qn, np.empty((0, 2, 1)), False)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def add_path_injections(x, vk, w, isrc_row, loads, yload, mult, gens, ygen, gen_pn, gen_qn, cr, ci):
-    """:func:`add_injections` for OpenDSS's own iteration (:mod:`~vvc_batch.power_flow.batched.path`):
-    each column's own admittances, ``yload`` (P, 2, W) each load branch's YPrim as of the
-    column's last Y rebuild (S) in place of the shared ``ybase``, and ``ygen`` (Q, 2, W)
-    each generator branch's, whose ``ygen Vt`` is added to its current: ``x = I_source +
-    sum (YPrim_e Vt - I_e(Vt))`` over the loads, ``+ sum (YPrim_g Vt + I_g(Vt))`` over the
-    generators."""
-    _source_rows(x, isrc_row, w)
-    wv = _vector_width(w, cr, vk, mult)
-    br = loads.branches
-    for p in range(br.owner.size):
-        _load_branch_current(p, vk, w, wv, loads, mult, cr, ci)
-        a = br.a_col[p]
-        b = br.b_col[p]
-        ra = br.a_row[p]
-        rb = br.b_row[p]
-        for k in range(w):
-            vr = vk[a, 0, k] - vk[b, 0, k]
-            vi = vk[a, 1, k] - vk[b, 1, k]
-            yr = yload[p, 0, k]
-            yi = yload[p, 1, k]
-            ir = yr * vr - yi * vi - cr[k]
-            ii = yr * vi + yi * vr - ci[k]
-            x[ra, 0, k] += ir
-            x[ra, 1, k] += ii
-            x[rb, 0, k] -= ir
-            x[rb, 1, k] -= ii
-    _add_generators(x, vk, w, gens, gen_pn, gen_qn, ygen, True)
-
-
-@njit(inline="always")
-def _add_generators(x, vk, w, gens, gen_pn, gen_qn, ygen, with_y):
-    """Add every generator branch's current (and, ``with_y``, its ``ygen Vt``) to ``x``."""
+    # generator branches
     gb = gens.branches
     gn_vbase, gn_vmin, gn_vmax, gn_delta, gn_nph = gens.vbase, gens.vmin, gens.vmax, gens.delta, gens.nphases
     for p in range(gb.owner.size):
@@ -525,15 +469,9 @@ def _add_generators(x, vk, w, gens, gen_pn, gen_qn, ygen, with_y):
             vi = vk[a, 1, k] - vk[b, 1, k]
             c0, c1 = generator_current(vr, vi, math.sqrt(vr * vr + vi * vi), gen_pn[g, k], gen_qn[g, k],
                                        gn_vbase[g], gn_vmin[g], gn_vmax[g], gn_delta[g], gn_nph[g])
-            if with_y:
-                yr = ygen[p, 0, k]
-                yi = ygen[p, 1, k]
-                c0 += yr * vr - yi * vi
-                c1 += yr * vi + yi * vr
             x[ra, 0, k] += c0
             x[ra, 1, k] += c1
             x[rb, 0, k] -= c0
             x[rb, 1, k] -= c1
 
-
-__all__ = ["add_injections", "add_path_injections", "generator_current", "load_current"]
+__all__ = ["add_injections", "generator_current", "load_current"]

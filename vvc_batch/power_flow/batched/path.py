@@ -71,7 +71,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from vvc_batch.power_flow.batched.elements import add_path_injections
+from vvc_batch.power_flow.batched.elements import add_injections
 from vvc_batch.power_flow.batched.env_factor import assemble_factor, substitute_env
 from vvc_batch.power_flow.batched.iteration import STATUS_CONVERGED, STATUS_DIVERGED, STATUS_MAX_ITER, compaction
 from vvc_batch.power_flow.batched.linalg import apply_d, device_batch, h_times, s_solve, substitute_check
@@ -106,7 +106,6 @@ class PathWork(NamedTuple):
         dvals: (E, 2, B) each environment's entries of ``D`` (S).
         s_lu: (r, r, 2, B) each environment's factor of ``S = H + D``.
         dload: (P, 2, B) each load branch's admittance in OpenDSS's Y minus the shared matrix's (S).
-        yload: (P, 2, B) each load branch's admittance in OpenDSS's Y (S).
         ygen: (Q, 2, B) each generator branch's admittance in OpenDSS's Y (S).
         mult: (L, B) load multipliers (fixed loads at 1).
         pn, qn: (G, B) each generator's W / var per phase.
@@ -135,7 +134,6 @@ class PathWork(NamedTuple):
     dvals: np.ndarray
     s_lu: np.ndarray
     dload: np.ndarray
-    yload: np.ndarray
     ygen: np.ndarray
     mult: np.ndarray
     pn: np.ndarray
@@ -159,7 +157,7 @@ def _new_work(n, r, B, E, P, Q, L, G, M):
     z3 = lambda rows: np.zeros((rows, 2, B))  # noqa: E731
     e3 = lambda rows: np.empty((rows, 2, B))  # noqa: E731  (written whole before they are read)
     return PathWork(e3(n + 1), e3(n + 1), e3(n + 1), e3(n + 1), z3(r), z3(r), z3(r), z3(E),
-                    np.zeros((r, r, 2, B)), z3(P), e3(P), z3(Q), np.empty((L, B)), np.empty((G, B)), np.empty((G, B)),
+                    np.zeros((r, r, 2, B)), z3(P), z3(Q), np.empty((L, B)), np.empty((G, B)), np.empty((G, B)),
                     np.empty(B), np.empty(B), np.arange(B), np.zeros(B), np.zeros(B), np.zeros(B),
                     np.zeros(B, dtype=np.bool_), np.zeros(B, dtype=np.bool_), np.full(B, _INNER_REL),
                     np.full(B, math.inf), e3(M))
@@ -192,7 +190,7 @@ def solve_path(net, lvl, settings, inp, state, pstate, out):
             pn[j, k] = wk.pn[j, k]
             qn[j, k] = wk.qn[j, k]
         _rebuild(pstate, inp, k, e, cold[k], wk.mult, wk.pn, wk.qn)
-        _admittances(net, lvl, pstate, e, k, wk.dload, wk.yload, wk.ygen)
+        _admittances(net, lvl, pstate, e, k, wk.dload, wk.ygen)
     if lvl.plan.base.size > 0:  # each environment's own factor of Y_dss
         assemble_factor(lvl.plan, wk.dvals, wk.dload, wk.ygen, wk.yv, B)
     _start(net, lvl, state, inp.ids, cold, wk, B)
@@ -246,10 +244,10 @@ def _rebuild(pstate, inp, k, e, cold, mult, pn, qn):
 
 
 @njit(cache=True, nogil=True)
-def _admittances(net, lvl, pstate, e, k, dload, yload, ygen):
+def _admittances(net, lvl, pstate, e, k, dload, ygen):
     """Slot ``e``'s element admittances in OpenDSS's Y (S, per branch) into column ``k``:
-    ``yload`` (P, 2, B) each load branch's YPrim at its rebuild multiplier, ``dload`` the
-    same minus the shared matrix's, ``ygen`` (Q, 2, B) each generator branch's YPrim (``-(P - jQ) / Vbase^2`` per
+    ``dload`` (P, 2, B) each load branch's YPrim at its rebuild multiplier minus the shared
+    matrix's, ``ygen`` (Q, 2, B) each generator branch's YPrim (``-(P - jQ) / Vbase^2`` per
     phase, a third of it on delta branches)."""
     ld = net.loads
     owner = ld.branches.owner
@@ -261,8 +259,6 @@ def _admittances(net, lvl, pstate, e, k, dload, yload, ygen):
         d = y - lvl.ybase[p]
         dload[p, 0, k] = d.real
         dload[p, 1, k] = d.imag
-        yload[p, 0, k] = y.real
-        yload[p, 1, k] = y.imag
     gn = net.gens
     gown = gn.branches.owner
     for p in range(gown.size):
@@ -455,8 +451,9 @@ def _iterate(net, lvl, settings, inp, state, wk, vfin, out):
         it += 1
         v, W, b = wk.v, wk.w, wk.b
         # b = I_source + sum (Ybase V - I(V)) + I_gen(V) + E V, E = Y_dss - A on the elements
-        add_path_injections(b, v, w, net.isrc_row, net.loads, wk.yload, wk.mult, net.gens, wk.ygen, wk.pn, wk.qn,
-                            wk.cr, wk.ci)
+        add_injections(b, v, w, net.isrc_row, net.loads, lvl.ybase, wk.mult, net.gens, wk.pn, wk.qn, wk.cr, wk.ci)
+        _stamp(b, v, 1.0, net.loads.branches, wk.dload, w)
+        _stamp(b, v, 1.0, net.gens.branches, wk.ygen, w)
         for k in range(w):
             b[n, 0, k] = 0.0
             b[n, 1, k] = 0.0
@@ -604,7 +601,7 @@ def _compact(wk, vm, w):
 @njit(cache=True, nogil=True)
 def _move_column(wk, src, dst):
     """Copy column ``src`` of the work arrays that persist between outer steps to ``dst``."""
-    for a in (wk.v, wk.c, wk.dvals, wk.dload, wk.yload, wk.ygen, wk.yv):
+    for a in (wk.v, wk.c, wk.dvals, wk.dload, wk.ygen, wk.yv):
         for i in range(a.shape[0]):
             a[i, 0, dst] = a[i, 0, src]
             a[i, 1, dst] = a[i, 1, src]
